@@ -1,0 +1,13 @@
+//! medanon-core: the pure logic of medanon, free of PostgreSQL types, so that
+//! `cargo test` and fuzzers reach it without a server. The extension crate wraps
+//! each function and maps [`error::InputError`] to a PostgreSQL ERROR.
+//!
+//! Modules follow the pipeline: reading what institutions send (`jpdate`),
+//! keyed pseudonyms (`keyed`), and generalization (`generalize`, `prefecture`).
+
+pub mod calendar;
+pub mod error;
+pub mod generalize;
+pub mod jpdate;
+pub mod keyed;
+pub mod prefecture;
