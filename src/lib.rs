@@ -1,1 +1,139 @@
+//! medanon: anonymized research views over linked Japanese medical records,
+//! inside PostgreSQL (次世代医療基盤法).
+//!
+//! The crate follows the pipeline: `collect` (reading what institutions send),
+//! `anonymize` (tokens, date shifts, generalization), `kanon` (measuring k), with the
+//! `keyring`, `gucs` and `error` plumbing beside them. The logic itself lives in the
+//! pgrx-free crate `medanon-core`; the functions below only convert types.
+//! DDL, grants and comments are in `sql/`.
 
+use pgrx::prelude::*;
+
+mod anonymize;
+mod collect;
+mod error;
+mod gucs;
+mod kanon;
+mod keyring;
+
+::pgrx::pg_module_magic!(name, version);
+
+extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+    keyring::init();
+}
+
+#[pg_schema]
+mod medanon {
+    use pgrx::datum::{Date, Range, Timestamp, TimestampWithTimeZone};
+    use pgrx::prelude::*;
+
+    /// Keyed HMAC-SHA256 token of `value` in `domain`: 64 hex characters.
+    #[pg_extern(stable, strict, parallel_safe)]
+    fn tokenize(value: &str, domain: &str) -> String {
+        crate::anonymize::token::tokenize(value, domain)
+    }
+
+    #[pg_extern(stable, strict, parallel_safe)]
+    fn shift_date(value: Date, person: &str, domain: &str) -> Date {
+        crate::anonymize::dates::shift_date(value, person, domain)
+    }
+
+    #[pg_extern(stable, strict, parallel_safe, name = "shift_date")]
+    fn shift_timestamp(value: Timestamp, person: &str, domain: &str) -> Timestamp {
+        crate::anonymize::dates::shift_timestamp(value, person, domain)
+    }
+
+    #[pg_extern(stable, strict, parallel_safe, name = "shift_date")]
+    fn shift_timestamptz(value: TimestampWithTimeZone, person: &str, domain: &str) -> TimestampWithTimeZone {
+        crate::anonymize::dates::shift_timestamptz(value, person, domain)
+    }
+
+    /// The date offset in days that shift_date applies to `person` in `domain`.
+    #[pg_extern(stable, strict, parallel_safe)]
+    fn date_offset(person: &str, domain: &str) -> i32 {
+        crate::anonymize::dates::offset_days(person, domain)
+    }
+
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn rotate_key() -> i32 {
+        crate::keyring::rotate_key("rotate")
+    }
+
+    /// Used once by the install script, so the first key is marked as such.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn _install_first_key() -> i32 {
+        crate::keyring::rotate_key("install")
+    }
+
+    #[pg_extern(stable, parallel_safe)]
+    fn active_key_id() -> i32 {
+        crate::keyring::active_key_id()
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn generalize_age(
+        birth_date: Date,
+        reference_date: Date,
+        band_years: default!(i32, 5),
+        top_code: default!(i32, 90),
+    ) -> Range<i32> {
+        crate::anonymize::generalize::generalize_age(birth_date, reference_date, band_years, top_code)
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn truncate_date(value: Date, unit: &str) -> Date {
+        crate::anonymize::generalize::truncate_date(value, unit)
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn parse_japanese_date(value: &str) -> Date {
+        crate::collect::parse_japanese_date(value)
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn generalize_postal_code(code: &str, keep_digits: i32) -> String {
+        use crate::error::OrRaise;
+        medanon_core::generalize::generalize_postal_code(code, keep_digits).or_raise()
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn prefecture_of(address: &str) -> Option<&'static str> {
+        medanon_core::prefecture::prefecture_of(address)
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn region_of(prefecture: &str) -> Option<&'static str> {
+        medanon_core::prefecture::region_of(prefecture)
+    }
+
+    /// Not STRICT, because `person_column` defaults to NULL; a NULL relation or
+    /// array still gives NULL.
+    #[pg_extern(stable, parallel_safe)]
+    fn k_anonymity(
+        rel: Option<PgRelation>,
+        quasi_identifiers: Option<Vec<Option<String>>>,
+        person_column: default!(Option<&str>, "NULL"),
+    ) -> Option<i64> {
+        crate::kanon::k_anonymity(rel?.oid(), quasi_identifiers?, person_column)
+    }
+}
+
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
+
+#[cfg(any(test, feature = "pg_test"))]
+mod tests;
+
+/// Required by `cargo pgrx test`.
+#[cfg(test)]
+pub mod pg_test {
+    pub fn setup(_options: Vec<&str>) {}
+
+    #[must_use]
+    pub fn postgresql_conf_options() -> Vec<&'static str> {
+        vec![]
+    }
+}

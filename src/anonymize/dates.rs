@@ -1,0 +1,77 @@
+//! shift_date(value, person, domain): move every date of a person by one keyed
+//! offset, so intervals within a person survive (drug to adverse event) while the
+//! calendar dates no longer match outside records.
+
+use crate::anonymize::token::check_domain;
+use crate::error::raise;
+use crate::gucs::MAX_SHIFT_DAYS;
+use crate::keyring::with_domain_key;
+use medanon_core::keyed::Purpose;
+use pgrx::datum::{Date, Timestamp, TimestampWithTimeZone};
+use pgrx::{pg_sys, PgSqlErrorCode};
+
+const USECS_PER_DAY: i64 = 86_400_000_000;
+
+/// The person's offset in days in `domain`, never 0.
+pub fn offset_days(person: &str, domain: &str) -> i32 {
+    check_domain(domain);
+    if person.is_empty() {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "person must not be empty",
+            None,
+            Some("pass the person's stable id; all rows with an empty id would share one offset".into()),
+        );
+    }
+    let max = MAX_SHIFT_DAYS.get().max(1) as u32;
+    with_domain_key(Purpose::DateShift, domain, |key| key.day_offset(person.as_bytes(), max))
+}
+
+fn overflow() -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,
+        "shifted date is out of range",
+        None,
+        Some("the value is too close to the end of the supported date range to be shifted".into()),
+    )
+}
+
+pub fn shift_date(value: Date, person: &str, domain: &str) -> Date {
+    let offset = offset_days(person, domain);
+    if !value.is_finite() {
+        return value;
+    }
+    // 2000-01-01 + days must stay inside PostgreSQL's date range (4713 BC .. 5874897 AD).
+    const MIN_DAYS: i32 = -2_451_545; // 4714-11-24 BC, Julian day 0
+    const MAX_DAYS: i32 = 2_147_483_494 - 2_451_545; // last Julian day PostgreSQL accepts
+    let shifted = value.to_pg_epoch_days() as i64 + offset as i64;
+    if shifted < MIN_DAYS as i64 || shifted >= MAX_DAYS as i64 {
+        overflow();
+    }
+    // SAFETY: checked against the range PostgreSQL's date type accepts.
+    unsafe { Date::from_pg_epoch_days(shifted as i32) }
+}
+
+fn shift_micros(micros: i64, offset: i32) -> i64 {
+    micros.checked_add(offset as i64 * USECS_PER_DAY).unwrap_or_else(|| overflow())
+}
+
+/// Timestamps move by whole days of 24 hours, so the interval between two events
+/// of a person is kept to the microsecond.
+pub fn shift_timestamp(value: Timestamp, person: &str, domain: &str) -> Timestamp {
+    let offset = offset_days(person, domain);
+    if !value.is_finite() {
+        return value;
+    }
+    let micros: pg_sys::Timestamp = value.into_inner();
+    Timestamp::try_from(shift_micros(micros, offset)).unwrap_or_else(|_| overflow())
+}
+
+pub fn shift_timestamptz(value: TimestampWithTimeZone, person: &str, domain: &str) -> TimestampWithTimeZone {
+    let offset = offset_days(person, domain);
+    if !value.is_finite() {
+        return value;
+    }
+    let micros: pg_sys::TimestampTz = value.into_inner();
+    TimestampWithTimeZone::try_from(shift_micros(micros, offset)).unwrap_or_else(|_| overflow())
+}

@@ -1,0 +1,7 @@
+//! Anonymize: the treatments a column gets in a contract view. Identifiers become
+//! tokens (`token`), dates move by a per-person offset (`dates`), and
+//! quasi-identifiers are coarsened (`generalize`).
+
+pub mod dates;
+pub mod generalize;
+pub mod token;

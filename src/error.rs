@@ -1,0 +1,47 @@
+//! Turning errors into PostgreSQL ERRORs with a specific SQLSTATE, DETAIL and HINT.
+//! Nothing here may format a key: callers pass only what a user may read.
+
+use medanon_core::error::{InputError, Kind};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::{PgLogLevel, PgSqlErrorCode};
+
+fn code_of(kind: Kind) -> PgSqlErrorCode {
+    match kind {
+        Kind::InvalidDatetimeFormat => PgSqlErrorCode::ERRCODE_INVALID_DATETIME_FORMAT,
+        Kind::DatetimeFieldOverflow => PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,
+        Kind::InvalidParameterValue => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        Kind::InvalidTextRepresentation => PgSqlErrorCode::ERRCODE_INVALID_TEXT_REPRESENTATION,
+    }
+}
+
+/// Raise an ERROR. Does not return.
+pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, detail: Option<String>, hint: Option<String>) -> ! {
+    let mut report = ErrorReport::new(code, message.into(), "medanon");
+    if let Some(d) = detail {
+        report = report.set_detail(d);
+    }
+    if let Some(h) = hint {
+        report = report.set_hint(h);
+    }
+    report.report(PgLogLevel::ERROR);
+    unreachable!("ereport(ERROR) returned")
+}
+
+/// Raise an ERROR for a bad input found by the pure layer.
+pub fn raise_input(err: InputError) -> ! {
+    raise(code_of(err.kind), err.message, err.detail, err.hint)
+}
+
+/// Unwrap a pure-layer result or raise its ERROR.
+pub trait OrRaise<T> {
+    fn or_raise(self) -> T;
+}
+
+impl<T> OrRaise<T> for Result<T, InputError> {
+    fn or_raise(self) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => raise_input(e),
+        }
+    }
+}

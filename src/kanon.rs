@@ -1,0 +1,104 @@
+//! k-anonymity of a relation: the size of its smallest equivalence class over a set
+//! of quasi-identifiers, counted in rows or in distinct persons.
+//!
+//! The query runs as the caller (SECURITY INVOKER), so it can only measure what the
+//! caller may already read. Column names are checked against the catalog and
+//! quoted, never pasted in.
+
+use crate::error::raise;
+use pgrx::prelude::*;
+use pgrx::spi::quote_identifier;
+use pgrx::{pg_sys, PgSqlErrorCode};
+use std::collections::HashSet;
+
+struct Relation {
+    qualified: String,
+    display: String,
+    columns: HashSet<String>,
+}
+
+fn describe(rel: pg_sys::Oid) -> Relation {
+    let names = Spi::get_two_with_args::<String, String>(
+        "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+         WHERE c.oid OPERATOR(pg_catalog.=) $1",
+        &[rel.into()],
+    );
+    let (schema, name) = match names {
+        Ok((Some(s), Some(n))) => (s, n),
+        _ => raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, "relation does not exist", None, None),
+    };
+    let columns = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT attname::text FROM pg_catalog.pg_attribute \
+                 WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
+                None,
+                &[rel.into()],
+            )?
+            .map(|row| row.get::<String>(1))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "could not read the columns", Some(e.to_string()), None));
+    Relation {
+        qualified: format!("{}.{}", quote_identifier(&schema), quote_identifier(&name)),
+        display: name,
+        columns: columns.into_iter().flatten().collect(),
+    }
+}
+
+fn checked_column<'a>(rel: &Relation, column: &'a str) -> &'a str {
+    if !rel.columns.contains(column) {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!("column \"{column}\" of relation \"{}\" does not exist", rel.display),
+            None,
+            Some("column names are case-sensitive and given without quotes".into()),
+        );
+    }
+    column
+}
+
+/// Validate the arguments and build the query. Public for `k_report` and the tests.
+pub fn class_size_query(rel: pg_sys::Oid, quasi_identifiers: &[Option<String>], person_column: Option<&str>) -> String {
+    let relation = describe(rel);
+    if quasi_identifiers.is_empty() {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "quasi_identifiers must not be empty",
+            None,
+            Some("name the columns that identify a person in combination, for example ARRAY['age_band','sex']".into()),
+        );
+    }
+    let mut seen = HashSet::new();
+    let mut group_by = Vec::with_capacity(quasi_identifiers.len());
+    for qi in quasi_identifiers {
+        let Some(qi) = qi.as_deref() else {
+            raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "quasi_identifiers must not contain NULL", None, None)
+        };
+        if !seen.insert(qi) {
+            raise(
+                PgSqlErrorCode::ERRCODE_DUPLICATE_COLUMN,
+                format!("column \"{qi}\" is listed twice in quasi_identifiers"),
+                None,
+                None,
+            );
+        }
+        group_by.push(quote_identifier(checked_column(&relation, qi)));
+    }
+    let count = match person_column {
+        Some(p) => format!("pg_catalog.count(DISTINCT {})", quote_identifier(checked_column(&relation, p))),
+        None => "pg_catalog.count(*)".to_string(),
+    };
+    format!(
+        "SELECT pg_catalog.min(class_size) FROM (SELECT {count} AS class_size FROM {} GROUP BY {}) AS classes",
+        relation.qualified,
+        group_by.join(", ")
+    )
+}
+
+pub fn k_anonymity(rel: pg_sys::Oid, quasi_identifiers: Vec<Option<String>>, person_column: Option<&str>) -> Option<i64> {
+    let query = class_size_query(rel, &quasi_identifiers, person_column);
+    Spi::get_one::<i64>(&query)
+        .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "could not measure k", Some(e.to_string()), None))
+}

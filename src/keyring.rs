@@ -1,0 +1,198 @@
+//! The keyring: where master keys live, and the per-backend cache of the active one.
+//!
+//! Keys are 256 bits from the operating system's CSPRNG and are stored only in
+//! `medanon.keyring`, which no role but its owner can read. Keyed functions load the
+//! active key once per backend, as the keyring's owner (as a SECURITY DEFINER
+//! function would, but without handing the key to SQL), and keep it until a relcache
+//! invalidation on the keyring says it may have changed. `rotate_key` sends that
+//! invalidation, so every backend reloads after the rotation commits, and no
+//! per-row lookup is needed.
+
+use crate::error::raise;
+use medanon_core::keyed::{DomainKey, MasterKey, Purpose, KEY_BYTES};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, PgSqlErrorCode};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use zeroize::Zeroizing;
+
+struct ActiveKey {
+    key_id: i32,
+    master: MasterKey,
+    /// Derived subkeys, one map per purpose, so a lookup borrows the domain
+    /// instead of allocating a key for every row.
+    derived: [HashMap<String, DomainKey>; 3],
+}
+
+fn slot(purpose: Purpose) -> usize {
+    match purpose {
+        Purpose::Token => 0,
+        Purpose::DateShift => 1,
+        Purpose::LinkKey => 2,
+    }
+}
+
+thread_local! {
+    static ACTIVE: RefCell<Option<ActiveKey>> = const { RefCell::new(None) };
+    /// Set by the relcache callback; checked before every use of the cache.
+    static STALE: Cell<bool> = const { Cell::new(true) };
+    static KEYRING_OID: Cell<pg_sys::Oid> = const { Cell::new(pg_sys::InvalidOid) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_relcache_invalidation(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    // Only flag the cache here: a callback must not run queries, and may fire while
+    // the cache is being loaded.
+    if relid == pg_sys::InvalidOid || relid == KEYRING_OID.get() {
+        STALE.set(true);
+    }
+}
+
+pub fn init() {
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(on_relcache_invalidation), pg_sys::Datum::from(0usize));
+    }
+}
+
+/// Look up the keyring table and its owner through the catalog. Every name is
+/// schema-qualified, so a caller's search_path cannot redirect it.
+fn keyring_and_owner() -> (pg_sys::Oid, pg_sys::Oid) {
+    let row = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(
+        "SELECT c.oid, c.relowner FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+         WHERE n.nspname OPERATOR(pg_catalog.=) 'medanon' AND c.relname OPERATOR(pg_catalog.=) 'keyring'",
+    );
+    match row {
+        Ok((Some(oid), Some(owner))) => (oid, owner),
+        _ => raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "medanon keyring is missing",
+            None,
+            Some("reinstall the extension with CREATE EXTENSION medanon".into()),
+        ),
+    }
+}
+
+/// Run `f` with the keyring owner's privileges, as SECURITY DEFINER would. The
+/// previous user is restored on the way out, also on error (and PostgreSQL's abort
+/// processing restores it too).
+fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R + std::panic::UnwindSafe) -> R {
+    let mut saved_user = pg_sys::InvalidOid;
+    let mut saved_context = 0i32;
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_context
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
+    }
+    PgTryBuilder::new(f)
+        .finally(|| unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) })
+        .execute()
+}
+
+fn load_active() -> ActiveKey {
+    let (keyring_oid, owner) = keyring_and_owner();
+    KEYRING_OID.set(keyring_oid);
+    let row = as_owner(owner, || {
+        Spi::get_two::<i32, Vec<u8>>("SELECT key_id, material FROM medanon.keyring WHERE active")
+    });
+    let (key_id, material) = match row {
+        Ok((Some(id), Some(material))) => (id, Zeroizing::new(material)),
+        _ => raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "medanon has no active key",
+            None,
+            Some("a superuser can create one with SELECT medanon.rotate_key()".into()),
+        ),
+    };
+    let Some(master) = MasterKey::from_bytes(&material) else {
+        // Say which key, never what is in it.
+        raise(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            "medanon key is damaged",
+            Some(format!("key {key_id} does not have {KEY_BYTES} bytes")),
+            Some("rotate to a new key with SELECT medanon.rotate_key()".into()),
+        )
+    };
+    ActiveKey { key_id, master, derived: Default::default() }
+}
+
+/// Call `f` with the subkey for `purpose` and `domain` under the active key.
+/// The first call in a backend, and the first after a rotation, loads the key;
+/// every other call is a hash lookup.
+pub fn with_domain_key<R>(purpose: Purpose, domain: &str, f: impl FnOnce(&DomainKey) -> R) -> R {
+    if STALE.get() || ACTIVE.with(|a| a.borrow().is_none()) {
+        STALE.set(false);
+        // Load outside any borrow: SPI may process invalidations, which call back into us.
+        let fresh = load_active();
+        ACTIVE.with(|a| *a.borrow_mut() = Some(fresh));
+    }
+    ACTIVE.with(|a| {
+        let mut guard = a.borrow_mut();
+        let active = guard.as_mut().expect("key loaded above");
+        let map = &mut active.derived[slot(purpose)];
+        if let Some(key) = map.get(domain) {
+            return f(key);
+        }
+        let key = active.master.derive(purpose, domain);
+        let out = f(&key);
+        map.insert(domain.to_owned(), key);
+        out
+    })
+}
+
+/// The id of the active key, as the cache sees it (for tests and reports).
+pub fn active_key_id() -> i32 {
+    with_domain_key(Purpose::Token, "", |_| ());
+    ACTIVE.with(|a| a.borrow().as_ref().map(|k| k.key_id).unwrap_or(0))
+}
+
+/// Create a new key from the OS CSPRNG, make it the only active one, and tell
+/// every backend to drop its cached key when this transaction commits.
+pub fn rotate_key(origin: &str) -> i32 {
+    let mut material = Zeroizing::new([0u8; KEY_BYTES]);
+    if OsRng.try_fill_bytes(&mut material[..]).is_err() {
+        raise(
+            PgSqlErrorCode::ERRCODE_SYSTEM_ERROR,
+            "could not read the operating system's random number generator",
+            None,
+            None,
+        );
+    }
+    let (keyring_oid, _) = keyring_and_owner();
+    let key_id = Spi::connect_mut(|client| {
+        // One rotation at a time; readers of the keyring are not blocked.
+        client.update("LOCK TABLE medanon.keyring IN SHARE ROW EXCLUSIVE MODE", None, &[])?;
+        client.update(
+            "UPDATE medanon.keyring SET active = false, retired_at = pg_catalog.now() WHERE active",
+            None,
+            &[],
+        )?;
+        let bytes: Vec<u8> = material.to_vec();
+        let inserted = client.update(
+            "INSERT INTO medanon.keyring (material, origin) VALUES ($1, $2) RETURNING key_id",
+            None,
+            &[bytes.into(), origin.into()],
+        )?;
+        inserted.first().get_one::<i32>()
+    });
+    let key_id = match key_id {
+        Ok(Some(id)) => id,
+        Ok(None) => raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "key rotation inserted no key", None, None),
+        // Permission and constraint failures are raised by PostgreSQL itself inside
+        // SPI; what reaches here is an SPI status we did not expect.
+        Err(e) => raise(
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            "could not rotate the medanon key",
+            Some(e.to_string()),
+            None,
+        ),
+    };
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(keyring_oid) };
+    key_id
+}

@@ -1,0 +1,373 @@
+//! `#[pg_test]`s: every SQL function called through SQL in a real backend, with
+//! good cases, edge cases and bad inputs with their SQLSTATE. Table-driven: each
+//! test is a slice of (SQL expression, expected text or SQLSTATE).
+
+use pgrx::prelude::*;
+
+/// What a case expects: the value as text (NULL as `None`), or an error's SQLSTATE.
+#[derive(Debug)]
+pub enum Expect {
+    Value(Option<&'static str>),
+    Error(&'static str),
+}
+pub use Expect::{Error as Err, Value as Val};
+
+/// A plpgsql helper that evaluates an expression and returns its text, or the
+/// SQLSTATE of the error it raised, prefixed with `ERROR `.
+fn install_probe() {
+    Spi::run(
+        "CREATE OR REPLACE FUNCTION pg_temp.probe(expr text) RETURNS text LANGUAGE plpgsql AS $$
+         DECLARE result text;
+         BEGIN
+             EXECUTE 'SELECT (' || expr || ')::text' INTO result;
+             RETURN coalesce(result, '<NULL>');
+         EXCEPTION WHEN OTHERS THEN
+             RETURN 'ERROR ' || SQLSTATE;
+         END $$",
+    )
+    .expect("probe installs");
+}
+
+pub fn check(cases: &[(&str, Expect)]) {
+    install_probe();
+    let mut failures = Vec::new();
+    for (expr, expect) in cases {
+        let got = Spi::get_one_with_args::<String>("SELECT pg_temp.probe($1)", &[(*expr).into()])
+            .expect("probe runs")
+            .expect("probe returns text");
+        let want = match expect {
+            Expect::Value(Some(v)) => v.to_string(),
+            Expect::Value(None) => "<NULL>".to_string(),
+            Expect::Error(code) => format!("ERROR {code}"),
+        };
+        if got != want {
+            failures.push(format!("{expr}: got {got}, want {want}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} case(s) failed:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[pg_schema]
+mod tests {
+    use super::{check, Err, Val};
+    use pgrx::prelude::*;
+
+    #[pg_test]
+    fn parse_japanese_date_cases() {
+        check(&[
+            ("medanon.parse_japanese_date('1975-03-01')", Val(Some("1975-03-01"))),
+            ("medanon.parse_japanese_date('1975/3/1')", Val(Some("1975-03-01"))),
+            ("medanon.parse_japanese_date('19750301')", Val(Some("1975-03-01"))),
+            ("medanon.parse_japanese_date('１９７５－０３－０１')", Val(Some("1975-03-01"))),
+            ("medanon.parse_japanese_date('昭和50年3月1日')", Val(Some("1975-03-01"))),
+            ("medanon.parse_japanese_date('平成元年1月8日')", Val(Some("1989-01-08"))),
+            ("medanon.parse_japanese_date('令和6年4月1日')", Val(Some("2024-04-01"))),
+            ("medanon.parse_japanese_date('S50.3.1')", Val(Some("1975-03-01"))),
+            ("medanon.parse_japanese_date('H01/03/01')", Val(Some("1989-03-01"))),
+            ("medanon.parse_japanese_date('R6.4.1')", Val(Some("2024-04-01"))),
+            ("medanon.parse_japanese_date('3500301')", Val(Some("1975-03-01"))),
+            ("medanon.parse_japanese_date('平成31年4月30日')", Val(Some("2019-04-30"))),
+            ("medanon.parse_japanese_date('令和元年5月1日')", Val(Some("2019-05-01"))),
+            ("medanon.parse_japanese_date('2024-02-29')", Val(Some("2024-02-29"))),
+            ("medanon.parse_japanese_date(NULL)", Val(None)),
+            ("medanon.parse_japanese_date('平成31年5月1日')", Err("22007")),
+            ("medanon.parse_japanese_date('昭和64年1月8日')", Err("22007")),
+            ("medanon.parse_japanese_date('S99.13.1')", Err("22007")),
+            ("medanon.parse_japanese_date('2023-02-29')", Err("22007")),
+            ("medanon.parse_japanese_date('')", Err("22007")),
+            ("medanon.parse_japanese_date('   ')", Err("22007")),
+            ("medanon.parse_japanese_date('tomorrow')", Err("22007")),
+            ("medanon.parse_japanese_date(repeat('9', 1000000))", Err("22007")),
+            ("medanon.parse_japanese_date('😀')", Err("22007")),
+        ]);
+    }
+
+    #[pg_test]
+    fn parse_error_has_a_hint() {
+        let hint = Spi::get_one::<String>(
+            "DO $$ BEGIN PERFORM medanon.parse_japanese_date('平成31年5月1日');
+               EXCEPTION WHEN invalid_datetime_format THEN
+                 DECLARE h text; BEGIN GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+                 PERFORM set_config('medanon_test.hint', h, true); END;
+             END $$; SELECT current_setting('medanon_test.hint')",
+        );
+        assert_eq!(hint.unwrap().as_deref(), Some("this day is written 令和元年5月1日"));
+    }
+
+    #[pg_test]
+    fn generalize_age_cases() {
+        check(&[
+            ("medanon.generalize_age('1975-03-01', '2026-04-01')", Val(Some("[50,55)"))),
+            ("medanon.generalize_age('1975-03-01', '2026-02-28')", Val(Some("[50,55)"))),
+            ("medanon.generalize_age('1976-04-02', '2026-04-01')", Val(Some("[45,50)"))),
+            ("medanon.generalize_age('2000-02-29', '2001-02-28', 1)", Val(Some("[0,1)"))),
+            ("medanon.generalize_age('2000-02-29', '2001-03-01', 1)", Val(Some("[1,2)"))),
+            ("medanon.generalize_age('1936-04-01', '2026-04-01')", Val(Some("[90,)"))),
+            ("medanon.generalize_age('1900-01-01', '2026-04-01')", Val(Some("[90,)"))),
+            ("medanon.generalize_age('1936-04-02', '2026-04-01')", Val(Some("[85,90)"))),
+            ("medanon.generalize_age('1950-01-01', '2026-04-01', 10, 95)", Val(Some("[70,80)"))),
+            ("medanon.generalize_age('1933-01-01', '2026-04-01', 10, 95)", Val(Some("[90,95)"))),
+            ("medanon.generalize_age('2026-04-01', '2026-04-01')", Val(Some("[0,5)"))),
+            ("medanon.generalize_age(NULL, '2026-04-01')", Val(None)),
+            ("medanon.generalize_age('2026-04-02', '2026-04-01')", Err("22023")),
+            ("medanon.generalize_age('1975-03-01', '2026-04-01', 0)", Err("22023")),
+            ("medanon.generalize_age('1975-03-01', '2026-04-01', -5)", Err("22023")),
+            ("medanon.generalize_age('1975-03-01', '2026-04-01', 5, 0)", Err("22023")),
+            ("medanon.generalize_age('infinity', '2026-04-01')", Err("22008")),
+            ("medanon.generalize_age('1975-03-01', '-infinity')", Err("22008")),
+        ]);
+    }
+
+    #[pg_test]
+    fn generalize_postal_code_cases() {
+        check(&[
+            ("medanon.generalize_postal_code('〒123-4567', 3)", Val(Some("123-****"))),
+            ("medanon.generalize_postal_code('1234567', 7)", Val(Some("123-4567"))),
+            ("medanon.generalize_postal_code('１２３－４５６７', 1)", Val(Some("1**-****"))),
+            ("medanon.generalize_postal_code('1234567', 0)", Val(Some("***-****"))),
+            ("medanon.generalize_postal_code(NULL, 3)", Val(None)),
+            ("medanon.generalize_postal_code('123-456', 3)", Err("22P02")),
+            ("medanon.generalize_postal_code('', 3)", Err("22P02")),
+            ("medanon.generalize_postal_code('12345678', 3)", Err("22P02")),
+            ("medanon.generalize_postal_code('123-456a', 3)", Err("22P02")),
+            ("medanon.generalize_postal_code('1234567', 8)", Err("22023")),
+            ("medanon.generalize_postal_code('1234567', -1)", Err("22023")),
+        ]);
+    }
+
+    #[pg_test]
+    fn prefecture_and_region_cases() {
+        check(&[
+            ("medanon.prefecture_of('東京都千代田区千代田1-1')", Val(Some("東京都"))),
+            ("medanon.prefecture_of('〒100-0001 東京都千代田区')", Val(Some("東京都"))),
+            ("medanon.prefecture_of('横浜市中区')", Val(Some("神奈川県"))),
+            ("medanon.prefecture_of('京都市左京区')", Val(Some("京都府"))),
+            ("medanon.prefecture_of('北海道札幌市')", Val(Some("北海道"))),
+            ("medanon.prefecture_of('千代田区丸の内')", Val(None)),
+            ("medanon.prefecture_of('')", Val(None)),
+            ("medanon.prefecture_of(NULL)", Val(None)),
+            ("medanon.region_of('大阪府')", Val(Some("近畿地方"))),
+            ("medanon.region_of('Narnia')", Val(None)),
+        ]);
+    }
+
+    #[pg_test]
+    fn top_bottom_and_truncate_cases() {
+        check(&[
+            ("medanon.top_code(612.5, 500)", Val(Some("500"))),
+            ("medanon.top_code(499.9, 500)", Val(Some("499.9"))),
+            ("medanon.top_code(NULL::numeric, 500)", Val(None)),
+            ("medanon.top_code(612.5, NULL)", Val(Some("612.5"))),
+            ("medanon.top_code(7, 5)", Val(Some("5"))),
+            ("pg_typeof(medanon.top_code(7, 5))", Val(Some("integer"))),
+            ("pg_typeof(medanon.top_code(7::bigint, 5))", Val(Some("bigint"))),
+            ("pg_typeof(medanon.top_code(7.5::float8, 5))", Val(Some("double precision"))),
+            ("medanon.bottom_code(-3.0, 0)", Val(Some("0"))),
+            ("medanon.bottom_code(3, 0)", Val(Some("3"))),
+            ("medanon.bottom_code(NULL::int, 0)", Val(None)),
+            ("medanon.truncate_date('2026-11-24', 'month')", Val(Some("2026-11-01"))),
+            ("medanon.truncate_date('2026-11-24', 'quarter')", Val(Some("2026-10-01"))),
+            ("medanon.truncate_date('2026-11-24', 'year')", Val(Some("2026-01-01"))),
+            ("medanon.truncate_date('2026-11-24', 'day')", Val(Some("2026-11-24"))),
+            ("medanon.truncate_date('2024-02-29', 'QUARTER')", Val(Some("2024-01-01"))),
+            ("medanon.truncate_date('infinity', 'month')", Val(Some("infinity"))),
+            ("medanon.truncate_date(NULL, 'month')", Val(None)),
+            ("medanon.truncate_date('2026-11-24', 'week')", Err("22023")),
+            ("medanon.truncate_date('2026-11-24', '')", Err("22023")),
+        ]);
+    }
+
+    #[pg_test]
+    fn tokenize_cases() {
+        check(&[
+            ("length(medanon.tokenize('12345', 'patient'))", Val(Some("64"))),
+            ("medanon.tokenize('12345', 'patient') ~ '^[0-9a-f]{64}$'", Val(Some("true"))),
+            ("medanon.tokenize('12345', 'patient') = medanon.tokenize('12345', 'patient')", Val(Some("true"))),
+            ("medanon.tokenize('12345', 'patient') = medanon.tokenize('12345', 'visit')", Val(Some("false"))),
+            ("medanon.tokenize('12345', 'patient') = medanon.tokenize('12346', 'patient')", Val(Some("false"))),
+            ("length(medanon.tokenize('', 'patient'))", Val(Some("64"))),
+            ("length(medanon.tokenize(repeat('あ', 300000), 'patient'))", Val(Some("64"))),
+            ("medanon.tokenize(NULL, 'patient')", Val(None)),
+            ("medanon.tokenize('12345', NULL)", Val(None)),
+            ("medanon.tokenize('12345', '')", Err("22023")),
+        ]);
+    }
+
+    #[pg_test]
+    fn rotation_changes_tokens_and_is_seen_at_once() {
+        let before = Spi::get_one::<String>("SELECT medanon.tokenize('12345', 'patient')").unwrap().unwrap();
+        let id_before = Spi::get_one::<i32>("SELECT medanon.active_key_id()").unwrap().unwrap();
+        let new_id = Spi::get_one::<i32>("SELECT medanon.rotate_key()").unwrap().unwrap();
+        assert!(new_id > id_before);
+        // The same backend, the same transaction: the cache was invalidated.
+        assert_eq!(Spi::get_one::<i32>("SELECT medanon.active_key_id()").unwrap(), Some(new_id));
+        let after = Spi::get_one::<String>("SELECT medanon.tokenize('12345', 'patient')").unwrap().unwrap();
+        assert_ne!(before, after);
+        let active = Spi::get_one::<i64>("SELECT count(*) FROM medanon.keyring WHERE active").unwrap();
+        assert_eq!(active, Some(1));
+        let len = Spi::get_one::<i32>("SELECT octet_length(material) FROM medanon.keyring WHERE active").unwrap();
+        assert_eq!(len, Some(32));
+    }
+
+    #[pg_test]
+    fn shift_date_cases() {
+        check(&[
+            ("medanon.shift_date('2026-04-01'::date, 'p1', 'c1') <> '2026-04-01'::date", Val(Some("true"))),
+            (
+                "medanon.shift_date('2026-04-01'::date, 'p1', 'c1') - '2026-04-01'::date \
+                 = medanon.shift_date('2020-01-15'::date, 'p1', 'c1') - '2020-01-15'::date",
+                Val(Some("true")),
+            ),
+            (
+                "medanon.shift_date('2026-04-01'::date, 'p1', 'c1') - '2026-04-01'::date = medanon.date_offset('p1', 'c1')",
+                Val(Some("true")),
+            ),
+            (
+                "medanon.shift_date('2026-04-01 10:30'::timestamp, 'p1', 'c1') \
+                 - (medanon.date_offset('p1', 'c1') * interval '1 day') = '2026-04-01 10:30'::timestamp",
+                Val(Some("true")),
+            ),
+            (
+                "medanon.shift_date('2026-04-01 10:30+09'::timestamptz, 'p1', 'c1') \
+                 - (medanon.date_offset('p1', 'c1') * interval '24 hours') = '2026-04-01 10:30+09'::timestamptz",
+                Val(Some("true")),
+            ),
+            ("medanon.shift_date('infinity'::date, 'p1', 'c1')", Val(Some("infinity"))),
+            ("medanon.shift_date(NULL::date, 'p1', 'c1')", Val(None)),
+            ("medanon.shift_date('2026-04-01'::date, NULL, 'c1')", Val(None)),
+            ("medanon.shift_date('2026-04-01'::date, '', 'c1')", Err("22023")),
+            ("medanon.shift_date('2026-04-01'::date, 'p1', '')", Err("22023")),
+            // Shifting past either end of the range is an error, whichever way p1 moves.
+            (
+                "CASE WHEN medanon.date_offset('p1', 'c1') > 0 \
+                 THEN medanon.shift_date('294276-12-31 00:00'::timestamp, 'p1', 'c1') \
+                 ELSE medanon.shift_date('4713-11-24 00:00 BC'::timestamp, 'p1', 'c1') END",
+                Err("22008"),
+            ),
+            (
+                "CASE WHEN medanon.date_offset('p1', 'c1') > 0 \
+                 THEN medanon.shift_date('5874897-12-31'::date, 'p1', 'c1') \
+                 ELSE medanon.shift_date('4713-11-24 BC'::date, 'p1', 'c1') END",
+                Err("22008"),
+            ),
+        ]);
+    }
+
+    /// DESIGN.md: across many persons, one offset per person, never 0, spread over ±365.
+    #[pg_test]
+    fn shift_date_offsets_are_per_person_nonzero_and_spread() {
+        let row = Spi::get_three::<i64, i64, i64>(
+            "WITH persons AS (SELECT 'person-' || g AS person FROM generate_series(1, 10000) g),
+                  shifted AS (
+                    SELECT person, medanon.shift_date(d::date, person, 'contract-x') - d::date AS offset_days
+                      FROM persons, generate_series('2020-01-01'::date, '2020-01-05'::date, '1 day') d)
+             SELECT (SELECT count(*) FROM (SELECT person FROM shifted GROUP BY person
+                                            HAVING count(DISTINCT offset_days) <> 1) s),
+                    (SELECT count(*) FROM shifted WHERE offset_days = 0 OR abs(offset_days) > 365),
+                    (SELECT count(DISTINCT offset_days) FROM shifted)",
+        )
+        .unwrap();
+        assert_eq!(row.0, Some(0), "persons with more than one offset");
+        assert_eq!(row.1, Some(0), "offsets that are 0 or beyond 365");
+        // 10,000 draws over 730 values: a uniform spread covers nearly all.
+        assert!(row.2.unwrap() > 700, "only {:?} distinct offsets", row.2);
+        let (lo, hi, mean) = Spi::get_three::<i32, i32, f64>(
+            "SELECT min(o), max(o), avg(o)::float8 FROM (SELECT medanon.date_offset('p' || g, 'c') o
+               FROM generate_series(1, 10000) g) s",
+        )
+        .unwrap();
+        assert!(lo.unwrap() <= -360 && hi.unwrap() >= 360, "range {lo:?}..{hi:?}");
+        // Mean of a uniform over ±365 has standard error ≈ 2.1 at n = 10,000.
+        assert!(mean.unwrap().abs() < 10.0, "mean {mean:?}");
+    }
+
+    #[pg_test]
+    fn max_shift_days_is_respected_and_superuser_only() {
+        Spi::run("SET LOCAL medanon.max_shift_days = 3").unwrap();
+        let bad = Spi::get_one::<i64>(
+            "SELECT count(*) FROM generate_series(1, 2000) g WHERE abs(medanon.date_offset('p' || g, 'c')) NOT BETWEEN 1 AND 3",
+        )
+        .unwrap();
+        assert_eq!(bad, Some(0));
+        let context = Spi::get_one::<String>("SELECT context FROM pg_settings WHERE name = 'medanon.max_shift_days'").unwrap();
+        assert_eq!(context.as_deref(), Some("superuser"));
+        super::check(&[("set_config('medanon.max_shift_days', '0', true)", Err("22023"))]);
+    }
+
+    #[pg_test]
+    fn k_anonymity_cases() {
+        Spi::run(
+            "CREATE TABLE pg_temp.\"Visits\" (\"Age band\" text, sex text, person int);
+             INSERT INTO pg_temp.\"Visits\" VALUES
+               ('40-44','F',1),('40-44','F',1),('40-44','F',2),
+               ('40-44','M',3),('40-44','M',4),('40-44','M',5),('45-49','F',6),('45-49','F',6);
+             CREATE TABLE pg_temp.empty_t (a int, p int);",
+        )
+        .unwrap();
+        check(&[
+            ("medanon.k_anonymity('pg_temp.\"Visits\"', ARRAY['Age band','sex'])", Val(Some("2"))),
+            ("medanon.k_anonymity('pg_temp.\"Visits\"', ARRAY['Age band','sex'], 'person')", Val(Some("1"))),
+            ("medanon.k_anonymity('pg_temp.\"Visits\"', ARRAY['Age band'], 'person')", Val(Some("1"))),
+            ("medanon.k_anonymity('pg_temp.\"Visits\"', ARRAY['sex'], 'person')", Val(Some("3"))),
+            ("medanon.k_anonymity('pg_temp.empty_t', ARRAY['a'], 'p')", Val(None)),
+            ("medanon.k_anonymity(NULL, ARRAY['a'])", Val(None)),
+            ("medanon.k_anonymity('pg_temp.\"Visits\"', ARRAY['age band'])", Err("42703")),
+            ("medanon.k_anonymity('pg_temp.\"Visits\"', ARRAY['sex'], 'nobody')", Err("42703")),
+            ("medanon.k_anonymity('pg_temp.\"Visits\"', ARRAY['sex; DROP TABLE x'])", Err("42703")),
+            ("medanon.k_anonymity('pg_temp.\"Visits\"', ARRAY[]::text[])", Err("22023")),
+            ("medanon.k_anonymity('pg_temp.\"Visits\"', ARRAY['sex', NULL])", Err("22004")),
+            ("medanon.k_anonymity('pg_temp.\"Visits\"', ARRAY['sex', 'sex'])", Err("42701")),
+            ("medanon.k_anonymity('no_such_table', ARRAY['sex'])", Err("42P01")),
+        ]);
+    }
+
+    #[pg_test]
+    fn volatility_and_parallel_markings() {
+        let wrong = Spi::get_one::<String>(
+            "SELECT string_agg(p.proname || ':' || p.provolatile || p.proparallel, ', ' ORDER BY p.proname)
+               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'medanon' AND NOT (
+                    (p.proname IN ('tokenize','shift_date','date_offset','active_key_id','k_anonymity')
+                        AND p.provolatile = 's' AND p.proparallel = 's')
+                 OR (p.proname IN ('generalize_age','truncate_date','parse_japanese_date','generalize_postal_code',
+                                   'prefecture_of','region_of','top_code','bottom_code')
+                        AND p.provolatile = 'i' AND p.proparallel = 's')
+                 OR (p.proname IN ('rotate_key','_install_first_key','keyring_restore_guard')
+                        AND p.provolatile = 'v'))",
+        )
+        .unwrap();
+        assert_eq!(wrong, None, "functions with unexpected markings");
+        let uncommented = Spi::get_one::<String>(
+            "SELECT string_agg(p.oid::regprocedure::text, ', ')
+               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'medanon' AND obj_description(p.oid, 'pg_proc') IS NULL",
+        )
+        .unwrap();
+        assert_eq!(uncommented, None, "functions without COMMENT ON");
+    }
+
+    #[pg_test]
+    fn keyed_functions_are_not_executable_by_public() {
+        let public_exec = Spi::get_one::<String>(
+            "SELECT string_agg(p.oid::regprocedure::text, ', ')
+               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'medanon'
+                AND p.proname IN ('tokenize','shift_date','date_offset','rotate_key','_install_first_key','active_key_id')
+                AND has_function_privilege('public', p.oid, 'EXECUTE')",
+        )
+        .unwrap();
+        assert_eq!(public_exec, None);
+        let operator = Spi::get_one::<bool>(
+            "SELECT has_function_privilege('medanon_operator', 'medanon.tokenize(text,text)', 'EXECUTE')
+                AND NOT has_function_privilege('medanon_operator', 'medanon.rotate_key()', 'EXECUTE')
+                AND NOT has_table_privilege('medanon_operator', 'medanon.keyring', 'SELECT')",
+        )
+        .unwrap();
+        assert_eq!(operator, Some(true));
+        let dumped = Spi::get_one::<bool>(
+            "SELECT 'medanon.keyring'::regclass = ANY (extconfig) FROM pg_extension WHERE extname = 'medanon'",
+        )
+        .unwrap();
+        assert_eq!(dumped, Some(true));
+    }
+}
