@@ -1,0 +1,43 @@
+# medanon: the commands a DBA or a developer runs. See README.md.
+#   make demo   set up, build, install, start a local cluster and show the pipeline
+#   make test   every test tier (unit, #[pg_test], pg_regress, integration as real roles)
+#   make bench  the benchmarks, with release LTO; figures go in BENCHMARKS.md
+
+SHELL := /bin/bash
+PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
+
+.PHONY: setup build install demo demo-stop test bench bench-stop synth clean-clusters
+
+setup:
+	@scripts/setup.sh
+
+build: setup
+	cargo build -p medanon-synth
+
+install: setup
+	cargo pgrx install --release --pg-config $(PG_CONFIG)
+
+demo: setup
+	@scripts/demo.sh
+
+demo-stop:
+	@scripts/cluster.sh stop demo
+
+test: setup
+	@scripts/test.sh
+
+bench: setup
+	@scripts/bench.sh
+
+bench-stop:
+	@scripts/cluster.sh stop bench
+
+# Print the synthetic data set as SQL: make synth PATIENTS=1000 SEED=42 | psql
+PATIENTS ?= 1000
+SEED ?= 42
+synth:
+	@cargo run -q --release -p medanon-synth -- --patients $(PATIENTS) --seed $(SEED)
+
+clean-clusters:
+	-@for c in demo test bench; do scripts/cluster.sh stop $$c; done
+	rm -rf target/clusters target/pgrx-test

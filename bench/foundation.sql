@@ -1,0 +1,66 @@
+-- Foundation benchmarks: each medanon function against its baseline on the same
+-- rows, one core (no parallel workers), best of :runs runs. Run by scripts/bench.sh.
+\set QUIET on
+\pset footer off
+SET max_parallel_workers_per_gather = 0;
+SET jit = off;
+
+DROP TABLE IF EXISTS bench_values;
+CREATE TABLE bench_values AS
+SELECT g AS id,
+       'patient-' || g AS v,                                   -- a 12-16 character identifier
+       DATE '1930-01-01' + (g * 7919 % 30000) AS birth,
+       DATE '2019-04-01' + (g * 104729 % 2500) AS d
+  FROM generate_series(1, :rows) g;
+VACUUM ANALYZE bench_values;
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+
+-- A timing harness: run a query :runs times and keep the fastest, in ms.
+CREATE OR REPLACE FUNCTION pg_temp.best_ms(query text, runs int) RETURNS numeric LANGUAGE plpgsql AS $$
+DECLARE best numeric; t0 timestamptz; ms numeric;
+BEGIN
+  FOR i IN 1..runs LOOP
+    t0 := clock_timestamp();
+    EXECUTE query;
+    ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
+    best := least(coalesce(best, ms), ms);
+  END LOOP;
+  RETURN round(best, 1);
+END $$;
+
+-- pgcrypto gets the same 256-bit key material as text of the same length.
+SELECT encode(gen_random_bytes(32), 'hex') AS hmac_key \gset
+
+CREATE TEMP TABLE results (n int, benchmark text, medanon_ms numeric, baseline text, baseline_ms numeric);
+-- Warm the key cache and the table.
+SELECT count(medanon.tokenize(v, 'w')) FROM bench_values \g /dev/null
+
+INSERT INTO results SELECT 1, 'tokenize(v, domain)',
+  pg_temp.best_ms('SELECT count(medanon.tokenize(v, ''patient'')) FROM bench_values', :runs),
+  'encode(hmac(v, key, ''sha256''), ''hex'')',
+  pg_temp.best_ms(format('SELECT count(encode(hmac(v, %L, ''sha256''), ''hex'')) FROM bench_values', :'hmac_key'), :runs);
+INSERT INTO results SELECT 2, 'shift_date(d, person, domain)',
+  pg_temp.best_ms('SELECT count(medanon.shift_date(d, v, ''contract'')) FROM bench_values', :runs),
+  'd + 17',
+  pg_temp.best_ms('SELECT count(d + 17) FROM bench_values', :runs);
+INSERT INTO results SELECT 3, 'generalize_age(birth, ref)',
+  pg_temp.best_ms('SELECT count(medanon.generalize_age(birth, DATE ''2026-04-01'')) FROM bench_values', :runs),
+  'hand-written int4range(age/5*5, ...) SQL',
+  pg_temp.best_ms($q$SELECT count(CASE WHEN a >= 90 THEN int4range(90, NULL) ELSE int4range(a / 5 * 5, a / 5 * 5 + 5) END)
+                      FROM (SELECT extract(year FROM age(DATE '2026-04-01', birth))::int AS a FROM bench_values) s$q$, :runs);
+INSERT INTO results SELECT 4, 'row scan, no function',
+  pg_temp.best_ms('SELECT count(v) FROM bench_values', :runs), '(floor of every query above)', NULL;
+
+\pset format aligned
+\unset QUIET
+SELECT benchmark, medanon_ms, baseline, baseline_ms,
+       round(medanon_ms / nullif(baseline_ms, 0), 3) AS ratio
+  FROM results ORDER BY n;
+\set QUIET on
+\pset tuples_only on
+\pset format unaligned
+\o :outfile
+SELECT '| ' || benchmark || ' | ' || medanon_ms || ' | ' || baseline || ' | ' || coalesce(baseline_ms::text, '') || ' | '
+       || coalesce(round(medanon_ms / nullif(baseline_ms, 0), 3)::text, '') || ' |'
+  FROM results ORDER BY n;
+\o

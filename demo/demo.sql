@@ -1,0 +1,108 @@
+-- make demo: the foundation of medanon on synthetic hospital data.
+\pset footer off
+\pset null '∅'
+\set ECHO none
+
+CREATE EXTENSION medanon;
+-- An ETL login for the operator; the demo's superuser plays the DBA.
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_etl') THEN CREATE ROLE demo_etl LOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_analyst') THEN CREATE ROLE demo_analyst LOGIN; END IF;
+END $$;
+GRANT medanon_operator TO demo_etl;
+GRANT USAGE ON SCHEMA synth TO demo_etl;
+GRANT SELECT ON ALL TABLES IN SCHEMA synth TO demo_etl;
+
+\echo
+\echo '1. What arrived: one person at several institutions, written as each hospital system writes it'
+SELECT r.institution_code AS inst, i.kind, r.name_kana, r.name_kanji, r.birth_date, r.sex,
+       r.insurer_number AS insurer, r.postal_code
+  FROM synth.registration r
+  JOIN synth.truth t USING (institution_code, local_patient_id)
+  JOIN synth.institution i ON i.code = r.institution_code
+ WHERE t.true_person_id = (SELECT true_person_id FROM synth.truth GROUP BY 1 HAVING count(*) >= 3 ORDER BY 1 LIMIT 1)
+ ORDER BY 1;
+
+\echo '2. Birth dates in every form, read by parse_japanese_date'
+SELECT form, example, medanon.parse_japanese_date(example) AS parsed
+  FROM (SELECT DISTINCT ON (form) form, birth_date AS example
+          FROM (SELECT birth_date,
+                       CASE WHEN birth_date ~ '^[明大昭平令]' THEN 'era, kanji'
+                            WHEN birth_date ~ '^[MTSHR][0-9]' THEN 'era, abbreviated'
+                            WHEN birth_date ~ '^[1-5][0-9]{6}$' THEN 'receipt code GYYMMDD'
+                            WHEN birth_date ~ '^[0-9]{8}$' THEN 'YYYYMMDD'
+                            WHEN birth_date ~ '^[０-９]' THEN 'full-width digits'
+                            WHEN birth_date ~ '/' THEN 'YYYY/M/D'
+                            WHEN birth_date ~ '^[0-9]{4}-' THEN 'ISO'
+                       END AS form
+                  FROM synth.registration) f
+         WHERE form IS NOT NULL ORDER BY form, birth_date) s;
+
+\echo 'A date that cannot be: 平成31年5月1日 (Heisei ended on 2019-04-30)'
+\set VERBOSITY default
+\set ON_ERROR_STOP off
+SELECT medanon.parse_japanese_date('平成31年5月1日');
+\set ON_ERROR_STOP on
+
+\echo
+\echo '3. Keyed pseudonyms, as the operator''s ETL role (the key never leaves the keyring)'
+SET ROLE demo_etl;
+SELECT p.true_person_id AS person,
+       left(medanon.tokenize(p.true_person_id::text, 'contract_a'), 16) || '…' AS token_in_a,
+       left(medanon.tokenize(p.true_person_id::text, 'contract_b'), 16) || '…' AS token_in_b,
+       medanon.date_offset(p.true_person_id::text, 'contract_a') AS offset_a,
+       medanon.date_offset(p.true_person_id::text, 'contract_b') AS offset_b
+  FROM synth.person p ORDER BY 1 LIMIT 4;
+
+\echo 'Shifted visit dates keep every interval within a person (first person with 3+ visits):'
+WITH v AS (
+  SELECT t.true_person_id::text AS person, v.visit_date
+    FROM synth.visit v JOIN synth.truth t USING (institution_code, local_patient_id)
+   WHERE t.true_person_id = (SELECT t2.true_person_id FROM synth.visit v2 JOIN synth.truth t2 USING (institution_code, local_patient_id)
+                              GROUP BY 1 HAVING count(*) >= 3 ORDER BY 1 LIMIT 1))
+SELECT visit_date, medanon.shift_date(visit_date, person, 'contract_a') AS shifted,
+       visit_date - lag(visit_date) OVER (ORDER BY visit_date) AS gap,
+       medanon.shift_date(visit_date, person, 'contract_a')
+         - lag(medanon.shift_date(visit_date, person, 'contract_a')) OVER (ORDER BY visit_date) AS shifted_gap
+  FROM v ORDER BY visit_date LIMIT 5;
+RESET ROLE;
+
+\echo 'And an analyst outside the operator role gets no oracle:'
+SET ROLE demo_analyst;
+\set ON_ERROR_STOP off
+SELECT medanon.tokenize('12345', 'contract_a');
+\set ON_ERROR_STOP on
+RESET ROLE;
+
+\echo
+\echo '4. Generalizing quasi-identifiers (reference date 2026-04-01)'
+SELECT p.birth_date, medanon.generalize_age(p.birth_date, '2026-04-01') AS age_band,
+       p.postal_code, medanon.generalize_postal_code(p.postal_code, 3) AS postal_3,
+       medanon.prefecture_of(p.prefecture || p.municipality) AS prefecture,
+       medanon.region_of(p.prefecture) AS region
+  FROM synth.person p ORDER BY p.true_person_id LIMIT 5;
+
+\echo
+\echo '5. k-anonymity of the persons, as the quasi-identifiers are generalized'
+CREATE TEMP TABLE qi AS
+SELECT true_person_id AS person,
+       birth_date, sex, postal_code,
+       medanon.generalize_age(birth_date, '2026-04-01', 1) AS age_1,
+       medanon.generalize_age(birth_date, '2026-04-01', 5) AS age_5,
+       medanon.generalize_age(birth_date, '2026-04-01', 10) AS age_10,
+       medanon.generalize_postal_code(postal_code, 3) AS postal_3,
+       medanon.generalize_postal_code(postal_code, 1) AS postal_1,
+       prefecture, medanon.region_of(prefecture) AS region
+  FROM synth.person;
+SELECT step, k FROM (VALUES
+  (1, 'birth date + sex + postal code', medanon.k_anonymity('qi', ARRAY['birth_date','sex','postal_code'], 'person')),
+  (2, 'age (1 y) + sex + postal 3 digits', medanon.k_anonymity('qi', ARRAY['age_1','sex','postal_3'], 'person')),
+  (3, 'age (5 y) + sex + prefecture', medanon.k_anonymity('qi', ARRAY['age_5','sex','prefecture'], 'person')),
+  (4, 'age (10 y) + sex + region', medanon.k_anonymity('qi', ARRAY['age_10','sex','region'], 'person'))
+) AS t(n, step, k) ORDER BY n;
+
+\echo
+\echo '6. The keyring: one active key, readable only by its owner'
+SELECT key_id, active, origin, created_at::date AS created, octet_length(material) * 8 AS bits FROM medanon.keyring;
+SELECT has_table_privilege('demo_etl', 'medanon.keyring', 'SELECT') AS etl_can_read_keyring,
+       has_function_privilege('demo_analyst', 'medanon.tokenize(text,text)', 'EXECUTE') AS analyst_can_tokenize;

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Every test tier, in order; stops at the first tier that fails and exits non-zero.
+#   1. Rust unit and property tests of the pure crates
+#   2. #[pg_test]s in a pgrx-managed backend
+#   3. the pg_regress suite in pg_test/
+#   4. integration tests in tests/ that log in as several real roles
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+PORT=${MEDANON_TEST_PORT:-28816}
+CLUSTER=test
+SOCK="$ROOT/target/clusters/$CLUSTER"
+tier() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
+
+tier "1/4 unit and property tests (medanon-core, medanon-synth)"
+cargo test -p medanon-core -p medanon-synth
+
+tier "2/4 #[pg_test] (cargo pgrx test, as postgres)"
+mkdir -p target/pgrx-test
+chmod o+x "$ROOT" "$ROOT/target"
+chown postgres: target/pgrx-test
+cargo pgrx test pg15 --runas postgres --pgdata "$ROOT/target/pgrx-test/data"
+
+tier "3/4 pg_regress (pg_test/)"
+cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
+trap 'scripts/cluster.sh stop $CLUSTER' EXIT
+scripts/cluster.sh start "$CLUSTER" "$PORT"
+psql() { command psql -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
+psql -d postgres -c "DROP DATABASE IF EXISTS medanon_regress" -c "CREATE DATABASE medanon_regress"
+rm -rf target/regress && mkdir -p target/regress
+PGREGRESS=/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress
+tests=$(cd pg_test/sql && ls *.sql | sed 's/\.sql$//' | sort)
+if ! "$PGREGRESS" --use-existing --host="$SOCK" --port="$PORT" --user=postgres \
+        --dbname=medanon_regress --inputdir=pg_test --outputdir=target/regress $tests; then
+    echo "pg_regress failed; differences:" >&2
+    cat target/regress/regression.diffs >&2 || true
+    exit 1
+fi
+
+tier "4/4 integration tests as real roles (tests/)"
+psql -d postgres -c "DROP DATABASE IF EXISTS medanon_it" -c "CREATE DATABASE medanon_it"
+MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PORT" MEDANON_TEST_DB=medanon_it MEDANON_TEST_LOG="$SOCK/server.log" \
+    cargo test -p medanon-integration -- --test-threads=1
