@@ -26,10 +26,13 @@ pub extern "C-unwind" fn _PG_init() {
     keyring::init();
 }
 
-#[pg_schema]
-mod medanon {
+/// The SQL functions. They are created in the extension's schema, `medanon`, which
+/// the control file names; PostgreSQL creates that schema itself, so this module is
+/// deliberately not a `#[pg_schema]` (that would emit a conflicting CREATE SCHEMA).
+mod functions {
     use pgrx::datum::{Date, Range, Timestamp, TimestampWithTimeZone};
     use pgrx::prelude::*;
+    use pgrx::PgRelation;
 
     /// Keyed HMAC-SHA256 token of `value` in `domain`: 64 hex characters.
     #[pg_extern(stable, strict, parallel_safe)]
@@ -112,7 +115,9 @@ mod medanon {
 
     /// Not STRICT, because `person_column` defaults to NULL; a NULL relation or
     /// array still gives NULL.
-    #[pg_extern(stable, parallel_safe)]
+    /// PARALLEL RESTRICTED: it runs a query through SPI, which may read a
+    /// temporary table that a parallel worker cannot see.
+    #[pg_extern(stable, parallel_restricted)]
     fn k_anonymity(
         rel: Option<PgRelation>,
         quasi_identifiers: Option<Vec<Option<String>>>,
