@@ -74,7 +74,7 @@ fn keys_never_reach_the_server_log_or_error_messages() {
     for sql in [
         "SELECT medanon.tokenize('x', '')",
         "SELECT medanon.shift_date(date '2026-01-01', '', 'c')",
-        "SELECT medanon.shift_date(date '5874897-12-31', 'p', 'c'), medanon.shift_date(date '4713-11-24 BC', 'p', 'c')",
+        "SELECT medanon.shift_date(date '5874897-12-31', 'p', 'c'), medanon.shift_date(date '4714-11-24 BC', 'p', 'c')",
         "SELECT medanon.parse_japanese_date('平成31年5月1日')",
         "SELECT material FROM medanon.keyring",
     ] {

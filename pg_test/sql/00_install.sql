@@ -5,7 +5,7 @@ SELECT extname, extrelocatable, extnamespace::regnamespace AS schema FROM pg_ext
 SELECT count(*) AS keys, bool_and(active) AS active, min(octet_length(material)) * 8 AS bits, min(origin) AS origin
   FROM medanon.keyring;
 -- The keyring and its sequence are extension config tables, so pg_dump keeps them.
-SELECT unnest(extconfig)::regclass AS dumped FROM pg_extension WHERE extname = 'medanon' ORDER BY 1;
+SELECT c::regclass::text AS dumped FROM pg_extension, unnest(extconfig) AS c WHERE extname = 'medanon' ORDER BY 1;
 -- The operator role exists and cannot log in.
 SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname = 'medanon_operator';
 -- Every function is documented.

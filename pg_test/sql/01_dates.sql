@@ -1,4 +1,5 @@
 -- parse_japanese_date and truncate_date.
+SET datestyle = ISO;
 SELECT input, medanon.parse_japanese_date(input) AS parsed
   FROM (VALUES ('1975-03-01'), ('1975/3/1'), ('19750301'), ('１９７５－０３－０１'), ('1975年3月1日'),
                ('昭和50年3月1日'), ('昭和５０年３月１日'), ('㍼50年3月1日'), ('S50.3.1'), ('s50.03.01'), ('S500301'),

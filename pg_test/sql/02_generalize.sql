@@ -1,4 +1,5 @@
 -- generalize_age, generalize_postal_code, prefecture_of, region_of, top_code, bottom_code.
+SET datestyle = ISO;
 SELECT birth, ref, band, top, medanon.generalize_age(birth, ref, band, top) AS age_band
   FROM (VALUES ('1975-03-01'::date, '2026-04-01'::date, 5, 90),
                ('1975-03-01', '2026-02-28', 5, 90),
