@@ -9,7 +9,9 @@ DO $$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_etl') THEN CREATE ROLE demo_etl LOGIN; END IF;
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_analyst') THEN CREATE ROLE demo_analyst LOGIN; END IF;
 END $$;
+SET client_min_messages = warning;  -- quiet on a re-run, when the roles exist
 GRANT medanon_operator TO demo_etl;
+RESET client_min_messages;
 GRANT USAGE ON SCHEMA synth TO demo_etl;
 GRANT SELECT ON ALL TABLES IN SCHEMA synth TO demo_etl;
 
@@ -23,20 +25,32 @@ SELECT r.institution_code AS inst, i.kind, r.name_kana, r.name_kanji, r.birth_da
  WHERE t.true_person_id = (SELECT true_person_id FROM synth.truth GROUP BY 1 HAVING count(*) >= 3 ORDER BY 1 LIMIT 1)
  ORDER BY 1;
 
-\echo '2. Birth dates in every form, read by parse_japanese_date'
-SELECT form, example, medanon.parse_japanese_date(example) AS parsed
-  FROM (SELECT DISTINCT ON (form) form, birth_date AS example
-          FROM (SELECT birth_date,
-                       CASE WHEN birth_date ~ '^[明大昭平令]' THEN 'era, kanji'
-                            WHEN birth_date ~ '^[MTSHR][0-9]' THEN 'era, abbreviated'
-                            WHEN birth_date ~ '^[1-5][0-9]{6}$' THEN 'receipt code GYYMMDD'
-                            WHEN birth_date ~ '^[0-9]{8}$' THEN 'YYYYMMDD'
-                            WHEN birth_date ~ '^[０-９]' THEN 'full-width digits'
-                            WHEN birth_date ~ '/' THEN 'YYYY/M/D'
-                            WHEN birth_date ~ '^[0-9]{4}-' THEN 'ISO'
-                       END AS form
-                  FROM synth.registration) f
-         WHERE form IS NOT NULL ORDER BY form, birth_date) s;
+\echo '2. Birth dates in every form, read by parse_japanese_date (refusals are counted, not hidden)'
+CREATE FUNCTION pg_temp.parse_or_refusal(input text, OUT parsed date, OUT refusal text) LANGUAGE plpgsql AS $$
+BEGIN
+    parsed := medanon.parse_japanese_date(input);
+EXCEPTION WHEN invalid_datetime_format THEN
+    GET STACKED DIAGNOSTICS refusal = PG_EXCEPTION_DETAIL;
+END $$;
+CREATE TEMP TABLE birth_forms AS
+SELECT birth_date AS written, (pg_temp.parse_or_refusal(birth_date)).*,
+       CASE WHEN birth_date ~ '^[明大昭平令]' THEN 'era, kanji'
+            WHEN birth_date ~ '^[MTSHR][0-9]' THEN 'era, abbreviated'
+            WHEN birth_date ~ '^[1-5][0-9]{6}$' THEN 'receipt code GYYMMDD'
+            WHEN birth_date ~ '^[0-9]{8}$' THEN 'YYYYMMDD'
+            WHEN birth_date ~ '^[０-９]' THEN 'full-width digits'
+            WHEN birth_date ~ '/' THEN 'YYYY/M/D'
+            WHEN birth_date ~ '^[0-9]{4}-' THEN 'ISO'
+            ELSE 'other'
+       END AS form
+  FROM synth.registration;
+SELECT form, count(*) AS records, count(parsed) AS parsed, count(refusal) AS refused,
+       min(written) FILTER (WHERE parsed IS NOT NULL) AS example,
+       min(parsed) FILTER (WHERE written = (SELECT min(written) FROM birth_forms b2
+                                            WHERE b2.form = b.form AND b2.parsed IS NOT NULL)) AS example_parsed
+  FROM birth_forms b GROUP BY form ORDER BY records DESC;
+\echo 'Records refused, with the reason (the linkage step will quarantine them):'
+SELECT written, refusal, count(*) AS records FROM birth_forms WHERE refusal IS NOT NULL GROUP BY 1, 2 ORDER BY 3 DESC, 1;
 
 \echo 'A date that cannot be: 平成31年5月1日 (Heisei ended on 2019-04-30)'
 \set VERBOSITY default
@@ -94,12 +108,24 @@ SELECT true_person_id AS person,
        medanon.generalize_postal_code(postal_code, 1) AS postal_1,
        prefecture, medanon.region_of(prefecture) AS region
   FROM synth.person;
-SELECT step, k FROM (VALUES
-  (1, 'birth date + sex + postal code', medanon.k_anonymity('qi', ARRAY['birth_date','sex','postal_code'], 'person')),
-  (2, 'age (1 y) + sex + postal 3 digits', medanon.k_anonymity('qi', ARRAY['age_1','sex','postal_3'], 'person')),
-  (3, 'age (5 y) + sex + prefecture', medanon.k_anonymity('qi', ARRAY['age_5','sex','prefecture'], 'person')),
-  (4, 'age (10 y) + sex + region', medanon.k_anonymity('qi', ARRAY['age_10','sex','region'], 'person'))
-) AS t(n, step, k) ORDER BY n;
+CREATE TEMP TABLE qi_steps (n int, step text, qis text[]);
+INSERT INTO qi_steps VALUES
+  (1, 'birth date + sex + postal code', ARRAY['birth_date','sex','postal_code']),
+  (2, 'age (1 y) + sex + postal 3 digits', ARRAY['age_1','sex','postal_3']),
+  (3, 'age (5 y) + sex + prefecture', ARRAY['age_5','sex','prefecture']),
+  (4, 'age (10 y) + sex + region', ARRAY['age_10','sex','region']),
+  (5, 'age (10 y) + sex', ARRAY['age_10','sex']);
+-- The persons in classes smaller than 5, by a hand-written GROUP BY (k_report comes later).
+CREATE FUNCTION pg_temp.persons_below(qis text[], k int) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE cols text := (SELECT string_agg(quote_ident(c), ', ') FROM unnest(qis) c); n bigint;
+BEGIN
+    EXECUTE format('SELECT coalesce(sum(n), 0) FROM (SELECT count(DISTINCT person) AS n FROM qi GROUP BY %s) s WHERE n < %s', cols, k)
+       INTO n;
+    RETURN n;
+END $$;
+SELECT step AS quasi_identifiers, medanon.k_anonymity('qi', qis, 'person') AS k,
+       pg_temp.persons_below(qis, 5) AS "persons in classes < 5"
+  FROM qi_steps ORDER BY n;
 
 \echo
 \echo '6. The keyring: one active key, readable only by its owner'
