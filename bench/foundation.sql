@@ -5,12 +5,14 @@
 SET max_parallel_workers_per_gather = 0;
 SET jit = off;
 
+SET client_min_messages = warning;
 DROP TABLE IF EXISTS bench_values;
+RESET client_min_messages;
 CREATE TABLE bench_values AS
 SELECT g AS id,
        'patient-' || g AS v,                                   -- a 12-16 character identifier
-       DATE '1930-01-01' + (g * 7919 % 30000) AS birth,
-       DATE '2019-04-01' + (g * 104729 % 2500) AS d
+       DATE '1930-01-01' + (g::bigint * 7919 % 30000)::int AS birth,
+       DATE '2019-04-01' + (g::bigint * 104729 % 2500)::int AS d
   FROM generate_series(1, :rows) g;
 VACUUM ANALYZE bench_values;
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
