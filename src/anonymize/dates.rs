@@ -14,7 +14,7 @@ const USECS_PER_DAY: i64 = 86_400_000_000;
 
 /// The person's offset in days in `domain`, never 0.
 pub fn offset_days(person: &str, domain: &str) -> i32 {
-    check_domain(domain);
+    check_domain(domain.as_bytes());
     if person.is_empty() {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -24,7 +24,7 @@ pub fn offset_days(person: &str, domain: &str) -> i32 {
         );
     }
     let max = MAX_SHIFT_DAYS.get().max(1) as u32;
-    with_domain_key(Purpose::DateShift, domain, |key| key.day_offset(person.as_bytes(), max))
+    with_domain_key(Purpose::DateShift, domain.as_bytes(), |key| key.day_offset(person.as_bytes(), max))
 }
 
 fn overflow() -> ! {

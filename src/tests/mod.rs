@@ -193,6 +193,39 @@ mod tests {
         ]);
     }
 
+    /// tokenize reads its arguments in place: stored values of every kind (short,
+    /// plain, compressed, out of line) must give the same token as the same value
+    /// computed in memory, and the domain is read the same way.
+    #[pg_test]
+    fn tokenize_reads_every_storage_form_alike() {
+        Spi::run(
+            "CREATE TEMP TABLE stored (kind text, v text, d text);
+             CREATE TEMP TABLE stored_external (kind text, v text, d text);
+             ALTER TABLE stored_external ALTER COLUMN v SET STORAGE EXTERNAL, ALTER COLUMN d SET STORAGE EXTERNAL;
+             INSERT INTO stored VALUES ('short', 'p-1', 'patient'),
+                                       ('plain', repeat('x', 200), 'patient'),
+                                       ('compressed', repeat('abc', 100000), repeat('domain', 10000));
+             INSERT INTO stored_external VALUES ('external', repeat('ﾃｽﾄ', 50000), repeat('d', 5000));",
+        )
+        .unwrap();
+        let compressed = Spi::get_one::<bool>(
+            "SELECT pg_column_compression(v) IS NOT NULL FROM stored WHERE kind = 'compressed'",
+        )
+        .unwrap();
+        assert_eq!(compressed, Some(true), "the test value should be stored compressed");
+        let mismatched = Spi::get_one::<i64>(
+            "SELECT count(*) FROM (SELECT kind, v, d FROM stored UNION ALL SELECT kind, v, d FROM stored_external) s
+              WHERE medanon.tokenize(v, d) IS DISTINCT FROM medanon.tokenize(v || '', d || '')",
+        )
+        .unwrap();
+        assert_eq!(mismatched, Some(0));
+        let rows = Spi::get_one::<i64>(
+            "SELECT count(DISTINCT medanon.tokenize(v, d)) FROM (SELECT v, d FROM stored UNION ALL SELECT v, d FROM stored_external) s",
+        )
+        .unwrap();
+        assert_eq!(rows, Some(4));
+    }
+
     #[pg_test]
     fn rotation_changes_tokens_and_is_seen_at_once() {
         let before = Spi::get_one::<String>("SELECT medanon.tokenize('12345', 'patient')").unwrap().unwrap();

@@ -45,12 +45,13 @@ impl MasterKey {
     }
 
     /// The keyed state for one purpose and domain.
-    pub fn derive(&self, purpose: Purpose, domain: &str) -> DomainKey {
+    /// The domain is taken as bytes: it is a name, and its bytes are what is keyed.
+    pub fn derive(&self, purpose: Purpose, domain: impl AsRef<[u8]>) -> DomainKey {
         // A key of any length is valid for HMAC, so `new_from_slice` cannot fail here.
         let mut mac = HmacSha256::new_from_slice(&self.0[..]).expect("HMAC accepts any key length");
         mac.update(purpose.label());
         mac.update(&[0]);
-        mac.update(domain.as_bytes());
+        mac.update(domain.as_ref());
         let subkey: Zeroizing<[u8; 32]> = Zeroizing::new(mac.finalize().into_bytes().into());
         let state = HmacSha256::new_from_slice(&subkey[..]).expect("HMAC accepts any key length");
         DomainKey { state }
