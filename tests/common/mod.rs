@@ -54,3 +54,23 @@ pub fn fresh_install() -> Client {
     .expect("install medanon");
     su
 }
+
+/// A PostgreSQL client program (pg_dump, pg_restore) of the server's version.
+pub fn pg_program(name: &str) -> std::process::Command {
+    let bin = std::env::var("MEDANON_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into());
+    let mut cmd = std::process::Command::new(format!("{bin}/{name}"));
+    cmd.arg("--host").arg(env("MEDANON_TEST_HOST")).arg("--port").arg(env("MEDANON_TEST_PORT"));
+    cmd
+}
+
+/// A connection to another database of the test cluster.
+pub fn connect_to(dbname: &str, role: &str) -> Client {
+    Config::new()
+        .host(&env("MEDANON_TEST_HOST"))
+        .port(env("MEDANON_TEST_PORT").parse().expect("port is a number"))
+        .dbname(dbname)
+        .user(role)
+        .application_name("medanon-integration")
+        .connect(NoTls)
+        .unwrap_or_else(|e| panic!("connect to {dbname} as {role}: {e}"))
+}
