@@ -3,6 +3,7 @@
 //! each function and maps [`error::InputError`] to a PostgreSQL ERROR.
 //!
 //! Modules follow the pipeline: reading what institutions send (`jpdate`),
+//! normalizing identifying fields and building link keys (`normalize`, `link`),
 //! keyed pseudonyms (`keyed`), and generalization (`generalize`, `prefecture`).
 
 pub mod calendar;
@@ -10,4 +11,6 @@ pub mod error;
 pub mod generalize;
 pub mod jpdate;
 pub mod keyed;
+pub mod link;
+pub mod normalize;
 pub mod prefecture;
