@@ -35,6 +35,32 @@ CREATE FUNCTION tokenize(value text, domain text) RETURNS text
     LANGUAGE c STABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'medanon_tokenize';
 
+-- link_report: what linking has done so far, for the operator. Plain SQL over the
+-- link tables, which medanon_operator may read.
+CREATE FUNCTION link_report() RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH per_person AS (SELECT person_id, count(*) AS records FROM medanon.person_link GROUP BY person_id)
+    SELECT jsonb_build_object(
+        'persons', (SELECT count(*) FROM per_person),
+        'records', (SELECT coalesce(sum(records), 0) FROM per_person),
+        'records_per_person', jsonb_build_object(
+            'mean', (SELECT round(avg(records), 3) FROM per_person),
+            'max', (SELECT max(records) FROM per_person),
+            'histogram', (SELECT coalesce(jsonb_object_agg(records::text, persons ORDER BY records), '{}')
+                            FROM (SELECT records, count(*) AS persons FROM per_person GROUP BY records) h)),
+        'merges', (SELECT count(*) FROM medanon.person_merge_log),
+        'conflicts', (SELECT count(*) FROM medanon.link_conflict),
+        'quarantine', (SELECT coalesce(jsonb_object_agg(reason, n ORDER BY reason), '{}')
+                         FROM (SELECT reason, count(*) AS n FROM medanon.link_quarantine GROUP BY reason) q),
+        'candidates_pending', (SELECT count(*) FROM medanon.link_candidates c
+                                 JOIN medanon.person_link a ON (a.institution_code, a.local_patient_id) = (c.institution_code, c.local_patient_id)
+                                 JOIN medanon.person_link b ON (b.institution_code, b.local_patient_id) = (c.other_institution_code, c.other_local_patient_id)
+                                WHERE c.status = 'pending' AND a.person_id <> b.person_id),
+        'batches', (SELECT count(*) FROM medanon.link_batch));
+END;
+
 -- Privileges -------------------------------------------------------------------
 -- Everyone may look into the schema: analysts call the generalizers and, later,
 -- safe_counts. Every object in it is locked down one by one below.
@@ -48,7 +74,14 @@ REVOKE ALL ON FUNCTION
     shift_date(timestamp, text, text),
     shift_date(timestamptz, text, text),
     date_offset(text, text),
-    active_key_id()
+    active_key_id(),
+    link_patients(regclass),
+    link_report(),
+    _link_problem(text, text, text, text, text, text, text, text),
+    _link_id1(text, text, text, text, text),
+    _link_id2(text, text, text),
+    _link_block(text, text),
+    _link_clk(text)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     tokenize(text, text),
@@ -56,7 +89,14 @@ GRANT EXECUTE ON FUNCTION
     shift_date(timestamp, text, text),
     shift_date(timestamptz, text, text),
     date_offset(text, text),
-    active_key_id()
+    active_key_id(),
+    link_patients(regclass),
+    link_report(),
+    _link_problem(text, text, text, text, text, text, text, text),
+    _link_id1(text, text, text, text, text),
+    _link_id2(text, text, text),
+    _link_block(text, text),
+    _link_clk(text)
 TO medanon_operator;
 
 -- Key management is for the superuser who owns the keyring.
@@ -101,6 +141,34 @@ COMMENT ON FUNCTION bottom_code(numeric, numeric) IS 'Bottom coding: values belo
 COMMENT ON FUNCTION bottom_code(double precision, double precision) IS 'Bottom coding: values below floor become floor. NULL value gives NULL; NULL floor leaves value unchanged.';
 COMMENT ON FUNCTION bottom_code(bigint, bigint) IS 'Bottom coding: values below floor become floor. NULL value gives NULL; NULL floor leaves value unchanged.';
 COMMENT ON FUNCTION bottom_code(integer, integer) IS 'Bottom coding: values below floor become floor. NULL value gives NULL; NULL floor leaves value unchanged.';
+COMMENT ON FUNCTION normalize_kana(text) IS
+    'Kana name for linkage: NFKC, hiragana to katakana, spaces and ・ removed, small kana full size, dashes to ー. NULL when empty.';
+COMMENT ON FUNCTION normalize_kanji_name(text) IS
+    'Kanji name with variant characters (髙, 﨑, 齋, 邊, 澤, 嶋, ...) folded and spaces removed. NULL when empty.';
+COMMENT ON FUNCTION normalize_sex(text) IS
+    'Sex code as 1 (male) or 2 (female) from 1/2, M/F, m/f, 男/女, 男性/女性; NULL for empty, 0 or 9; other codes are an error (22P02).';
+COMMENT ON FUNCTION normalize_insurer_number(text) IS
+    'Insurer number (保険者番号) as 6 or 8 ASCII digits; full-width digits, spaces and hyphens removed. NULL when empty.';
+COMMENT ON FUNCTION normalize_insured_symbol(text) IS
+    'Card symbol (記号): NFKC, spaces and hyphens removed; may hold kanji. NULL when empty.';
+COMMENT ON FUNCTION normalize_insured_number(text) IS
+    'Card number (番号) as ASCII digits; full-width digits, spaces and hyphens removed. NULL when empty.';
+COMMENT ON FUNCTION link_patients(regclass) IS
+    'Links every record of a staging table to a stable person id (person_link), incrementally; returns counts as jsonb. Records in = linked + quarantined.';
+COMMENT ON FUNCTION link_report() IS
+    'Persons, records per person, merges, conflicts, quarantine by reason and candidates waiting for review, as jsonb.';
+COMMENT ON FUNCTION _link_problem(text, text, text, text, text, text, text, text) IS
+    'Internal to link_patients: why a staging record cannot be linked, or NULL.';
+COMMENT ON FUNCTION _link_id1(text, text, text, text, text) IS
+    'Internal to link_patients: ID1, the keyed HMAC of card, birth date and sex.';
+COMMENT ON FUNCTION _link_id2(text, text, text) IS
+    'Internal to link_patients: ID2, the keyed HMAC of kana name, birth date and sex.';
+COMMENT ON FUNCTION _link_block(text, text) IS
+    'Internal to link_patients: the keyed block (birth date and sex) for fuzzy candidates.';
+COMMENT ON FUNCTION _link_clk(text) IS
+    'Internal to link_patients: keyed Bloom filter of the kana name''s bigrams (CLK).';
+COMMENT ON FUNCTION _dice(bytea, bytea) IS
+    'Dice similarity of two bit strings: 2|A∩B|/(|A|+|B|).';
 COMMENT ON FUNCTION keyring_restore_guard() IS 'Internal trigger: lets pg_restore replace the unused key that CREATE EXTENSION made.';
 
 -- The first key, so every function works at once.

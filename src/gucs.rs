@@ -7,7 +7,21 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 /// Half-width of the date-shift window in days (DESIGN.md: default 365).
 pub static MAX_SHIFT_DAYS: GucSetting<i32> = GucSetting::<i32>::new(365);
 
+/// Dice similarity at or above which two records of different persons in one
+/// block (birth date and sex) are proposed in `medanon.link_candidates`.
+pub static LINK_CANDIDATE_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.8);
+
 pub fn init() {
+    GucRegistry::define_float_guc(
+        c"medanon.link_candidate_threshold",
+        c"Dice similarity of kana-name encodings above which link_patients proposes a fuzzy candidate.",
+        c"Candidates are only proposed for review; nothing is merged on their strength.",
+        &LINK_CANDIDATE_THRESHOLD,
+        0.0,
+        1.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"medanon.max_shift_days",
         c"Largest date shift, in days, that shift_date applies in either direction.",

@@ -18,9 +18,29 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use zeroize::Zeroizing;
 
+/// The purposes of keys in the keyring (its `purpose` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPurpose {
+    /// Tokens and date offsets; replaced by `rotate_key()`.
+    Pseudonym,
+    /// Link keys and name encodings; never rotated.
+    Link,
+}
+
+impl KeyPurpose {
+    fn name(self) -> &'static str {
+        match self {
+            KeyPurpose::Pseudonym => "pseudonym",
+            KeyPurpose::Link => "link",
+        }
+    }
+}
+
 struct ActiveKey {
+    /// The id of the active pseudonym key.
     key_id: i32,
-    master: MasterKey,
+    pseudonym: MasterKey,
+    link: MasterKey,
     /// Derived subkeys, one map per purpose, so a lookup borrows the domain
     /// instead of allocating a key for every row.
     derived: [HashMap<Vec<u8>, DomainKey>; 3],
@@ -62,7 +82,7 @@ pub fn init() {
 
 /// Look up the keyring table and its owner through the catalog. Every name is
 /// schema-qualified, so a caller's search_path cannot redirect it.
-fn keyring_and_owner() -> (pg_sys::Oid, pg_sys::Oid) {
+pub fn keyring_and_owner() -> (pg_sys::Oid, pg_sys::Oid) {
     let row = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(
         "SELECT c.oid, c.relowner FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
@@ -79,12 +99,15 @@ fn keyring_and_owner() -> (pg_sys::Oid, pg_sys::Oid) {
     }
 }
 
-/// Run `f` with the keyring owner's privileges, as SECURITY DEFINER would. The
-/// previous user is restored on the way out, also on error (and PostgreSQL's abort
-/// processing restores it too).
-fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R + std::panic::UnwindSafe) -> R {
+/// Run `f` with the keyring owner's privileges and `search_path = pg_catalog, pg_temp`,
+/// as a SECURITY DEFINER function with `SET search_path` would: a caller's schemas
+/// can then not slip a look-alike function or operator into what the owner runs.
+/// User and setting are restored on the way out; on error, PostgreSQL's abort
+/// processing restores both as well.
+pub fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R + std::panic::UnwindSafe) -> R {
     let mut saved_user = pg_sys::InvalidOid;
     let mut saved_context = 0i32;
+    let nest_level;
     unsafe {
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
         pg_sys::SetUserIdAndSecContext(
@@ -93,37 +116,70 @@ fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R + std::panic::UnwindSaf
                 | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
                 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
         );
+        nest_level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
     }
-    PgTryBuilder::new(f)
+    let result = PgTryBuilder::new(f)
         .finally(|| unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) })
-        .execute()
+        .execute();
+    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
+    result
 }
 
 fn load_active() -> ActiveKey {
     let (keyring_oid, owner) = keyring_and_owner();
     KEYRING_OID.set(keyring_oid);
-    let row = as_owner(owner, || {
-        Spi::get_two::<i32, Vec<u8>>("SELECT key_id, material FROM medanon.keyring WHERE active")
+    let rows = as_owner(owner, || {
+        Spi::connect(|client| {
+            client
+                .select("SELECT purpose, key_id, material FROM medanon.keyring WHERE active", None, &[])?
+                .map(|row| Ok((row.get::<String>(1)?, row.get::<i32>(2)?, row.get::<Vec<u8>>(3)?)))
+                .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+        })
     });
-    let (key_id, material) = match row {
-        Ok((Some(id), Some(material))) => (id, Zeroizing::new(material)),
-        _ => raise(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "medanon has no active key",
-            None,
-            Some("a superuser can create one with SELECT medanon.rotate_key()".into()),
-        ),
+    let mut rows = rows.unwrap_or_else(|e| {
+        raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "could not read the medanon keyring", Some(e.to_string()), None)
+    });
+    let take = |purpose: KeyPurpose| -> (i32, MasterKey) {
+        let Some((_, Some(id), Some(material))) = rows.iter().find(|(p, _, _)| p.as_deref() == Some(purpose.name()))
+        else {
+            raise(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("medanon has no active {} key", purpose.name()),
+                None,
+                Some("reinstall the extension with CREATE EXTENSION medanon, or restore the keyring from a dump".into()),
+            );
+        };
+        let material = Zeroizing::new(material.clone());
+        match MasterKey::from_bytes(&material) {
+            Some(master) => (*id, master),
+            // Say which key, never what is in it.
+            None => raise(
+                PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                "medanon key is damaged",
+                Some(format!("key {id} does not have {KEY_BYTES} bytes")),
+                Some("restore the keyring from a dump".into()),
+            ),
+        }
     };
-    let Some(master) = MasterKey::from_bytes(&material) else {
-        // Say which key, never what is in it.
-        raise(
-            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
-            "medanon key is damaged",
-            Some(format!("key {key_id} does not have {KEY_BYTES} bytes")),
-            Some("rotate to a new key with SELECT medanon.rotate_key()".into()),
-        )
-    };
-    ActiveKey { key_id, master, derived: Default::default(), recent: Default::default() }
+    let (key_id, pseudonym) = take(KeyPurpose::Pseudonym);
+    let (_, link) = take(KeyPurpose::Link);
+    // Wipe the copies SPI handed over.
+    for (_, _, material) in rows.iter_mut() {
+        if let Some(material) = material.as_mut() {
+            zeroize::Zeroize::zeroize(material);
+        }
+    }
+    ActiveKey { key_id, pseudonym, link, derived: Default::default(), recent: Default::default() }
 }
 
 /// Call `f` with the subkey for `purpose` and `domain` under the active key.
@@ -148,7 +204,11 @@ pub fn with_domain_key<R>(purpose: Purpose, domain: &[u8], f: impl FnOnce(&Domai
         let key = match active.derived[slot].get(domain) {
             Some(key) => key.clone(),
             None => {
-                let key = active.master.derive(purpose, domain);
+                let master = match purpose {
+                    Purpose::Token | Purpose::DateShift => &active.pseudonym,
+                    Purpose::LinkKey => &active.link,
+                };
+                let key = master.derive(purpose, domain);
                 active.derived[slot].insert(domain.to_vec(), key.clone());
                 key
             }
@@ -165,9 +225,10 @@ pub fn active_key_id() -> i32 {
     ACTIVE.with(|a| a.borrow().as_ref().map(|k| k.key_id).unwrap_or(0))
 }
 
-/// Create a new key from the OS CSPRNG, make it the only active one, and tell
-/// every backend to drop its cached key when this transaction commits.
-pub fn rotate_key(origin: &str) -> i32 {
+/// Create a new key for `purpose` from the OS CSPRNG, make it the only active one
+/// of that purpose, and tell every backend to drop its cached keys when this
+/// transaction commits.
+pub fn rotate_key(purpose: KeyPurpose, origin: &str) -> i32 {
     let mut material = Zeroizing::new([0u8; KEY_BYTES]);
     if OsRng.try_fill_bytes(&mut material[..]).is_err() {
         raise(
@@ -182,15 +243,16 @@ pub fn rotate_key(origin: &str) -> i32 {
         // One rotation at a time; readers of the keyring are not blocked.
         client.update("LOCK TABLE medanon.keyring IN SHARE ROW EXCLUSIVE MODE", None, &[])?;
         client.update(
-            "UPDATE medanon.keyring SET active = false, retired_at = pg_catalog.now() WHERE active",
+            "UPDATE medanon.keyring SET active = false, retired_at = pg_catalog.now() \
+             WHERE active AND purpose OPERATOR(pg_catalog.=) $1",
             None,
-            &[],
+            &[purpose.name().into()],
         )?;
-        let bytes: Vec<u8> = material.to_vec();
+        let bytes: &[u8] = &material[..];
         let inserted = client.update(
-            "INSERT INTO medanon.keyring (material, origin) VALUES ($1, $2) RETURNING key_id",
+            "INSERT INTO medanon.keyring (purpose, material, origin) VALUES ($1, $2, $3) RETURNING key_id",
             None,
-            &[bytes.into(), origin.into()],
+            &[purpose.name().into(), bytes.into(), origin.into()],
         )?;
         inserted.first().get_one::<i32>()
     });

@@ -15,10 +15,12 @@ mod error;
 mod gucs;
 mod kanon;
 mod keyring;
+mod link;
 
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
+extension_sql_file!("../sql/link.sql", name = "link_tables", requires = ["bootstrap"]);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -58,15 +60,20 @@ mod functions {
         crate::anonymize::dates::offset_days(person, domain)
     }
 
+    /// Replaces the pseudonym key; the link key is never rotated (see sql/bootstrap.sql).
     #[pg_extern(volatile, parallel_unsafe)]
     fn rotate_key() -> i32 {
-        crate::keyring::rotate_key("rotate")
+        crate::keyring::rotate_key(crate::keyring::KeyPurpose::Pseudonym, "rotate")
     }
 
-    /// Used once by the install script, so the first key is marked as such.
+    /// Used once by the install script: the first pseudonym key and the link key.
+    /// Returns the pseudonym key's id.
     #[pg_extern(volatile, parallel_unsafe)]
     fn _install_first_key() -> i32 {
-        crate::keyring::rotate_key("install")
+        use crate::keyring::{rotate_key, KeyPurpose};
+        let id = rotate_key(KeyPurpose::Pseudonym, "install");
+        rotate_key(KeyPurpose::Link, "install");
+        id
     }
 
     #[pg_extern(stable, parallel_safe)]
@@ -112,6 +119,100 @@ mod functions {
 
     /// Not STRICT, because `person_column` defaults to NULL; a NULL relation or
     /// array still gives NULL.
+    // --- Link (名寄せ): normalizers, open to all (no key) -------------------------
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn normalize_kana(name: &str) -> Option<String> {
+        medanon_core::normalize::normalize_kana(name)
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn normalize_kanji_name(name: &str) -> Option<String> {
+        medanon_core::normalize::normalize_kanji_name(name)
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn normalize_sex(code: &str) -> Option<i16> {
+        crate::link::normalize::sex(code)
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn normalize_insurer_number(value: &str) -> Option<String> {
+        crate::link::normalize::insurer_number(value)
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn normalize_insured_symbol(value: &str) -> Option<String> {
+        medanon_core::normalize::normalize_insured_symbol(value)
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn normalize_insured_number(value: &str) -> Option<String> {
+        crate::link::normalize::insured_number(value)
+    }
+
+    // --- Link: keyed, medanon_operator only -----------------------------------
+
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn link_patients(staging: PgRelation) -> pgrx::JsonB {
+        crate::link::link_patients(staging.oid())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[pg_extern(stable, parallel_safe)]
+    fn _link_problem(
+        institution_code: Option<&str>,
+        local_patient_id: Option<&str>,
+        name_kana: Option<&str>,
+        birth_date: Option<&str>,
+        sex: Option<&str>,
+        insurer_number: Option<&str>,
+        insured_symbol: Option<&str>,
+        insured_number: Option<&str>,
+    ) -> Option<&'static str> {
+        crate::link::keys::problem(
+            institution_code,
+            local_patient_id,
+            name_kana,
+            birth_date,
+            sex,
+            insurer_number,
+            insured_symbol,
+            insured_number,
+        )
+    }
+
+    #[pg_extern(stable, parallel_safe)]
+    fn _link_id1(
+        insurer_number: Option<&str>,
+        insured_symbol: Option<&str>,
+        insured_number: Option<&str>,
+        birth_date: Option<&str>,
+        sex: Option<&str>,
+    ) -> Option<Vec<u8>> {
+        crate::link::keys::id1(insurer_number, insured_symbol, insured_number, birth_date, sex)
+    }
+
+    #[pg_extern(stable, parallel_safe)]
+    fn _link_id2(name_kana: Option<&str>, birth_date: Option<&str>, sex: Option<&str>) -> Option<Vec<u8>> {
+        crate::link::keys::id2(name_kana, birth_date, sex)
+    }
+
+    #[pg_extern(stable, parallel_safe)]
+    fn _link_block(birth_date: Option<&str>, sex: Option<&str>) -> Option<Vec<u8>> {
+        crate::link::keys::block(birth_date, sex)
+    }
+
+    #[pg_extern(stable, parallel_safe)]
+    fn _link_clk(name_kana: Option<&str>) -> Option<Vec<u8>> {
+        crate::link::keys::name_clk(name_kana)
+    }
+
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn _dice(a: &[u8], b: &[u8]) -> f64 {
+        medanon_core::link::dice(a, b)
+    }
+
     /// PARALLEL RESTRICTED: it runs a query through SPI, which may read a
     /// temporary table that a parallel worker cannot see.
     #[pg_extern(stable, parallel_restricted)]

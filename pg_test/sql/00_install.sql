@@ -1,9 +1,9 @@
 -- Installing medanon: schema, control settings, the first key.
 CREATE EXTENSION medanon;
 SELECT extname, extrelocatable, extnamespace::regnamespace AS schema FROM pg_extension WHERE extname = 'medanon';
--- CREATE EXTENSION made exactly one active 256-bit key.
-SELECT count(*) AS keys, bool_and(active) AS active, min(octet_length(material)) * 8 AS bits, min(origin) AS origin
-  FROM medanon.keyring;
+-- CREATE EXTENSION made one active 256-bit key per purpose.
+SELECT purpose, count(*) AS keys, bool_and(active) AS active, min(octet_length(material)) * 8 AS bits, min(origin) AS origin
+  FROM medanon.keyring GROUP BY purpose ORDER BY purpose;
 -- The keyring and its sequence are extension config tables, so pg_dump keeps them.
 SELECT c::regclass::text AS dumped FROM pg_extension, unnest(extconfig) AS c WHERE extname = 'medanon' ORDER BY 1;
 -- The operator role exists and cannot log in.

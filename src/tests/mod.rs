@@ -236,10 +236,19 @@ mod tests {
         assert_eq!(Spi::get_one::<i32>("SELECT medanon.active_key_id()").unwrap(), Some(new_id));
         let after = Spi::get_one::<String>("SELECT medanon.tokenize('12345', 'patient')").unwrap().unwrap();
         assert_ne!(before, after);
-        let active = Spi::get_one::<i64>("SELECT count(*) FROM medanon.keyring WHERE active").unwrap();
+        let active = Spi::get_one::<i64>("SELECT count(*) FROM medanon.keyring WHERE active AND purpose = 'pseudonym'").unwrap();
         assert_eq!(active, Some(1));
-        let len = Spi::get_one::<i32>("SELECT octet_length(material) FROM medanon.keyring WHERE active").unwrap();
+        let len = Spi::get_one::<i32>(
+            "SELECT octet_length(material) FROM medanon.keyring WHERE active AND purpose = 'pseudonym'",
+        )
+        .unwrap();
         assert_eq!(len, Some(32));
+        // The link key is never rotated: stored link keys keep matching.
+        let link_keys = Spi::get_two::<i64, String>(
+            "SELECT count(*), min(origin) FROM medanon.keyring WHERE purpose = 'link'",
+        )
+        .unwrap();
+        assert_eq!(link_keys, (Some(1), Some("install".to_string())));
     }
 
     #[pg_test]

@@ -1,0 +1,89 @@
+//! Per-record link keys, as SQL functions that `link_patients` calls over the whole
+//! staging table in one statement. Each is keyed with the link key (never rotated),
+//! and none returns anything but an HMAC, a keyed Bloom filter or a reason.
+
+use crate::keyring::with_domain_key;
+use medanon_core::calendar::Ymd;
+use medanon_core::jpdate::parse_japanese_date;
+use medanon_core::keyed::Purpose;
+use medanon_core::link::{block_message, clk, id1_message, id2_message};
+use medanon_core::normalize::{
+    normalize_insured_number, normalize_insured_symbol, normalize_insurer_number, normalize_kana, normalize_sex,
+    DigitsField, Sex, SexField,
+};
+
+fn mac(domain: &[u8], message: &[u8]) -> Vec<u8> {
+    with_domain_key(Purpose::LinkKey, domain, |key| key.mac(message).to_vec())
+}
+
+/// The normalized birth date and sex, when both are usable.
+fn birth_and_sex(birth: Option<&str>, sex: Option<&str>) -> Option<(Ymd, Sex)> {
+    let birth = parse_japanese_date(birth?).ok()?;
+    match normalize_sex(sex?) {
+        SexField::Known(sex) => Some((birth, sex)),
+        _ => None,
+    }
+}
+
+/// The card's three fields, when all are present and well-formed.
+fn card(insurer: Option<&str>, symbol: Option<&str>, number: Option<&str>) -> Option<(String, String, String)> {
+    let DigitsField::Digits(insurer) = normalize_insurer_number(insurer?) else { return None };
+    let symbol = normalize_insured_symbol(symbol?)?;
+    let DigitsField::Digits(number) = normalize_insured_number(number?) else { return None };
+    Some((insurer, symbol, number))
+}
+
+/// Why a record cannot be linked, or `None` when it can.
+#[allow(clippy::too_many_arguments)]
+pub fn problem(
+    institution_code: Option<&str>,
+    local_patient_id: Option<&str>,
+    kana: Option<&str>,
+    birth: Option<&str>,
+    sex: Option<&str>,
+    insurer: Option<&str>,
+    symbol: Option<&str>,
+    number: Option<&str>,
+) -> Option<&'static str> {
+    let blank = |v: Option<&str>| v.is_none_or(|s| s.trim().is_empty());
+    if blank(institution_code) || blank(local_patient_id) {
+        return Some("missing institution_code or local_patient_id");
+    }
+    match birth {
+        None => return Some("missing birth date"),
+        Some(b) if parse_japanese_date(b).is_err() => return Some("unparseable birth date"),
+        _ => {}
+    }
+    match sex.map(normalize_sex) {
+        None | Some(SexField::Unknown) => return Some("missing sex"),
+        Some(SexField::Unrecognized) => return Some("unrecognized sex code"),
+        Some(SexField::Known(_)) => {}
+    }
+    let has_kana = kana.and_then(normalize_kana).is_some();
+    if !has_kana && card(insurer, symbol, number).is_none() {
+        return Some("no link key: no kana name and no complete insurance card");
+    }
+    None
+}
+
+pub fn id1(insurer: Option<&str>, symbol: Option<&str>, number: Option<&str>, birth: Option<&str>, sex: Option<&str>) -> Option<Vec<u8>> {
+    let (birth, sex) = birth_and_sex(birth, sex)?;
+    let (insurer, symbol, number) = card(insurer, symbol, number)?;
+    Some(mac(b"id1", &id1_message(&insurer, &symbol, &number, birth, sex)))
+}
+
+pub fn id2(kana: Option<&str>, birth: Option<&str>, sex: Option<&str>) -> Option<Vec<u8>> {
+    let (birth, sex) = birth_and_sex(birth, sex)?;
+    let kana = normalize_kana(kana?)?;
+    Some(mac(b"id2", &id2_message(&kana, birth, sex)))
+}
+
+pub fn block(birth: Option<&str>, sex: Option<&str>) -> Option<Vec<u8>> {
+    let (birth, sex) = birth_and_sex(birth, sex)?;
+    Some(mac(b"block", &block_message(birth, sex)))
+}
+
+pub fn name_clk(kana: Option<&str>) -> Option<Vec<u8>> {
+    let kana = normalize_kana(kana?)?;
+    Some(with_domain_key(Purpose::LinkKey, b"clk", |key| clk(&kana, |bigram| key.mac(bigram)).to_vec()))
+}

@@ -1,0 +1,533 @@
+//! Link: one stable person id for the records of one patient across institutions
+//! (名寄せ), from keyed link keys, never from plaintext.
+//!
+//! `link_patients(staging)` runs in four steps, each set-based:
+//!
+//! 1. **Key** (as the caller, who must be able to read the staging table): one
+//!    statement turns every staging row into a row of a temporary batch table with
+//!    its reason for quarantine, or its keys ID1, ID2, block and name CLK (`keys`).
+//! 2. **Group** (in Rust): batch records and the existing persons they touch are
+//!    joined in a union-find over equal ID2, and over equal ID1 unless that ID1 is
+//!    shared by records with different kana names (a family card, twins). Those are
+//!    recorded as conflicts, never merged.
+//! 3. **Write** (as the extension owner): new persons, merges into the oldest id
+//!    (logged), upserts into `person_link`, quarantine rows, conflicts.
+//! 4. **Propose**: fuzzy candidates by Dice similarity of name CLKs within blocks
+//!    of equal birth date and sex, for records that started a new person.
+//!
+//! Re-running a batch changes nothing: every write is an upsert or an insert that
+//! skips what is already there. Concurrent runs are serialized by a lock on
+//! `person_link`; readers are not blocked.
+
+pub mod keys;
+pub mod normalize;
+
+use crate::error::raise;
+use crate::gucs::LINK_CANDIDATE_THRESHOLD;
+use crate::keyring::{as_owner, keyring_and_owner};
+use medanon_core::link::UnionFind;
+use pgrx::prelude::*;
+use pgrx::spi::{quote_identifier, SpiClient, SpiError};
+use pgrx::{pg_sys, JsonB, PgSqlErrorCode};
+use std::collections::{BTreeSet, HashMap};
+
+/// The staging columns link_patients reads; any others are ignored.
+const REQUIRED_COLUMNS: [&str; 8] = [
+    "institution_code",
+    "local_patient_id",
+    "name_kana",
+    "birth_date",
+    "sex",
+    "insurer_number",
+    "insured_symbol",
+    "insured_number",
+];
+
+type Key = [u8; 32];
+
+fn key_of(bytes: Option<Vec<u8>>) -> Option<Key> {
+    bytes.and_then(|b| b.try_into().ok())
+}
+
+fn spi_failed(what: &str, e: SpiError) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("link_patients could not {what}"), Some(e.to_string()), None)
+}
+
+/// The staging relation's qualified name, after checking it has every column we read.
+fn staging_name(staging: pg_sys::Oid) -> String {
+    let described = Spi::connect(|client| {
+        let name = client
+            .select(
+                "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+                 WHERE c.oid OPERATOR(pg_catalog.=) $1",
+                None,
+                &[staging.into()],
+            )?
+            .first()
+            .get_two::<String, String>()?;
+        let columns = client
+            .select(
+                "SELECT attname::text FROM pg_catalog.pg_attribute \
+                 WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
+                None,
+                &[staging.into()],
+            )?
+            .map(|row| row.get::<String>(1))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok::<_, SpiError>((name, columns.into_iter().flatten().collect::<BTreeSet<_>>()))
+    });
+    let ((schema, name), columns) = match described {
+        Ok(((Some(s), Some(n)), cols)) => ((s, n), cols),
+        Ok(_) => raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, "staging relation does not exist", None, None),
+        Err(e) => spi_failed("read the staging relation's columns", e),
+    };
+    let missing: Vec<&str> = REQUIRED_COLUMNS.iter().copied().filter(|c| !columns.contains(*c)).collect();
+    if !missing.is_empty() {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+            format!("staging relation \"{name}\" lacks columns link_patients reads"),
+            Some(format!("missing: {}", missing.join(", "))),
+            Some(format!("a staging table needs the text columns {}", REQUIRED_COLUMNS.join(", "))),
+        );
+    }
+    format!("{}.{}", quote_identifier(&schema), quote_identifier(&name))
+}
+
+/// Step 1, as the caller: the batch table, one row per staging row.
+fn build_batch(staging: &str) {
+    let c = |name: &str| format!("s.{}::text", quote_identifier(name));
+    let (inst, local, kana, birth, sex) =
+        (c("institution_code"), c("local_patient_id"), c("name_kana"), c("birth_date"), c("sex"));
+    let (insurer, symbol, number) = (c("insurer_number"), c("insured_symbol"), c("insured_number"));
+    let sql = format!(
+        "CREATE TEMP TABLE medanon_link_batch ON COMMIT DROP AS
+         SELECT m.rn, m.inst, m.local, m.problem,
+                -- Only records that are not linked now keep their raw form.
+                CASE WHEN m.problem IS NOT NULL OR m.nth > 1 THEN m.record END AS record,
+                m.problem IS NULL AND m.nth = 1 AS first_of_record,
+                CASE WHEN m.problem IS NULL THEN medanon._link_id1(m.insurer, m.symbol, m.number, m.birth, m.sex) END AS id1,
+                CASE WHEN m.problem IS NULL THEN medanon._link_id2(m.kana, m.birth, m.sex) END AS id2,
+                CASE WHEN m.problem IS NULL THEN medanon._link_block(m.birth, m.sex) END AS block,
+                CASE WHEN m.problem IS NULL THEN medanon._link_clk(m.kana) END AS clk,
+                NULL::bigint AS person_id, false AS new_person
+           FROM (SELECT k.*, pg_catalog.row_number() OVER (PARTITION BY k.inst, k.local, k.problem IS NULL ORDER BY k.rn) AS nth
+                   FROM (SELECT pg_catalog.row_number() OVER () AS rn, {inst} AS inst, {local} AS local,
+                                {kana} AS kana, {birth} AS birth, {sex} AS sex, {insurer} AS insurer,
+                                {symbol} AS symbol, {number} AS number,
+                                medanon._link_problem({inst}, {local}, {kana}, {birth}, {sex}, {insurer}, {symbol}, {number}) AS problem,
+                                pg_catalog.to_jsonb(s) AS record
+                           FROM {staging} AS s) AS k) AS m;
+         -- A record sent twice in one batch: a later copy with the same keys is the
+         -- same record; one with other keys is quarantined.
+         UPDATE pg_temp.medanon_link_batch b
+            SET problem = 'conflicting duplicate in batch'
+           FROM pg_temp.medanon_link_batch f
+          WHERE f.first_of_record AND NOT b.first_of_record AND b.problem IS NULL
+            AND f.inst = b.inst AND f.local = b.local
+            AND (f.id1, f.id2) IS DISTINCT FROM (b.id1, b.id2);
+         UPDATE pg_temp.medanon_link_batch SET record = NULL WHERE problem IS NULL;
+         CREATE INDEX ON pg_temp.medanon_link_batch (rn);
+         ANALYZE pg_temp.medanon_link_batch;"
+    );
+    // A batch table left by an earlier call in this transaction.
+    let leftover = Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('pg_temp.medanon_link_batch') IS NOT NULL");
+    if leftover == Ok(Some(true)) {
+        Spi::run("DROP TABLE pg_temp.medanon_link_batch").unwrap_or_else(|e| spi_failed("drop the previous batch", e));
+    }
+    Spi::run(&sql).unwrap_or_else(|e| spi_failed("read the staging relation", e));
+}
+
+/// What step 2 decides.
+struct Grouping {
+    /// (batch rn, index of its component)
+    rows: Vec<(i64, usize)>,
+    /// Per component: the existing persons it contains, ascending.
+    components: Vec<Vec<i64>>,
+    /// Card conflicts of a batch row with a linked record (institution, local id).
+    conflicts_linked: Vec<(i64, String, String)>,
+    /// Card conflicts between two batch rows.
+    conflicts_in_batch: Vec<(i64, i64)>,
+}
+
+struct BatchRow {
+    rn: i64,
+    id1: Option<Key>,
+    id2: Option<Key>,
+}
+
+/// Step 2: the union-find over batch records and the existing persons they touch.
+fn group(client: &SpiClient<'_>) -> Result<Grouping, SpiError> {
+    let rows: Vec<BatchRow> = client
+        .select("SELECT rn, id1, id2 FROM pg_temp.medanon_link_batch WHERE first_of_record ORDER BY rn", None, &[])?
+        .map(|r| Ok(BatchRow { rn: r.get::<i64>(1)?.unwrap_or(0), id1: key_of(r.get(2)?), id2: key_of(r.get(3)?) }))
+        .collect::<Result<_, SpiError>>()?;
+    let n = rows.len();
+    let mut uf = UnionFind::new(n);
+    let mut person_node: HashMap<i64, usize> = HashMap::new();
+    let mut node_of_person = |uf: &mut UnionFind, person: i64| *person_node.entry(person).or_insert_with(|| uf.push());
+
+    // The record itself, linked before: it stays with its person.
+    let same_record = client.select(
+        "SELECT b.rn, p.person_id FROM pg_temp.medanon_link_batch b
+           JOIN medanon.person_link p ON p.institution_code = b.inst AND p.local_patient_id = b.local
+          WHERE b.first_of_record",
+        None,
+        &[],
+    )?;
+    let index_of: HashMap<i64, usize> = rows.iter().enumerate().map(|(i, r)| (r.rn, i)).collect();
+    for r in same_record {
+        let (Some(rn), Some(person)) = (r.get::<i64>(1)?, r.get::<i64>(2)?) else { continue };
+        let node = node_of_person(&mut uf, person);
+        uf.union(index_of[&rn], node);
+    }
+
+    // ID2: equal kana name, birth date and sex.
+    let mut by_id2: HashMap<Key, usize> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(k) = r.id2 {
+            let first = *by_id2.entry(k).or_insert(i);
+            uf.union(first, i);
+        }
+    }
+    let existing_id2 = client.select(
+        "SELECT DISTINCT p.id2, p.person_id FROM medanon.person_link p
+          WHERE p.id2 IN (SELECT id2 FROM pg_temp.medanon_link_batch WHERE first_of_record AND id2 IS NOT NULL)",
+        None,
+        &[],
+    )?;
+    for r in existing_id2 {
+        let (Some(k), Some(person)) = (key_of(r.get(1)?), r.get::<i64>(2)?) else { continue };
+        if let Some(&i) = by_id2.get(&k) {
+            let node = node_of_person(&mut uf, person);
+            uf.union(i, node);
+        }
+    }
+
+    // ID1: equal card, birth date and sex, unless the card's records carry
+    // different kana names (a shared family card: twins, parents and children).
+    struct Id1Group {
+        batch: Vec<usize>,
+        existing: Vec<(i64, Option<Key>, String, String)>,
+        names: BTreeSet<Key>,
+    }
+    let mut by_id1: HashMap<Key, Id1Group> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        if let Some(k) = r.id1 {
+            let g = by_id1.entry(k).or_insert_with(|| Id1Group { batch: vec![], existing: vec![], names: BTreeSet::new() });
+            g.batch.push(i);
+            g.names.extend(r.id2);
+        }
+    }
+    let existing_id1 = client.select(
+        "SELECT p.id1, p.person_id, p.id2, p.institution_code, p.local_patient_id FROM medanon.person_link p
+          WHERE p.id1 IN (SELECT id1 FROM pg_temp.medanon_link_batch WHERE first_of_record AND id1 IS NOT NULL)",
+        None,
+        &[],
+    )?;
+    for r in existing_id1 {
+        let (Some(k), Some(person)) = (key_of(r.get(1)?), r.get::<i64>(2)?) else { continue };
+        let id2 = key_of(r.get(3)?);
+        if let Some(g) = by_id1.get_mut(&k) {
+            g.names.extend(id2);
+            g.existing.push((person, id2, r.get::<String>(4)?.unwrap_or_default(), r.get::<String>(5)?.unwrap_or_default()));
+        }
+    }
+    let mut conflicts_linked = Vec::new();
+    let mut conflicts_in_batch = Vec::new();
+    for g in by_id1.values() {
+        if g.names.len() <= 1 {
+            let first = g.batch[0];
+            for &i in &g.batch[1..] {
+                uf.union(first, i);
+            }
+            for &(person, ..) in &g.existing {
+                let node = node_of_person(&mut uf, person);
+                uf.union(first, node);
+            }
+        } else {
+            // Different names on one card: a conflict between each new record and
+            // every record of the card with another name (or with no name at all).
+            for &i in &g.batch {
+                for &(_, id2, ref inst, ref local) in &g.existing {
+                    if id2.is_none() || rows[i].id2.is_none() || id2 != rows[i].id2 {
+                        conflicts_linked.push((rows[i].rn, inst.clone(), local.clone()));
+                    }
+                }
+                for &j in &g.batch {
+                    if j != i && (rows[j].id2.is_none() || rows[i].id2.is_none() || rows[j].id2 != rows[i].id2) {
+                        conflicts_in_batch.push((rows[i].rn, rows[j].rn));
+                    }
+                }
+            }
+        }
+    }
+
+    // Components: existing persons of each, ascending (the oldest id survives).
+    let mut component_of_root: HashMap<usize, usize> = HashMap::new();
+    let mut components: Vec<Vec<i64>> = Vec::new();
+    let mut rows_out = Vec::with_capacity(n);
+    for (i, r) in rows.iter().enumerate() {
+        let root = uf.find(i);
+        let c = *component_of_root.entry(root).or_insert_with(|| {
+            components.push(Vec::new());
+            components.len() - 1
+        });
+        rows_out.push((r.rn, c));
+    }
+    let persons: Vec<(i64, usize)> = person_node.iter().map(|(&p, &node)| (p, node)).collect();
+    for (person, node) in persons {
+        let root = uf.find(node);
+        if let Some(&c) = component_of_root.get(&root) {
+            components[c].push(person);
+        }
+    }
+    for c in &mut components {
+        c.sort_unstable();
+    }
+    Ok(Grouping { rows: rows_out, components, conflicts_linked, conflicts_in_batch })
+}
+
+#[derive(Default)]
+struct Counts {
+    records_in: i64,
+    linked: i64,
+    quarantined: i64,
+    new_persons: i64,
+    matched_existing: i64,
+    unchanged: i64,
+    merges: i64,
+    conflicts: i64,
+    candidates: i64,
+}
+
+/// Step 3, as the extension owner: persons, merges, person_link, quarantine, conflicts.
+fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &mut Counts) -> Result<(), SpiError> {
+    let Grouping { rows, components, conflicts_linked, conflicts_in_batch } = grouping;
+    // New persons for components without one.
+    let fresh = components.iter().filter(|c| c.is_empty()).count() as i64;
+    let new_ids: Vec<i64> = if fresh > 0 {
+        client
+            .update(
+                "INSERT INTO medanon.person (created_at) SELECT pg_catalog.now() FROM pg_catalog.generate_series(1, $1) \
+                 RETURNING person_id",
+                None,
+                &[fresh.into()],
+            )?
+            .map(|r| r.get::<i64>(1).map(|v| v.unwrap_or(0)))
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    let mut new_ids = new_ids.into_iter();
+    let mut person_of_component = Vec::with_capacity(components.len());
+    let (mut merge_from, mut merge_into, mut merge_rn) = (Vec::new(), Vec::new(), Vec::new());
+    let mut first_rn_of_component: HashMap<usize, i64> = HashMap::new();
+    for &(rn, c) in &rows {
+        first_rn_of_component.entry(c).or_insert(rn);
+    }
+    for (c, existing) in components.iter().enumerate() {
+        match existing.split_first() {
+            None => person_of_component.push(new_ids.next().unwrap_or(0)),
+            Some((&oldest, others)) => {
+                person_of_component.push(oldest);
+                for &p in others {
+                    merge_from.push(p);
+                    merge_into.push(oldest);
+                    merge_rn.push(first_rn_of_component.get(&c).copied().unwrap_or(0));
+                }
+            }
+        }
+    }
+    counts.new_persons = fresh;
+    counts.merges = merge_from.len() as i64;
+    if !merge_from.is_empty() {
+        client.update(
+            "WITH m AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]), pg_catalog.unnest($3::bigint[])) AS m(from_id, into_id, rn))
+             INSERT INTO medanon.person_merge_log (from_person_id, into_person_id, institution_code, local_patient_id, source)
+             SELECT m.from_id, m.into_id, b.inst, b.local, $4 FROM m LEFT JOIN pg_temp.medanon_link_batch b ON b.rn = m.rn",
+            None,
+            &[merge_from.clone().into(), merge_into.clone().into(), merge_rn.into(), source.into()],
+        )?;
+        client.update(
+            "UPDATE medanon.person_link p SET person_id = m.into_id, updated_at = pg_catalog.now()
+               FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS m(from_id, into_id) WHERE p.person_id = m.from_id",
+            None,
+            &[merge_from.clone().into(), merge_into.clone().into()],
+        )?;
+        client.update(
+            "UPDATE medanon.person p SET merged_into = m.into_id, merged_at = pg_catalog.now()
+               FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS m(from_id, into_id) WHERE p.person_id = m.from_id",
+            None,
+            &[merge_from.into(), merge_into.into()],
+        )?;
+    }
+    let rns: Vec<i64> = rows.iter().map(|&(rn, _)| rn).collect();
+    let persons: Vec<i64> = rows.iter().map(|&(_, c)| person_of_component[c]).collect();
+    let new_flags: Vec<bool> = rows.iter().map(|&(_, c)| components[c].is_empty()).collect();
+    client.update(
+        "UPDATE pg_temp.medanon_link_batch b SET person_id = a.person_id, new_person = a.new_person
+           FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]), pg_catalog.unnest($3::boolean[])) AS a(rn, person_id, new_person)
+          WHERE b.rn = a.rn",
+        None,
+        &[rns.into(), persons.into(), new_flags.into()],
+    )?;
+    // Same-content copies within the batch go with their first.
+    client.update(
+        "UPDATE pg_temp.medanon_link_batch b SET person_id = f.person_id
+           FROM pg_temp.medanon_link_batch f
+          WHERE f.first_of_record AND NOT b.first_of_record AND b.problem IS NULL
+            AND f.inst = b.inst AND f.local = b.local",
+        None,
+        &[],
+    )?;
+    let tally = client
+        .select(
+            "SELECT count(*) FILTER (WHERE b.problem IS NULL),
+                    count(*) FILTER (WHERE b.problem IS NOT NULL),
+                    count(*) FILTER (WHERE b.first_of_record AND p.person_id IS NULL AND NOT b.new_person),
+                    count(*) FILTER (WHERE b.first_of_record AND p.person_id = b.person_id
+                                       AND p.id1 IS NOT DISTINCT FROM b.id1 AND p.id2 IS NOT DISTINCT FROM b.id2),
+                    count(*)
+               FROM pg_temp.medanon_link_batch b
+               LEFT JOIN medanon.person_link p ON p.institution_code = b.inst AND p.local_patient_id = b.local",
+            None,
+            &[],
+        )?
+        .first();
+    let count = |n: usize| -> Result<i64, SpiError> { Ok(tally.get::<i64>(n)?.unwrap_or(0)) };
+    counts.linked = count(1)?;
+    counts.quarantined = count(2)?;
+    counts.matched_existing = count(3)?;
+    counts.unchanged = count(4)?;
+    counts.records_in = count(5)?;
+
+    client.update(
+        "INSERT INTO medanon.person_link AS p (institution_code, local_patient_id, person_id, id1, id2, block, name_clk)
+         SELECT inst, local, person_id, id1, id2, block, clk FROM pg_temp.medanon_link_batch WHERE first_of_record
+         ON CONFLICT (institution_code, local_patient_id) DO UPDATE
+            SET person_id = EXCLUDED.person_id, id1 = EXCLUDED.id1, id2 = EXCLUDED.id2, block = EXCLUDED.block,
+                name_clk = EXCLUDED.name_clk, updated_at = pg_catalog.now()
+          WHERE (p.person_id, p.id1, p.id2, p.block, p.name_clk)
+                IS DISTINCT FROM (EXCLUDED.person_id, EXCLUDED.id1, EXCLUDED.id2, EXCLUDED.block, EXCLUDED.name_clk)",
+        None,
+        &[],
+    )?;
+    client.update(
+        "INSERT INTO medanon.link_quarantine (source, institution_code, local_patient_id, reason, record)
+         SELECT $1, inst, local, problem,
+                coalesce(record, pg_catalog.jsonb_build_object('institution_code', inst, 'local_patient_id', local))
+           FROM pg_temp.medanon_link_batch WHERE problem IS NOT NULL
+         ON CONFLICT DO NOTHING",
+        None,
+        &[source.into()],
+    )?;
+    // Conflicts, each pair once whichever record came first; the batch's own pairs
+    // are written with the lower row first.
+    let reason = "one insurance card, different kana names";
+    let rn: Vec<i64> = conflicts_linked.iter().map(|c| c.0).collect();
+    let other_inst: Vec<String> = conflicts_linked.iter().map(|c| c.1.clone()).collect();
+    let other_local: Vec<String> = conflicts_linked.iter().map(|c| c.2.clone()).collect();
+    let linked = client.update(
+        "INSERT INTO medanon.link_conflict (institution_code, local_patient_id, other_institution_code,
+                                            other_local_patient_id, reason, source)
+         SELECT DISTINCT b.inst, b.local, c.other_inst, c.other_local, $4, $5
+           FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS c(rn, other_inst, other_local)
+           JOIN pg_temp.medanon_link_batch b ON b.rn = c.rn
+          WHERE (b.inst, b.local) <> (c.other_inst, c.other_local)
+            AND NOT EXISTS (SELECT FROM medanon.link_conflict x
+                             WHERE (x.institution_code, x.local_patient_id, x.other_institution_code, x.other_local_patient_id)
+                                   = (c.other_inst, c.other_local, b.inst, b.local))
+         ON CONFLICT DO NOTHING",
+        None,
+        &[rn.into(), other_inst.into(), other_local.into(), reason.into(), source.into()],
+    )?;
+    let (a, b): (Vec<i64>, Vec<i64>) = conflicts_in_batch.into_iter().filter(|(x, y)| x < y).unzip();
+    let within = client.update(
+        "INSERT INTO medanon.link_conflict (institution_code, local_patient_id, other_institution_code,
+                                            other_local_patient_id, reason, source)
+         SELECT DISTINCT x.inst, x.local, y.inst, y.local, $3, $4
+           FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS c(a, b)
+           JOIN pg_temp.medanon_link_batch x ON x.rn = c.a
+           JOIN pg_temp.medanon_link_batch y ON y.rn = c.b
+          WHERE NOT EXISTS (SELECT FROM medanon.link_conflict z
+                             WHERE (z.institution_code, z.local_patient_id, z.other_institution_code, z.other_local_patient_id)
+                                   = (y.inst, y.local, x.inst, x.local))
+         ON CONFLICT DO NOTHING",
+        None,
+        &[a.into(), b.into(), reason.into(), source.into()],
+    )?;
+    counts.conflicts = (linked.len() + within.len()) as i64;
+    Ok(())
+}
+
+/// Step 4: fuzzy candidates for records that started a new person.
+fn propose(client: &mut SpiClient<'_>, source: &str, counts: &mut Counts) -> Result<(), SpiError> {
+    let threshold = LINK_CANDIDATE_THRESHOLD.get();
+    let inserted = client.update(
+        "INSERT INTO medanon.link_candidates (institution_code, local_patient_id, other_institution_code,
+                                              other_local_patient_id, dice, source)
+         SELECT DISTINCT ON (a_inst, a_local, b_inst, b_local) a_inst, a_local, b_inst, b_local, dice, $2
+           FROM (SELECT CASE WHEN (b.inst, b.local) < (p.institution_code, p.local_patient_id) THEN b.inst ELSE p.institution_code END AS a_inst,
+                        CASE WHEN (b.inst, b.local) < (p.institution_code, p.local_patient_id) THEN b.local ELSE p.local_patient_id END AS a_local,
+                        CASE WHEN (b.inst, b.local) < (p.institution_code, p.local_patient_id) THEN p.institution_code ELSE b.inst END AS b_inst,
+                        CASE WHEN (b.inst, b.local) < (p.institution_code, p.local_patient_id) THEN p.local_patient_id ELSE b.local END AS b_local,
+                        medanon._dice(b.clk, p.name_clk) AS dice
+                   FROM pg_temp.medanon_link_batch b
+                   JOIN medanon.person_link p ON p.block = b.block AND p.person_id <> b.person_id
+                  WHERE b.first_of_record AND b.new_person AND b.clk IS NOT NULL AND p.name_clk IS NOT NULL) AS pairs
+          WHERE dice >= $1
+         ON CONFLICT DO NOTHING",
+        None,
+        &[threshold.into(), source.into()],
+    )?;
+    counts.candidates = inserted.len() as i64;
+    Ok(())
+}
+
+pub fn link_patients(staging: pg_sys::Oid) -> JsonB {
+    let staging = staging_name(staging);
+    build_batch(&staging);
+    let (_, owner) = keyring_and_owner();
+    let counts = as_owner(owner, move || {
+        let mut counts = Counts::default();
+        let result = Spi::connect_mut(|client| {
+            // One linker at a time: the grouping needs a stable person_link.
+            client.update("LOCK TABLE medanon.person_link IN SHARE ROW EXCLUSIVE MODE", None, &[])?;
+            let grouping = group(client)?;
+            write(client, grouping, &staging, &mut counts)?;
+            propose(client, &staging, &mut counts)?;
+            client.update(
+                "INSERT INTO medanon.link_batch (source, records_in, linked, quarantined, new_persons, merges, conflicts, candidates)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                None,
+                &[
+                    staging.as_str().into(),
+                    counts.records_in.into(),
+                    counts.linked.into(),
+                    counts.quarantined.into(),
+                    counts.new_persons.into(),
+                    counts.merges.into(),
+                    counts.conflicts.into(),
+                    counts.candidates.into(),
+                ],
+            )?;
+            Ok::<_, SpiError>(())
+        });
+        if let Err(e) = result {
+            spi_failed("write the links", e);
+        }
+        counts
+    });
+    JsonB(serde_json::json!({
+        "records_in": counts.records_in,
+        "linked": counts.linked,
+        "quarantined": counts.quarantined,
+        "new_persons": counts.new_persons,
+        "matched_existing": counts.matched_existing,
+        "unchanged": counts.unchanged,
+        "merges": counts.merges,
+        "conflicts": counts.conflicts,
+        "candidates": counts.candidates,
+    }))
+}
