@@ -189,17 +189,17 @@ mod functions {
         insured_number: Option<&str>,
         birth_date: Option<&str>,
         sex: Option<&str>,
-    ) -> Option<Vec<u8>> {
+    ) -> Option<pgrx::Uuid> {
         crate::link::keys::id1(insurer_number, insured_symbol, insured_number, birth_date, sex)
     }
 
     #[pg_extern(stable, parallel_safe)]
-    fn _link_id2(name_kana: Option<&str>, birth_date: Option<&str>, sex: Option<&str>) -> Option<Vec<u8>> {
+    fn _link_id2(name_kana: Option<&str>, birth_date: Option<&str>, sex: Option<&str>) -> Option<pgrx::Uuid> {
         crate::link::keys::id2(name_kana, birth_date, sex)
     }
 
     #[pg_extern(stable, parallel_safe)]
-    fn _link_block(birth_date: Option<&str>, sex: Option<&str>) -> Option<Vec<u8>> {
+    fn _link_block(birth_date: Option<&str>, sex: Option<&str>) -> Option<i64> {
         crate::link::keys::block(birth_date, sex)
     }
 

@@ -43,10 +43,10 @@ const REQUIRED_COLUMNS: [&str; 8] = [
     "insured_number",
 ];
 
-type Key = [u8; 32];
+type Key = [u8; 16];
 
-fn key_of(bytes: Option<Vec<u8>>) -> Option<Key> {
-    bytes.and_then(|b| b.try_into().ok())
+fn key_of(uuid: Option<pgrx::Uuid>) -> Option<Key> {
+    uuid.map(|u| *u)
 }
 
 fn spi_failed(what: &str, e: SpiError) -> ! {
@@ -102,38 +102,64 @@ fn build_batch(staging: &str) {
     let (insurer, symbol, number) = (c("insurer_number"), c("insured_symbol"), c("insured_number"));
     let sql = format!(
         "CREATE TEMP TABLE medanon_link_batch ON COMMIT DROP AS
-         SELECT m.rn, m.inst, m.local, m.problem,
-                -- Only records that are not linked now keep their raw form.
-                CASE WHEN m.problem IS NOT NULL OR m.nth > 1 THEN m.record END AS record,
-                m.problem IS NULL AND m.nth = 1 AS first_of_record,
-                CASE WHEN m.problem IS NULL THEN medanon._link_id1(m.insurer, m.symbol, m.number, m.birth, m.sex) END AS id1,
-                CASE WHEN m.problem IS NULL THEN medanon._link_id2(m.kana, m.birth, m.sex) END AS id2,
-                CASE WHEN m.problem IS NULL THEN medanon._link_block(m.birth, m.sex) END AS block,
-                CASE WHEN m.problem IS NULL THEN medanon._link_clk(m.kana) END AS clk,
-                NULL::bigint AS person_id, false AS new_person
-           FROM (SELECT k.*, pg_catalog.row_number() OVER (PARTITION BY k.inst, k.local, k.problem IS NULL ORDER BY k.rn) AS nth
-                   FROM (SELECT pg_catalog.row_number() OVER () AS rn, {inst} AS inst, {local} AS local,
-                                {kana} AS kana, {birth} AS birth, {sex} AS sex, {insurer} AS insurer,
-                                {symbol} AS symbol, {number} AS number,
-                                medanon._link_problem({inst}, {local}, {kana}, {birth}, {sex}, {insurer}, {symbol}, {number}) AS problem,
-                                pg_catalog.to_jsonb(s) AS record
-                           FROM {staging} AS s) AS k) AS m;
-         -- A record sent twice in one batch: a later copy with the same keys is the
-         -- same record; one with other keys is quarantined.
+         SELECT k.rn, k.inst, k.local, k.problem, k.repeated,
+                -- Only records that may not be linked keep their raw form.
+                CASE WHEN k.problem IS NOT NULL OR k.repeated THEN pg_catalog.to_jsonb(k.srow) END AS record,
+                k.problem IS NULL AND NOT k.repeated AS first_of_record,
+                CASE WHEN k.problem IS NULL THEN medanon._link_id1(k.insurer, k.symbol, k.number, k.birth, k.sex) END AS id1,
+                CASE WHEN k.problem IS NULL THEN medanon._link_id2(k.kana, k.birth, k.sex) END AS id2,
+                CASE WHEN k.problem IS NULL THEN medanon._link_block(k.birth, k.sex) END AS block,
+                CASE WHEN k.problem IS NULL THEN medanon._link_clk(k.kana) END AS clk
+           FROM (SELECT pg_catalog.row_number() OVER () AS rn, {inst} AS inst, {local} AS local,
+                        {kana} AS kana, {birth} AS birth, {sex} AS sex, {insurer} AS insurer,
+                        {symbol} AS symbol, {number} AS number,
+                        medanon._link_problem({inst}, {local}, {kana}, {birth}, {sex}, {insurer}, {symbol}, {number}) AS problem,
+                        s AS srow, d.inst IS NOT NULL AS repeated
+                   FROM {staging} AS s
+                   LEFT JOIN (SELECT {inst} AS inst, {local} AS local FROM {staging} AS s
+                               GROUP BY 1, 2 HAVING pg_catalog.count(*) > 1) AS d
+                     ON d.inst = {inst} AND d.local = {local}) AS k;
+         CREATE INDEX ON pg_temp.medanon_link_batch (rn);
+         -- A record sent more than once in one batch: the first copy that can be
+         -- linked is; a later copy with the same keys is the same record, and one
+         -- with other keys is quarantined.
+         UPDATE pg_temp.medanon_link_batch b SET first_of_record = true
+           FROM (SELECT pg_catalog.min(rn) AS rn FROM pg_temp.medanon_link_batch
+                  WHERE repeated AND problem IS NULL GROUP BY inst, local) AS f
+          WHERE b.rn = f.rn;
          UPDATE pg_temp.medanon_link_batch b
             SET problem = 'conflicting duplicate in batch'
            FROM pg_temp.medanon_link_batch f
-          WHERE f.first_of_record AND NOT b.first_of_record AND b.problem IS NULL
+          WHERE b.repeated AND f.repeated AND f.first_of_record AND NOT b.first_of_record AND b.problem IS NULL
             AND f.inst = b.inst AND f.local = b.local
             AND (f.id1, f.id2) IS DISTINCT FROM (b.id1, b.id2);
-         UPDATE pg_temp.medanon_link_batch SET record = NULL WHERE problem IS NULL;
-         CREATE INDEX ON pg_temp.medanon_link_batch (rn);
-         ANALYZE pg_temp.medanon_link_batch;"
+         UPDATE pg_temp.medanon_link_batch SET record = NULL WHERE repeated AND problem IS NULL;
+         ANALYZE pg_temp.medanon_link_batch;
+         -- Filled by the grouping step, which runs as the extension owner and so
+         -- may not create temporary objects itself.
+         CREATE TEMP TABLE medanon_link_assign (rn bigint, person_id bigint, new_person boolean) ON COMMIT DROP;
+         -- Every linked row of the batch with its person; same-content copies within
+         -- the batch go with their first.
+         CREATE TEMP VIEW medanon_link_result AS
+         SELECT b.rn, b.inst, b.local, b.first_of_record, b.id1, b.id2, b.block, b.clk,
+                coalesce(a.person_id, fa.person_id) AS person_id, coalesce(a.new_person, false) AS new_person
+           FROM pg_temp.medanon_link_batch b
+           LEFT JOIN pg_temp.medanon_link_assign a ON a.rn = b.rn
+           LEFT JOIN pg_temp.medanon_link_batch f
+             ON b.repeated AND NOT b.first_of_record AND f.repeated AND f.first_of_record
+            AND f.inst = b.inst AND f.local = b.local
+           LEFT JOIN pg_temp.medanon_link_assign fa ON fa.rn = f.rn
+          WHERE b.problem IS NULL;"
     );
-    // A batch table left by an earlier call in this transaction.
+    // What an earlier call in this transaction left (ON COMMIT DROP waits for commit).
     let leftover = Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('pg_temp.medanon_link_batch') IS NOT NULL");
     if leftover == Ok(Some(true)) {
-        Spi::run("DROP TABLE pg_temp.medanon_link_batch").unwrap_or_else(|e| spi_failed("drop the previous batch", e));
+        Spi::run(
+            "DROP VIEW IF EXISTS pg_temp.medanon_link_result;
+             DROP TABLE IF EXISTS pg_temp.medanon_link_assign;
+             DROP TABLE pg_temp.medanon_link_batch",
+        )
+        .unwrap_or_else(|e| spi_failed("drop the previous batch", e));
     }
     Spi::run(&sql).unwrap_or_else(|e| spi_failed("read the staging relation", e));
 }
@@ -144,6 +170,9 @@ struct Grouping {
     rows: Vec<(i64, usize)>,
     /// Per component: the existing persons it contains, ascending.
     components: Vec<Vec<i64>>,
+    /// Batch rows (by index) that were linked before: their person and whether
+    /// their keys are unchanged.
+    existed: HashMap<usize, (i64, bool)>,
     /// Card conflicts of a batch row with a linked record (institution, local id).
     conflicts_linked: Vec<(i64, String, String)>,
     /// Card conflicts between two batch rows.
@@ -169,17 +198,21 @@ fn group(client: &SpiClient<'_>) -> Result<Grouping, SpiError> {
 
     // The record itself, linked before: it stays with its person.
     let same_record = client.select(
-        "SELECT b.rn, p.person_id FROM pg_temp.medanon_link_batch b
+        "SELECT b.rn, p.person_id, (p.id1, p.id2, p.block, p.name_clk) IS NOT DISTINCT FROM (b.id1, b.id2, b.block, b.clk)
+           FROM pg_temp.medanon_link_batch b
            JOIN medanon.person_link p ON p.institution_code = b.inst AND p.local_patient_id = b.local
           WHERE b.first_of_record",
         None,
         &[],
     )?;
     let index_of: HashMap<i64, usize> = rows.iter().enumerate().map(|(i, r)| (r.rn, i)).collect();
+    let mut existed = HashMap::new();
     for r in same_record {
         let (Some(rn), Some(person)) = (r.get::<i64>(1)?, r.get::<i64>(2)?) else { continue };
+        let i = index_of[&rn];
+        existed.insert(i, (person, r.get::<bool>(3)?.unwrap_or(false)));
         let node = node_of_person(&mut uf, person);
-        uf.union(index_of[&rn], node);
+        uf.union(i, node);
     }
 
     // ID2: equal kana name, birth date and sex.
@@ -285,7 +318,7 @@ fn group(client: &SpiClient<'_>) -> Result<Grouping, SpiError> {
     for c in &mut components {
         c.sort_unstable();
     }
-    Ok(Grouping { rows: rows_out, components, conflicts_linked, conflicts_in_batch })
+    Ok(Grouping { rows: rows_out, components, existed, conflicts_linked, conflicts_in_batch })
 }
 
 #[derive(Default)]
@@ -303,7 +336,7 @@ struct Counts {
 
 /// Step 3, as the extension owner: persons, merges, person_link, quarantine, conflicts.
 fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &mut Counts) -> Result<(), SpiError> {
-    let Grouping { rows, components, conflicts_linked, conflicts_in_batch } = grouping;
+    let Grouping { rows, components, existed, conflicts_linked, conflicts_in_batch } = grouping;
     // New persons for components without one.
     let fresh = components.iter().filter(|c| c.is_empty()).count() as i64;
     let new_ids: Vec<i64> = if fresh > 0 {
@@ -365,32 +398,26 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
     let rns: Vec<i64> = rows.iter().map(|&(rn, _)| rn).collect();
     let persons: Vec<i64> = rows.iter().map(|&(_, c)| person_of_component[c]).collect();
     let new_flags: Vec<bool> = rows.iter().map(|&(_, c)| components[c].is_empty()).collect();
+    // Rows into a fresh table rather than an UPDATE of the batch: writing 1M rows is
+    // a fraction of the cost of updating 1M (7 s in `make bench`).
     client.update(
-        "UPDATE pg_temp.medanon_link_batch b SET person_id = a.person_id, new_person = a.new_person
-           FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]), pg_catalog.unnest($3::boolean[])) AS a(rn, person_id, new_person)
-          WHERE b.rn = a.rn",
+        "INSERT INTO pg_temp.medanon_link_assign
+         SELECT * FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]),
+                                  pg_catalog.unnest($3::boolean[])) AS a(rn, person_id, new_person)",
         None,
         &[rns.into(), persons.into(), new_flags.into()],
     )?;
-    // Same-content copies within the batch go with their first.
-    client.update(
-        "UPDATE pg_temp.medanon_link_batch b SET person_id = f.person_id
-           FROM pg_temp.medanon_link_batch f
-          WHERE f.first_of_record AND NOT b.first_of_record AND b.problem IS NULL
-            AND f.inst = b.inst AND f.local = b.local",
-        None,
-        &[],
-    )?;
+    client.update("ANALYZE pg_temp.medanon_link_assign", None, &[])?;
+    for (i, &(_, c)) in rows.iter().enumerate() {
+        match existed.get(&i) {
+            Some(&(person, same_keys)) => counts.unchanged += (same_keys && person == person_of_component[c]) as i64,
+            None => counts.matched_existing += !components[c].is_empty() as i64,
+        }
+    }
     let tally = client
         .select(
-            "SELECT count(*) FILTER (WHERE b.problem IS NULL),
-                    count(*) FILTER (WHERE b.problem IS NOT NULL),
-                    count(*) FILTER (WHERE b.first_of_record AND p.person_id IS NULL AND NOT b.new_person),
-                    count(*) FILTER (WHERE b.first_of_record AND p.person_id = b.person_id
-                                       AND p.id1 IS NOT DISTINCT FROM b.id1 AND p.id2 IS NOT DISTINCT FROM b.id2),
-                    count(*)
-               FROM pg_temp.medanon_link_batch b
-               LEFT JOIN medanon.person_link p ON p.institution_code = b.inst AND p.local_patient_id = b.local",
+            "SELECT count(*) FILTER (WHERE problem IS NULL), count(*) FILTER (WHERE problem IS NOT NULL), count(*)
+               FROM pg_temp.medanon_link_batch",
             None,
             &[],
         )?
@@ -398,18 +425,29 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
     let count = |n: usize| -> Result<i64, SpiError> { Ok(tally.get::<i64>(n)?.unwrap_or(0)) };
     counts.linked = count(1)?;
     counts.quarantined = count(2)?;
-    counts.matched_existing = count(3)?;
-    counts.unchanged = count(4)?;
-    counts.records_in = count(5)?;
+    counts.records_in = count(3)?;
 
+    // Records linked before whose person or keys changed; then the new records, as
+    // a plain INSERT (an upsert's speculative insertion costs twice as much per row).
     client.update(
-        "INSERT INTO medanon.person_link AS p (institution_code, local_patient_id, person_id, id1, id2, block, name_clk)
-         SELECT inst, local, person_id, id1, id2, block, clk FROM pg_temp.medanon_link_batch WHERE first_of_record
-         ON CONFLICT (institution_code, local_patient_id) DO UPDATE
-            SET person_id = EXCLUDED.person_id, id1 = EXCLUDED.id1, id2 = EXCLUDED.id2, block = EXCLUDED.block,
-                name_clk = EXCLUDED.name_clk, updated_at = pg_catalog.now()
-          WHERE (p.person_id, p.id1, p.id2, p.block, p.name_clk)
-                IS DISTINCT FROM (EXCLUDED.person_id, EXCLUDED.id1, EXCLUDED.id2, EXCLUDED.block, EXCLUDED.name_clk)",
+        "UPDATE medanon.person_link p
+            SET person_id = r.person_id, id1 = r.id1, id2 = r.id2, block = r.block, name_clk = r.clk,
+                updated_at = pg_catalog.now()
+           FROM pg_temp.medanon_link_result r
+          WHERE r.first_of_record AND p.institution_code = r.inst AND p.local_patient_id = r.local
+            AND (p.person_id, p.id1, p.id2, p.block, p.name_clk)
+                IS DISTINCT FROM (r.person_id, r.id1, r.id2, r.block, r.clk)",
+        None,
+        &[],
+    )?;
+    client.update(
+        "INSERT INTO medanon.person_link (institution_code, local_patient_id, person_id, id1, id2, block, name_clk)
+         SELECT r.inst, r.local, r.person_id, r.id1, r.id2, r.block, r.clk
+           FROM pg_temp.medanon_link_result r
+          WHERE r.first_of_record
+            AND NOT EXISTS (SELECT FROM medanon.person_link p
+                             WHERE p.institution_code = r.inst AND p.local_patient_id = r.local)
+          ORDER BY r.person_id",
         None,
         &[],
     )?;
@@ -461,25 +499,75 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
     Ok(())
 }
 
-/// Step 4: fuzzy candidates for records that started a new person.
+/// Step 4: fuzzy candidates for records that started a new person: every record
+/// of another person in the same block (birth date and sex) whose name CLK is
+/// Dice-similar. Compared in memory, block by block: as a SQL self-join with a
+/// function call per pair, this step took 47 s of a 1M-record batch.
 fn propose(client: &mut SpiClient<'_>, source: &str, counts: &mut Counts) -> Result<(), SpiError> {
     let threshold = LINK_CANDIDATE_THRESHOLD.get();
+    struct Rec {
+        block: i64,
+        person: i64,
+        new: bool,
+        inst: String,
+        local: String,
+        clk: Vec<u8>,
+    }
+    let recs = client
+        .select(
+            "SELECT p.block, p.person_id, coalesce(a.new_person, false), p.institution_code, p.local_patient_id, p.name_clk
+               FROM medanon.person_link p
+               LEFT JOIN pg_temp.medanon_link_batch b
+                 ON b.first_of_record AND b.inst = p.institution_code AND b.local = p.local_patient_id
+               LEFT JOIN pg_temp.medanon_link_assign a ON a.rn = b.rn
+              WHERE p.name_clk IS NOT NULL
+                AND p.block IN (SELECT b2.block FROM pg_temp.medanon_link_batch b2
+                                  JOIN pg_temp.medanon_link_assign a2 ON a2.rn = b2.rn WHERE a2.new_person)",
+            None,
+            &[],
+        )?
+        .map(|r| {
+            Ok(Rec {
+                block: r.get::<i64>(1)?.unwrap_or(0),
+                person: r.get::<i64>(2)?.unwrap_or(0),
+                new: r.get::<bool>(3)?.unwrap_or(false),
+                inst: r.get::<String>(4)?.unwrap_or_default(),
+                local: r.get::<String>(5)?.unwrap_or_default(),
+                clk: r.get::<Vec<u8>>(6)?.unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<Rec>, SpiError>>()?;
+    let mut recs = recs;
+    recs.sort_unstable_by_key(|r| r.block);
+    let (mut a_inst, mut a_local, mut b_inst, mut b_local, mut dice) = (vec![], vec![], vec![], vec![], vec![]);
+    for block in recs.chunk_by(|x, y| x.block == y.block) {
+        for (i, x) in block.iter().enumerate() {
+            for y in &block[i + 1..] {
+                if x.person == y.person || !(x.new || y.new) {
+                    continue;
+                }
+                let d = medanon_core::link::dice(&x.clk, &y.clk);
+                if d >= threshold {
+                    // Each pair once, in a fixed order.
+                    let (first, second) = if (&x.inst, &x.local) < (&y.inst, &y.local) { (x, y) } else { (y, x) };
+                    a_inst.push(first.inst.clone());
+                    a_local.push(first.local.clone());
+                    b_inst.push(second.inst.clone());
+                    b_local.push(second.local.clone());
+                    dice.push(d);
+                }
+            }
+        }
+    }
     let inserted = client.update(
         "INSERT INTO medanon.link_candidates (institution_code, local_patient_id, other_institution_code,
                                               other_local_patient_id, dice, source)
-         SELECT DISTINCT ON (a_inst, a_local, b_inst, b_local) a_inst, a_local, b_inst, b_local, dice, $2
-           FROM (SELECT CASE WHEN (b.inst, b.local) < (p.institution_code, p.local_patient_id) THEN b.inst ELSE p.institution_code END AS a_inst,
-                        CASE WHEN (b.inst, b.local) < (p.institution_code, p.local_patient_id) THEN b.local ELSE p.local_patient_id END AS a_local,
-                        CASE WHEN (b.inst, b.local) < (p.institution_code, p.local_patient_id) THEN p.institution_code ELSE b.inst END AS b_inst,
-                        CASE WHEN (b.inst, b.local) < (p.institution_code, p.local_patient_id) THEN p.local_patient_id ELSE b.local END AS b_local,
-                        medanon._dice(b.clk, p.name_clk) AS dice
-                   FROM pg_temp.medanon_link_batch b
-                   JOIN medanon.person_link p ON p.block = b.block AND p.person_id <> b.person_id
-                  WHERE b.first_of_record AND b.new_person AND b.clk IS NOT NULL AND p.name_clk IS NOT NULL) AS pairs
-          WHERE dice >= $1
+         SELECT *, $6 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
+                                      pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]),
+                                      pg_catalog.unnest($5::float8[]))
          ON CONFLICT DO NOTHING",
         None,
-        &[threshold.into(), source.into()],
+        &[a_inst.into(), a_local.into(), b_inst.into(), b_local.into(), dice.into(), source.into()],
     )?;
     counts.candidates = inserted.len() as i64;
     Ok(())

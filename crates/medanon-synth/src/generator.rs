@@ -229,6 +229,11 @@ struct Registration {
     local_id: String,
     fields: [String; 9],
     true_person: u64,
+    /// What a perfect normalizer would read from this record: the kana name after
+    /// any typo but before the institution's writing style ("" when the name was
+    /// left out), the card as insurer|symbol|number ("" when left out), and the
+    /// birth date ("" when it was written unreadably).
+    clean: [String; 3],
 }
 
 /// Confusions seen in hand-entered kana: シ/ツ, ソ/ン, and a dropped long-vowel ウ.
@@ -273,10 +278,16 @@ fn for_each_registration(config: &Config, institutions: &[Institution], mut f: i
             if rng.chance(0.01) {
                 kana = typo(rng, &kana);
             }
-            let kana = if rng.chance(0.005) { String::new() } else { (style.kana)(&kana) };
-            let birth = if rng.chance(0.002) { ["不明", "0000-00-00", ""][rng.below(3) as usize].to_string() } else { (style.birth)(person.birth) };
+            let (kana, clean_kana) = if rng.chance(0.005) { (String::new(), String::new()) } else { ((style.kana)(&kana), kana.replace('\u{3000}', "")) };
+            let (birth, clean_birth) = if rng.chance(0.002) {
+                (["不明", "0000-00-00", ""][rng.below(3) as usize].to_string(), String::new())
+            } else {
+                ((style.birth)(person.birth), person.birth.to_string())
+            };
             let card = if nth > 0 && rng.chance(0.05) { new_card(rng) } else { person.card.clone() };
-            let (insurer, symbol, number) = if rng.chance(0.02) {
+            let card_left_out = rng.chance(0.02);
+            let clean_card = if card_left_out { String::new() } else { format!("{}|{}|{}", card.insurer, card.symbol, card.number) };
+            let (insurer, symbol, number) = if card_left_out {
                 (String::new(), String::new(), String::new())
             } else if style.full_width_digits {
                 (full_width(&card.insurer), full_width(&card.symbol), full_width(&card.number))
@@ -294,6 +305,7 @@ fn for_each_registration(config: &Config, institutions: &[Institution], mut f: i
                 institution: inst,
                 local_id,
                 true_person: person.id,
+                clean: [clean_kana, clean_card, clean_birth],
                 fields: [
                     kana,
                     format!("{surname_kanji}\u{3000}{given_kanji}"),
@@ -345,11 +357,12 @@ fn for_each_visit(config: &Config, institutions: &[Institution], mut f: impl FnM
     });
 }
 
-/// Writes a COPY text-format row. Our values hold no tab, newline or backslash;
+/// Writes a COPY text-format row. Our values hold no tab, newline or backslash
+/// (`\\N` is NULL);
 /// a debug build checks that.
 fn row(out: &mut (impl Write + ?Sized), fields: &[&str]) -> io::Result<()> {
     for (i, field) in fields.iter().enumerate() {
-        debug_assert!(!field.contains(['\t', '\n', '\\']), "{field:?}");
+        debug_assert!(*field == "\\N" || !field.contains(['\t', '\n', '\\']), "{field:?}");
         if i > 0 {
             out.write_all(b"\t")?;
         }
@@ -376,7 +389,10 @@ CREATE TABLE {s}.institution (code text, name text NOT NULL, kind text NOT NULL,
 CREATE TABLE {s}.registration (institution_code text, local_patient_id text, name_kana text, name_kanji text,
     birth_date text, sex text, insurer_number text, insured_symbol text, insured_number text, postal_code text, address text);
 -- Ground truth: which records are the same person. Never given to the linker.
-CREATE TABLE {s}.truth (institution_code text, local_patient_id text, true_person_id bigint NOT NULL);
+CREATE TABLE {s}.truth (institution_code text, local_patient_id text, true_person_id bigint NOT NULL,
+    -- What a perfect normalizer reads from the record (NULL where the record left it out
+    -- or wrote it unreadably): kana after typos, card as insurer|symbol|number, birth date.
+    clean_kana text, clean_card text, clean_birth date);
 -- The clean persons behind the records, for checks and the demo.
 CREATE TABLE {s}.person (true_person_id bigint, name_kana text, name_kanji text, birth_date date, sex smallint,
     postal_code text, prefecture text, municipality text);
@@ -409,7 +425,9 @@ CREATE TABLE {s}.lab_result (visit_id bigint NOT NULL, test_code text NOT NULL, 
     })?;
     copy_block(out, s, "truth", |out| {
         for_each_registration(config, &insts, |_, r| {
-            guarded!(row(out, &[&insts[r.institution].code, &r.local_id, &r.true_person.to_string()]));
+            let null = |v: &str| if v.is_empty() { "\\N".to_string() } else { v.to_string() };
+            guarded!(row(out, &[&insts[r.institution].code, &r.local_id, &r.true_person.to_string(),
+                &null(&r.clean[0]), &null(&r.clean[1]), &null(&r.clean[2])]));
         });
         std::mem::replace(&mut result, Ok(()))
     })?;
