@@ -52,6 +52,9 @@ mod tests {
     use super::{check, Fails, Val};
     use pgrx::prelude::*;
 
+    // Linkage tests live in their own file; the runner calls every test in this schema.
+    include!("link.rs");
+
     #[pg_test]
     fn parse_japanese_date_cases() {
         check(&[
@@ -381,6 +384,12 @@ mod tests {
                     (p.proname IN ('tokenize','shift_date','date_offset','active_key_id')
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname = 'k_anonymity' AND p.provolatile = 's' AND p.proparallel = 'r')
+                 OR (p.proname IN ('_link_problem','_link_id1','_link_id2','_link_block','_link_clk','link_report')
+                        AND p.provolatile = 's' AND p.proparallel = 's')
+                 OR (p.proname IN ('normalize_kana','normalize_kanji_name','normalize_sex','normalize_insurer_number',
+                                   'normalize_insured_symbol','normalize_insured_number','_dice')
+                        AND p.provolatile = 'i' AND p.proparallel = 's')
+                 OR (p.proname = 'link_patients' AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname IN ('generalize_age','truncate_date','parse_japanese_date','generalize_postal_code',
                                    'prefecture_of','region_of','top_code','bottom_code')
                         AND p.provolatile = 'i' AND p.proparallel = 's')

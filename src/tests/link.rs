@@ -1,0 +1,280 @@
+// #[pg_test]s of linkage (名寄せ): every normalization rule, incremental batches,
+// merges, the twin conflict, idempotence and quarantine. Included into
+// `mod tests` (src/tests/mod.rs), whose schema the test runner calls.
+
+/// A staging table in the operator's shape, filled from rows of
+/// (institution, local id, kana, birth date, sex, insurer, symbol, number).
+fn staging(name: &str, rows: &[[&str; 8]]) {
+    Spi::run(&format!(
+        "DROP TABLE IF EXISTS {name};
+         CREATE TABLE {name} (institution_code text, local_patient_id text, name_kana text, name_kanji text,
+             birth_date text, sex text, insurer_number text, insured_symbol text, insured_number text,
+             postal_code text, address text)"
+    ))
+    .unwrap();
+    for r in rows {
+        let v: Vec<String> = r
+            .iter()
+            .map(|f| if *f == "NULL" { "NULL".to_string() } else { format!("'{}'", f.replace('\'', "''")) })
+            .collect();
+        Spi::run(&format!(
+            "INSERT INTO {name} (institution_code, local_patient_id, name_kana, birth_date, sex, insurer_number,
+                                 insured_symbol, insured_number) VALUES ({})",
+            v.join(", ")
+        ))
+        .unwrap();
+    }
+}
+
+fn link(name: &str) -> serde_json::Value {
+    Spi::get_one::<pgrx::JsonB>(&format!("SELECT medanon.link_patients('{name}')")).unwrap().unwrap().0
+}
+
+fn person_of(inst: &str, local: &str) -> Option<i64> {
+    Spi::get_one_with_args::<i64>(
+        "SELECT person_id FROM medanon.person_link WHERE institution_code = $1 AND local_patient_id = $2",
+        &[inst.into(), local.into()],
+    )
+    .unwrap()
+}
+
+fn count(sql: &str) -> i64 {
+    Spi::get_one::<i64>(sql).unwrap().unwrap_or(0)
+}
+
+#[pg_test]
+fn normalize_cases() {
+    check(&[
+        ("medanon.normalize_kana('ｻﾄｳ ﾀﾛｳ')", Val(Some("サトウタロウ"))),
+        ("medanon.normalize_kana('さとう　たろう')", Val(Some("サトウタロウ"))),
+        ("medanon.normalize_kana('サトウ・タロウ')", Val(Some("サトウタロウ"))),
+        ("medanon.normalize_kana('ﾔﾏｻﾞｷ')", Val(Some("ヤマザキ"))),
+        ("medanon.normalize_kana('キャ') = medanon.normalize_kana('キヤ')", Val(Some("true"))),
+        ("medanon.normalize_kana('ｵｰﾉ') = medanon.normalize_kana('オ－ノ')", Val(Some("true"))),
+        ("medanon.normalize_kana('オーノ') = medanon.normalize_kana('オオノ')", Val(Some("false"))),
+        ("medanon.normalize_kana('カヲル')", Val(Some("カオル"))),
+        ("medanon.normalize_kana('　')", Val(None)),
+        ("medanon.normalize_kana('')", Val(None)),
+        ("medanon.normalize_kana(NULL)", Val(None)),
+        ("medanon.normalize_kanji_name('髙橋　健一')", Val(Some("高橋健一"))),
+        ("medanon.normalize_kanji_name('山﨑')", Val(Some("山崎"))),
+        ("medanon.normalize_kanji_name('齋藤') = medanon.normalize_kanji_name('齊藤')", Val(Some("true"))),
+        ("medanon.normalize_kanji_name('渡邉') = medanon.normalize_kanji_name('渡邊')", Val(Some("true"))),
+        ("medanon.normalize_kanji_name('澤田 嶋')", Val(Some("沢田島"))),
+        ("medanon.normalize_sex('男性')", Val(Some("1"))),
+        ("medanon.normalize_sex('f')", Val(Some("2"))),
+        ("medanon.normalize_sex('２')", Val(Some("2"))),
+        ("medanon.normalize_sex('9')", Val(None)),
+        ("medanon.normalize_sex('')", Val(None)),
+        ("medanon.normalize_sex('X')", Fails("22P02")),
+        ("medanon.normalize_insurer_number('０６１２３４５６')", Val(Some("06123456"))),
+        ("medanon.normalize_insurer_number(' 06-123456 ')", Val(Some("06123456"))),
+        ("medanon.normalize_insurer_number('138057')", Val(Some("138057"))),
+        ("medanon.normalize_insurer_number('1234567')", Fails("22P02")),
+        ("medanon.normalize_insurer_number('')", Val(None)),
+        ("medanon.normalize_insured_symbol('東京 12-3')", Val(Some("東京123"))),
+        ("medanon.normalize_insured_number('１－２３４')", Val(Some("1234"))),
+        ("medanon.normalize_insured_number('12a')", Fails("22P02")),
+        ("medanon.normalize_insured_number(repeat('1', 1000000)) IS NOT NULL", Val(Some("true"))),
+    ]);
+}
+
+/// One person at three institutions, each writing them differently, linked in
+/// three batches: the later batches attach to the person the first one made.
+#[pg_test]
+fn incremental_batches_attach_to_existing_persons() {
+    staging("pg_temp.b1", &[["H1", "001", "ｻﾄｳ ﾀﾛｳ", "昭和50年3月1日", "M", "06123456", "123", "45"]]);
+    let r1 = link("pg_temp.b1");
+    assert_eq!((r1["new_persons"].as_i64(), r1["linked"].as_i64()), (Some(1), Some(1)));
+    let p = person_of("H1", "001").unwrap();
+    // Same kana (hiragana, spaces), same birth date written as an ISO date: ID2.
+    staging("pg_temp.b2", &[["H2", "P9", "さとう　たろう", "1975-03-01", "男", "", "", ""]]);
+    let r2 = link("pg_temp.b2");
+    assert_eq!(r2["matched_existing"].as_i64(), Some(1));
+    assert_eq!(person_of("H2", "P9"), Some(p));
+    // No kana, but the same card in full-width digits: ID1.
+    staging("pg_temp.b3", &[["H3", "x-1", "", "S50.3.1", "1", "０６１２３４５６", "１２３", "4-5"]]);
+    link("pg_temp.b3");
+    assert_eq!(person_of("H3", "x-1"), Some(p));
+    assert_eq!(count("SELECT count(DISTINCT person_id) FROM medanon.person_link"), 1);
+}
+
+/// Two persons that a later record proves to be one merge into the older id,
+/// and the merge is logged; the older id never changes.
+#[pg_test]
+fn a_bridging_record_merges_into_the_older_person() {
+    staging(
+        "pg_temp.b1",
+        &[
+            ["H1", "A", "ヤマダハナコ", "1980-05-05", "2", "", "", ""],
+            ["H2", "B", "", "1980-05-05", "2", "01234567", "77", "1"],
+        ],
+    );
+    link("pg_temp.b1");
+    let (a, b) = (person_of("H1", "A").unwrap(), person_of("H2", "B").unwrap());
+    assert_ne!(a, b);
+    staging("pg_temp.b2", &[["H3", "C", "ﾔﾏﾀﾞ ﾊﾅｺ", "1980/5/5", "F", "01234567", "77", "1"]]);
+    let r = link("pg_temp.b2");
+    assert_eq!(r["merges"].as_i64(), Some(1));
+    let older = a.min(b);
+    for (inst, local) in [("H1", "A"), ("H2", "B"), ("H3", "C")] {
+        assert_eq!(person_of(inst, local), Some(older), "{inst}/{local}");
+    }
+    assert_eq!(
+        count(&format!(
+            "SELECT count(*) FROM medanon.person_merge_log WHERE from_person_id = {} AND into_person_id = {older}
+               AND institution_code = 'H3' AND local_patient_id = 'C'",
+            a.max(b)
+        )),
+        1
+    );
+    assert_eq!(count(&format!("SELECT count(*) FROM medanon.person WHERE person_id = {} AND merged_into = {older}", a.max(b))), 1);
+}
+
+/// Twins of one sex on a family card share ID1; different kana names keep them
+/// apart, as a conflict, also when they arrive in separate batches.
+#[pg_test]
+fn twins_on_one_card_are_a_conflict_not_a_merge() {
+    staging(
+        "pg_temp.b1",
+        &[
+            ["H1", "T1", "スズキイチロウ", "2010-07-07", "1", "06999999", "5", "10"],
+            ["H1", "T2", "スズキジロウ", "2010-07-07", "1", "06999999", "5", "10"],
+        ],
+    );
+    let r = link("pg_temp.b1");
+    assert_eq!(r["new_persons"].as_i64(), Some(2));
+    assert_eq!(r["conflicts"].as_i64(), Some(1));
+    assert_ne!(person_of("H1", "T1"), person_of("H1", "T2"));
+    // Jiro at another hospital: same card, same name, joins Jiro only.
+    staging("pg_temp.b2", &[["H2", "J", "すずき じろう", "H22.7.7", "男", "06999999", "5", "10"]]);
+    link("pg_temp.b2");
+    assert_eq!(person_of("H2", "J"), person_of("H1", "T2"));
+    assert_eq!(count("SELECT count(*) FROM medanon.link_conflict"), 2);
+    assert_eq!(count("SELECT count(*) FROM medanon.person_merge_log"), 0);
+}
+
+/// Re-running a batch changes nothing: no table gains or changes a row.
+#[pg_test]
+fn rerunning_a_batch_changes_nothing() {
+    staging(
+        "pg_temp.b1",
+        &[
+            ["H1", "1", "タナカケイコ", "1960-01-01", "2", "06111111", "1", "1"],
+            ["H1", "2", "タナカタロウ", "1960-01-01", "2", "06111111", "1", "1"],
+            ["H2", "1", "ﾀﾅｶ ｹｲｺ", "1960-01-01", "F", "", "", ""],
+            ["H2", "2", "", "不明", "F", "", "", ""],
+            ["H3", "1", "タナカケイゴ", "1960-01-01", "2", "01999999", "1", "2"],
+        ],
+    );
+    link("pg_temp.b1");
+    let snapshot = "SELECT md5(string_agg(t, '|' ORDER BY t)) FROM (
+        SELECT 'l' || l::text AS t FROM (SELECT institution_code, local_patient_id, person_id, id1, id2, block, name_clk, updated_at FROM medanon.person_link) l
+        UNION ALL SELECT 'p' || p::text FROM medanon.person p
+        UNION ALL SELECT 'm' || m::text FROM medanon.person_merge_log m
+        UNION ALL SELECT 'c' || c::text FROM medanon.link_conflict c
+        UNION ALL SELECT 'q' || q::text FROM medanon.link_quarantine q
+        UNION ALL SELECT 'k' || k::text FROM medanon.link_candidates k) s";
+    let before = Spi::get_one::<String>(snapshot).unwrap();
+    let again = link("pg_temp.b1");
+    assert_eq!(Spi::get_one::<String>(snapshot).unwrap(), before);
+    assert_eq!(again["unchanged"].as_i64(), Some(4));
+    assert_eq!(again["new_persons"].as_i64(), Some(0));
+    assert_eq!(again["records_in"].as_i64(), Some(5));
+    assert_eq!(again["quarantined"].as_i64(), Some(1));
+}
+
+/// What cannot be linked is quarantined with its reason and its raw record, and
+/// records in = linked + quarantined.
+#[pg_test]
+fn unlinkable_records_are_quarantined_with_their_reason() {
+    staging(
+        "pg_temp.b1",
+        &[
+            ["H1", "ok", "イトウマコト", "1990-02-03", "1", "", "", ""],
+            ["H1", "bad-date", "イトウマコト", "平成31年5月1日", "1", "", "", ""],
+            ["H1", "no-date", "イトウマコト", "", "1", "", "", ""],
+            ["H1", "no-sex", "イトウマコト", "1990-02-03", "", "", "", ""],
+            ["H1", "odd-sex", "イトウマコト", "1990-02-03", "X", "", "", ""],
+            ["H1", "no-keys", "", "1990-02-03", "1", "06123456", "", "1"],
+            ["NULL", "orphan", "イトウマコト", "1990-02-03", "1", "", "", ""],
+            ["H1", "dup", "イトウマコト", "1990-02-03", "1", "", "", ""],
+            ["H1", "dup", "イトウマコト", "1990-02-03", "1", "", "", ""],
+            ["H1", "clash", "イトウマコト", "1990-02-03", "1", "", "", ""],
+            ["H1", "clash", "サトウマコト", "1990-02-03", "1", "", "", ""],
+        ],
+    );
+    let r = link("pg_temp.b1");
+    assert_eq!(r["records_in"].as_i64(), Some(11));
+    assert_eq!(r["linked"].as_i64().unwrap() + r["quarantined"].as_i64().unwrap(), 11);
+    assert_eq!(r["quarantined"].as_i64(), Some(7));
+    let reasons = Spi::get_one::<String>(
+        "SELECT string_agg(coalesce(local_patient_id, '?') || ':' || reason, '; ' ORDER BY local_patient_id, reason)
+           FROM medanon.link_quarantine",
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        reasons,
+        "bad-date:unparseable birth date; clash:conflicting duplicate in batch; \
+         no-date:unparseable birth date; no-keys:no link key: no kana name and no complete insurance card; \
+         no-sex:missing sex; odd-sex:unrecognized sex code; orphan:missing institution_code or local_patient_id"
+    );
+    // The raw record is kept, so it can be corrected and linked again.
+    let kept = Spi::get_one::<String>(
+        "SELECT record->>'birth_date' FROM medanon.link_quarantine WHERE local_patient_id = 'bad-date'",
+    )
+    .unwrap();
+    assert_eq!(kept.as_deref(), Some("平成31年5月1日"));
+    // The two identical copies are one linked record.
+    assert_eq!(count("SELECT count(*) FROM medanon.person_link WHERE local_patient_id = 'dup'"), 1);
+    let in_ledger = Spi::get_two::<i64, i64>(
+        "SELECT records_in, linked + quarantined FROM medanon.link_batch ORDER BY batch_id DESC LIMIT 1",
+    )
+    .unwrap();
+    assert_eq!(in_ledger, (Some(11), Some(11)));
+}
+
+/// A typo in the kana name and a new insurance card break both exact keys; the
+/// pair is proposed as a fuzzy candidate, not merged.
+#[pg_test]
+fn typo_and_new_card_give_a_candidate() {
+    staging(
+        "pg_temp.b1",
+        &[
+            ["H1", "1", "コバヤシケンイチ", "1970-10-10", "1", "06123456", "1", "1"],
+            ["H2", "1", "コバヤツケンイチ", "1970-10-10", "1", "01765432", "9", "9"],
+            ["H3", "1", "ナカムラマナブ", "1970-10-10", "1", "06555555", "2", "2"],
+        ],
+    );
+    let r = link("pg_temp.b1");
+    assert_eq!(r["new_persons"].as_i64(), Some(3));
+    assert_eq!(r["candidates"].as_i64(), Some(1));
+    let pair = Spi::get_two::<String, String>(
+        "SELECT institution_code, other_institution_code FROM medanon.link_candidates WHERE status = 'pending'",
+    )
+    .unwrap();
+    assert_eq!(pair, (Some("H1".into()), Some("H2".into())));
+    let report = Spi::get_one::<pgrx::JsonB>("SELECT medanon.link_report()").unwrap().unwrap().0;
+    assert_eq!(report["candidates_pending"].as_i64(), Some(1));
+    assert_eq!(report["persons"].as_i64(), Some(3));
+}
+
+/// A staging table without the columns link_patients reads is refused up front.
+#[pg_test]
+fn staging_without_the_columns_is_refused() {
+    Spi::run("CREATE TABLE pg_temp.thin (institution_code text, local_patient_id text)").unwrap();
+    check(&[("medanon.link_patients('pg_temp.thin')", Fails("42703"))]);
+    assert_eq!(count("SELECT count(*) FROM medanon.link_batch"), 0);
+}
+
+/// No plaintext identifier reaches person_link: its key columns are HMACs.
+#[pg_test]
+fn person_link_holds_no_plaintext() {
+    staging("pg_temp.b1", &[["H1", "1", "ワタナベアイ", "1999-09-09", "2", "06123456", "12", "34"]]);
+    link("pg_temp.b1");
+    let row = Spi::get_one::<String>("SELECT l::text FROM medanon.person_link l").unwrap().unwrap();
+    for plain in ["ワタナベ", "06123456", "1999"] {
+        assert!(!row.contains(plain), "{plain} in {row}");
+    }
+}
