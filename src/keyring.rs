@@ -99,24 +99,13 @@ pub fn keyring_and_owner() -> (pg_sys::Oid, pg_sys::Oid) {
     }
 }
 
-/// Run `f` with the keyring owner's privileges and `search_path = pg_catalog, pg_temp`,
-/// as a SECURITY DEFINER function with `SET search_path` would: a caller's schemas
-/// can then not slip a look-alike function or operator into what the owner runs.
-/// User and setting are restored on the way out; on error, PostgreSQL's abort
-/// processing restores both as well.
-pub fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R + std::panic::UnwindSafe) -> R {
-    let mut saved_user = pg_sys::InvalidOid;
-    let mut saved_context = 0i32;
-    let nest_level;
-    unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            saved_context
-                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-        );
-        nest_level = pg_sys::NewGUCNestLevel();
+/// Run `f` with `search_path = pg_catalog, pg_temp`, as a function with that
+/// `SET` clause would: nothing in a caller's schemas (a look-alike function or
+/// operator) is resolved by the SQL `f` runs, or stored in objects it creates.
+/// On error, PostgreSQL's abort processing restores the setting.
+pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
+    let nest_level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
         pg_sys::set_config_option(
             c"search_path".as_ptr(),
             c"pg_catalog, pg_temp".as_ptr(),
@@ -127,12 +116,33 @@ pub fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R + std::panic::Unwin
             0,
             false,
         );
-    }
-    let result = PgTryBuilder::new(f)
-        .finally(|| unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) })
-        .execute();
+        level
+    };
+    let result = f();
     unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
     result
+}
+
+/// Run `f` with the keyring owner's privileges and a safe search_path, as a
+/// SECURITY DEFINER function with `SET search_path` would. The user is restored on
+/// the way out, also on error (and PostgreSQL's abort processing restores it too).
+pub fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R + std::panic::UnwindSafe) -> R {
+    let mut saved_user = pg_sys::InvalidOid;
+    let mut saved_context = 0i32;
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_context
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
+    }
+    with_safe_search_path(|| {
+        PgTryBuilder::new(f)
+            .finally(|| unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) })
+            .execute()
+    })
 }
 
 fn load_active() -> ActiveKey {

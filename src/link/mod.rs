@@ -24,7 +24,7 @@ pub mod normalize;
 
 use crate::error::raise;
 use crate::gucs::LINK_CANDIDATE_THRESHOLD;
-use crate::keyring::{as_owner, keyring_and_owner};
+use crate::keyring::{as_owner, keyring_and_owner, with_safe_search_path};
 use medanon_core::link::UnionFind;
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient, SpiError};
@@ -575,7 +575,9 @@ fn propose(client: &mut SpiClient<'_>, source: &str, counts: &mut Counts) -> Res
 
 pub fn link_patients(staging: pg_sys::Oid) -> JsonB {
     let staging = staging_name(staging);
-    build_batch(&staging);
+    // As the caller, but resolving nothing in the caller's schemas: the batch
+    // table and view built here are read later with the owner's rights.
+    with_safe_search_path(|| build_batch(&staging));
     let (_, owner) = keyring_and_owner();
     let counts = as_owner(owner, move || {
         let mut counts = Counts::default();

@@ -43,7 +43,8 @@ pub fn assert_sqlstate(client: &mut Client, sql: &str, expected: SqlState) {
 pub fn fresh_install() -> Client {
     let mut su = superuser();
     su.batch_execute(
-        "DROP EXTENSION IF EXISTS medanon CASCADE;
+        "DROP SCHEMA IF EXISTS it_etl_area, it_trap CASCADE;
+         DROP EXTENSION IF EXISTS medanon CASCADE;
          CREATE EXTENSION medanon;
          DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_outsider') THEN CREATE ROLE it_outsider LOGIN; END IF;
