@@ -10,7 +10,9 @@
 --   candidates         true pairs left unlinked that a fuzzy candidate names directly
 \set QUIET on
 \pset footer off
+SET client_min_messages = warning;
 DROP TABLE IF EXISTS pg_temp.q;
+RESET client_min_messages;
 CREATE TEMP TABLE q AS
 SELECT t.institution_code, t.local_patient_id, t.true_person_id, l.person_id,
        t.clean_kana, t.clean_card, t.clean_birth,
@@ -34,7 +36,7 @@ BEGIN
     EXIT WHEN changed = 0;
   END LOOP;
 END $$;
-CREATE FUNCTION pg_temp.pairs(n bigint) RETURNS numeric LANGUAGE sql IMMUTABLE RETURN n * (n - 1) / 2;
+CREATE OR REPLACE FUNCTION pg_temp.pairs(n bigint) RETURNS numeric LANGUAGE sql IMMUTABLE RETURN n * (n - 1) / 2;
 \unset QUIET
 WITH
 predicted AS (SELECT sum(pg_temp.pairs(n)) AS v FROM (SELECT count(*) n FROM q WHERE person_id IS NOT NULL GROUP BY person_id) s),

@@ -25,7 +25,46 @@ SELECT r.institution_code AS inst, i.kind, r.name_kana, r.name_kanji, r.birth_da
  WHERE t.true_person_id = (SELECT true_person_id FROM synth.truth GROUP BY 1 HAVING count(*) >= 3 ORDER BY 1 LIMIT 1)
  ORDER BY 1;
 
-\echo '2. Birth dates in every form, read by parse_japanese_date (refusals are counted, not hidden)'
+\echo '2. Linking (名寄せ): every record gets a person id from keyed ID1/ID2, as the ETL role'
+SET ROLE demo_etl;
+SELECT key, value FROM jsonb_each(medanon.link_patients('synth.registration'))
+ ORDER BY array_position(ARRAY['records_in','linked','quarantined','new_persons','matched_existing','unchanged',
+                               'merges','conflicts','candidates'], key);
+\echo 'The person from section 1, now one person_id at every institution (the link keys are HMACs, not names):'
+SELECT l.institution_code AS inst, l.local_patient_id, l.person_id, left(l.id1::text, 13) || '…' AS id1,
+       left(l.id2::text, 13) || '…' AS id2
+  FROM medanon.person_link l
+ WHERE l.person_id = (SELECT l2.person_id FROM medanon.person_link l2 JOIN synth.truth t USING (institution_code, local_patient_id)
+                       WHERE t.true_person_id = (SELECT true_person_id FROM synth.truth GROUP BY 1 HAVING count(*) >= 3 ORDER BY 1 LIMIT 1)
+                       LIMIT 1)
+ ORDER BY 1;
+\echo 'Linking the same batch again changes nothing:'
+SELECT medanon.link_patients('synth.registration') - 'records_in' - 'linked' - 'quarantined' AS rerun;
+\echo 'Records on one insurance card with different kana names share ID1 but are not merged: a conflict.'
+\echo 'They are twins on a family card, or one person with a typo (the ground truth tells which):'
+SELECT r1.name_kana AS kana, r2.name_kana AS other_kana, r1.birth_date,
+       CASE WHEN t1.true_person_id = t2.true_person_id THEN 'one person, typo' ELSE 'twins' END AS truth
+  FROM medanon.link_conflict c
+  JOIN synth.registration r1 ON (r1.institution_code, r1.local_patient_id) = (c.institution_code, c.local_patient_id)
+  JOIN synth.registration r2 ON (r2.institution_code, r2.local_patient_id) = (c.other_institution_code, c.other_local_patient_id)
+  JOIN synth.truth t1 ON (t1.institution_code, t1.local_patient_id) = (c.institution_code, c.local_patient_id)
+  JOIN synth.truth t2 ON (t2.institution_code, t2.local_patient_id) = (c.other_institution_code, c.other_local_patient_id)
+ WHERE c.institution_code = c.other_institution_code OR t1.true_person_id = t2.true_person_id
+ ORDER BY 4 DESC, 1 LIMIT 4;
+\echo 'A typo in the kana name and a new insurance card break both keys: a fuzzy candidate for review.'
+SELECT r1.name_kana AS kana, r2.name_kana AS other_kana, r1.insurer_number AS insurer, r2.insurer_number AS other_insurer,
+       round(c.dice::numeric, 3) AS dice
+  FROM medanon.link_candidates c
+  JOIN synth.registration r1 ON (r1.institution_code, r1.local_patient_id) = (c.institution_code, c.local_patient_id)
+  JOIN synth.registration r2 ON (r2.institution_code, r2.local_patient_id) = (c.other_institution_code, c.other_local_patient_id)
+ ORDER BY c.dice DESC, 1 LIMIT 3;
+\echo 'The link report:'
+SELECT jsonb_pretty(medanon.link_report()) AS link_report;
+RESET ROLE;
+\echo 'Checked against the generator''s ground truth (pairs of records of one person):'
+\i bench/link_quality.sql
+
+\echo '3. Birth dates in every form, read by parse_japanese_date (refusals are counted, not hidden)'
 CREATE FUNCTION pg_temp.parse_or_refusal(input text, OUT parsed date, OUT refusal text) LANGUAGE plpgsql AS $$
 BEGIN
     parsed := medanon.parse_japanese_date(input);
@@ -59,7 +98,7 @@ SELECT medanon.parse_japanese_date('平成31年5月1日');
 \set ON_ERROR_STOP on
 
 \echo
-\echo '3. Keyed pseudonyms, as the operator''s ETL role (the key never leaves the keyring)'
+\echo '4. Keyed pseudonyms, as the operator''s ETL role (the key never leaves the keyring)'
 SET ROLE demo_etl;
 SELECT p.true_person_id AS person,
        left(medanon.tokenize(p.true_person_id::text, 'contract_a'), 16) || '…' AS token_in_a,
@@ -89,7 +128,7 @@ SELECT medanon.tokenize('12345', 'contract_a');
 RESET ROLE;
 
 \echo
-\echo '4. Generalizing quasi-identifiers (reference date 2026-04-01)'
+\echo '5. Generalizing quasi-identifiers (reference date 2026-04-01)'
 SELECT p.birth_date, medanon.generalize_age(p.birth_date, '2026-04-01') AS age_band,
        p.postal_code, medanon.generalize_postal_code(p.postal_code, 3) AS postal_3,
        medanon.prefecture_of(p.prefecture || p.municipality) AS prefecture,
@@ -97,7 +136,7 @@ SELECT p.birth_date, medanon.generalize_age(p.birth_date, '2026-04-01') AS age_b
   FROM synth.person p ORDER BY p.true_person_id LIMIT 5;
 
 \echo
-\echo '5. k-anonymity of the persons, as the quasi-identifiers are generalized'
+\echo '6. k-anonymity of the persons, as the quasi-identifiers are generalized'
 CREATE TEMP TABLE qi AS
 SELECT true_person_id AS person,
        birth_date, sex, postal_code,
@@ -128,7 +167,7 @@ SELECT step AS quasi_identifiers, medanon.k_anonymity('qi', qis, 'person') AS k,
   FROM qi_steps ORDER BY n;
 
 \echo
-\echo '6. The keyring: one active key, readable only by its owner'
-SELECT key_id, active, origin, created_at::date AS created, octet_length(material) * 8 AS bits FROM medanon.keyring;
+\echo '7. The keyring: a pseudonym key (rotated by rotate_key) and a link key (never rotated), readable only by its owner'
+SELECT key_id, purpose, active, origin, created_at::date AS created, octet_length(material) * 8 AS bits FROM medanon.keyring ORDER BY key_id;
 SELECT has_table_privilege('demo_etl', 'medanon.keyring', 'SELECT') AS etl_can_read_keyring,
        has_function_privilege('demo_analyst', 'medanon.tokenize(text,text)', 'EXECUTE') AS analyst_can_tokenize;

@@ -26,4 +26,16 @@ psql -d medanon_bench -v rows="$ROWS" -v runs="$RUNS" -v outfile="$OUT/foundatio
 echo
 echo "markdown rows (target/bench/foundation.md):"
 cat "$OUT/foundation.md"
+
+LINK_PATIENTS=${MEDANON_BENCH_LINK_PATIENTS:-560000}
+echo
+echo "== linkage: synthetic data of $LINK_PATIENTS patients (about 1M staging records), seed 11 =="
+cargo build -q --release -p medanon-synth
+psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench_link" -c "CREATE DATABASE medanon_bench_link"
+target/release/medanon-synth --patients "$LINK_PATIENTS" --seed 11 --visits-per-patient 0 | psql -q -d medanon_bench_link >/dev/null
+psql -q -d medanon_bench_link -c "CREATE EXTENSION medanon" -c "VACUUM ANALYZE synth.registration"
+psql -d medanon_bench_link -v outfile="$OUT/link.md" -f bench/link.sql
+echo
+echo "markdown rows (target/bench/link.md):"
+cat "$OUT/link.md"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"

@@ -48,12 +48,33 @@ struct Person {
 }
 
 impl Person {
-    fn given_name(&self) -> (&'static str, &'static str) {
-        let list = if self.sex == 1 { MALE_NAMES } else { FEMALE_NAMES };
-        list[self.given]
+    fn given_name(&self) -> (String, String) {
+        given_name(self.sex, self.given)
     }
     fn kana(&self) -> String {
         format!("{}\u{3000}{}", SURNAMES[self.surname].1, self.given_name().1)
+    }
+}
+
+/// How many given names a sex has: the classic list, then the composed ones.
+fn given_names(sex: u8) -> usize {
+    if sex == 1 {
+        MALE_NAMES.len() + MALE_HEADS.len() * MALE_TAILS.len()
+    } else {
+        FEMALE_NAMES.len() + FEMALE_HEADS.len() * FEMALE_TAILS.len()
+    }
+}
+
+/// Given name number `i` of a sex, as (kanji, kana).
+fn given_name(sex: u8, i: usize) -> (String, String) {
+    let (classic, heads, tails) =
+        if sex == 1 { (MALE_NAMES, MALE_HEADS, MALE_TAILS) } else { (FEMALE_NAMES, FEMALE_HEADS, FEMALE_TAILS) };
+    if i < classic.len() {
+        (classic[i].0.to_string(), classic[i].1.to_string())
+    } else {
+        let j = i - classic.len();
+        let (head, tail) = (heads[j / tails.len()], tails[j % tails.len()]);
+        (format!("{}{}", head.0, tail.0), format!("{}{}", head.1, tail.1))
     }
 }
 
@@ -138,10 +159,15 @@ fn for_each_person(config: &Config, mut f: impl FnMut(&Person)) {
                     }
                 }
             };
-            let list = if sex == 1 { MALE_NAMES } else { FEMALE_NAMES };
-            let mut given = rng.below(list.len() as u64) as usize;
+            // Half classic names, half composed ones.
+            let classic = if sex == 1 { MALE_NAMES.len() } else { FEMALE_NAMES.len() };
+            let mut given = if rng.chance(0.5) {
+                rng.below(classic as u64) as usize
+            } else {
+                classic + rng.below((given_names(sex) - classic) as u64) as usize
+            };
             while members.iter().any(|p| p.sex == sex && p.given == given) {
-                given = (given + 1) % list.len();
+                given = (given + 1) % given_names(sex);
             }
             members.push(Person {
                 id: next_id,
@@ -272,6 +298,7 @@ fn for_each_registration(config: &Config, institutions: &[Institution], mut f: i
             let style = style_of(inst);
             let local_id = if inst % 2 == 0 { format!("{:08}", counters[inst]) } else { format!("P{}", 100_000 + counters[inst]) };
             let (given_kanji, _) = person.given_name();
+            let given_kanji = given_kanji.as_str();
             let variants = SURNAMES[person.surname].0;
             let surname_kanji = if style.old_kanji { variants[variants.len() - 1] } else { variants[0] };
             let mut kana = person.kana();
@@ -433,7 +460,7 @@ CREATE TABLE {s}.lab_result (visit_id bigint NOT NULL, test_code text NOT NULL, 
     })?;
     copy_block(out, s, "person", |out| {
         for_each_person(config, |p| {
-            let (_, given_kanji) = (0, p.given_name().0);
+            let given_kanji = p.given_name().0;
             let (pref, municipality, _, _) = PLACES[p.place];
             guarded!(row(out, &[&p.id.to_string(), &p.kana(), &format!("{}\u{3000}{}", SURNAMES[p.surname].0[0], given_kanji),
                 &p.birth.to_string(), &p.sex.to_string(), &p.postal, pref, municipality]));
