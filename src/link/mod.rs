@@ -209,7 +209,7 @@ fn group(client: &SpiClient<'_>) -> Result<Grouping, SpiError> {
     let mut existed = HashMap::new();
     for r in same_record {
         let (Some(rn), Some(person)) = (r.get::<i64>(1)?, r.get::<i64>(2)?) else { continue };
-        let i = index_of[&rn];
+        let Some(&i) = index_of.get(&rn) else { continue };
         existed.insert(i, (person, r.get::<bool>(3)?.unwrap_or(false)));
         let node = node_of_person(&mut uf, person);
         uf.union(i, node);
