@@ -42,22 +42,27 @@ SELECT l.institution_code AS inst, l.local_patient_id, l.person_id, left(l.id1::
 SELECT medanon.link_patients('synth.registration') - 'records_in' - 'linked' - 'quarantined' AS rerun;
 \echo 'Records on one insurance card with different kana names share ID1 but are not merged: a conflict.'
 \echo 'They are twins on a family card, or one person with a typo (the ground truth tells which):'
+SELECT kana, other_kana, birth_date, truth FROM (
 SELECT r1.name_kana AS kana, r2.name_kana AS other_kana, r1.birth_date,
-       CASE WHEN t1.true_person_id = t2.true_person_id THEN 'one person, typo' ELSE 'twins' END AS truth
+       CASE WHEN t1.true_person_id = t2.true_person_id THEN 'one person, typo' ELSE 'twins' END AS truth,
+       row_number() OVER (PARTITION BY t1.true_person_id = t2.true_person_id ORDER BY r1.name_kana) AS nth
   FROM medanon.link_conflict c
   JOIN synth.registration r1 ON (r1.institution_code, r1.local_patient_id) = (c.institution_code, c.local_patient_id)
   JOIN synth.registration r2 ON (r2.institution_code, r2.local_patient_id) = (c.other_institution_code, c.other_local_patient_id)
   JOIN synth.truth t1 ON (t1.institution_code, t1.local_patient_id) = (c.institution_code, c.local_patient_id)
   JOIN synth.truth t2 ON (t2.institution_code, t2.local_patient_id) = (c.other_institution_code, c.other_local_patient_id)
- WHERE c.institution_code = c.other_institution_code OR t1.true_person_id = t2.true_person_id
- ORDER BY 4 DESC, 1 LIMIT 4;
-\echo 'A typo in the kana name and a new insurance card break both keys: a fuzzy candidate for review.'
+ WHERE (c.institution_code = c.other_institution_code OR t1.true_person_id = t2.true_person_id)
+   AND r1.name_kana <> '' AND r2.name_kana <> '') s
+ WHERE nth <= 2 ORDER BY truth, kana;
+\echo 'Fuzzy candidates: records of different persons with one birth date and sex and similar kana names,'
+\echo 'proposed for review (a typo, with a new insurance card, breaks both exact keys):'
 SELECT r1.name_kana AS kana, r2.name_kana AS other_kana, r1.insurer_number AS insurer, r2.insurer_number AS other_insurer,
        round(c.dice::numeric, 3) AS dice
   FROM medanon.link_candidates c
   JOIN synth.registration r1 ON (r1.institution_code, r1.local_patient_id) = (c.institution_code, c.local_patient_id)
   JOIN synth.registration r2 ON (r2.institution_code, r2.local_patient_id) = (c.other_institution_code, c.other_local_patient_id)
- ORDER BY c.dice DESC, 1 LIMIT 3;
+ ORDER BY medanon.normalize_insurer_number(r1.insurer_number) IS DISTINCT FROM medanon.normalize_insurer_number(r2.insurer_number) DESC,
+          c.dice DESC, 1 LIMIT 4;
 \echo 'The link report:'
 SELECT jsonb_pretty(medanon.link_report()) AS link_report;
 RESET ROLE;
