@@ -169,6 +169,8 @@ COMMENT ON FUNCTION _link_clk(text) IS
     'Internal to link_patients: keyed Bloom filter of the kana name''s bigrams (CLK).';
 COMMENT ON FUNCTION _dice(bytea, bytea) IS
     'Dice similarity of two bit strings: 2|A∩B|/(|A|+|B|).';
+COMMENT ON FUNCTION notice_wait_days() IS
+    'The waiting period after a notification, in days (setting medanon.notice_wait_days, superuser only).';
 COMMENT ON FUNCTION keyring_restore_guard() IS 'Internal trigger: lets pg_restore replace the unused key that CREATE EXTENSION made.';
 
 -- The first key, so every function works at once.

@@ -14,7 +14,21 @@ pub static MAX_SHIFT_DAYS: GucSetting<i32> = GucSetting::<i32>::new(365);
 /// same block do.
 pub static LINK_CANDIDATE_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.7);
 
+/// Days between a notification and the first day a patient's records may flow
+/// (the waiting period of the Act; about 30 days in practice).
+pub static NOTICE_WAIT_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
+
 pub fn init() {
+    GucRegistry::define_int_guc(
+        c"medanon.notice_wait_days",
+        c"Days after a notification before a patient's records may flow into contracts.",
+        c"A record is eligible when its patient was notified at least this many days ago and has not opted out.",
+        &NOTICE_WAIT_DAYS,
+        0,
+        3650,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
     GucRegistry::define_float_guc(
         c"medanon.link_candidate_threshold",
         c"Dice similarity of kana-name encodings above which link_patients proposes a fuzzy candidate.",

@@ -21,6 +21,12 @@ mod link;
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/link.sql", name = "link_tables", requires = ["bootstrap"]);
+extension_sql_file!("../sql/consent.sql", name = "consent_tables", requires = ["link_tables"]);
+extension_sql_file!(
+    "../sql/consent_api.sql",
+    name = "consent_api",
+    requires = ["consent_tables", functions::notice_wait_days]
+);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
@@ -119,6 +125,14 @@ mod functions {
 
     /// Not STRICT, because `person_column` defaults to NULL; a NULL relation or
     /// array still gives NULL.
+    // --- Consent -----------------------------------------------------------------
+
+    /// The waiting period in days (`medanon.notice_wait_days`), for the consent views.
+    #[pg_extern(stable, parallel_safe)]
+    pub fn notice_wait_days() -> i32 {
+        crate::gucs::NOTICE_WAIT_DAYS.get()
+    }
+
     // --- Link (名寄せ): normalizers, open to all (no key) -------------------------
 
     #[pg_extern(immutable, strict, parallel_safe)]
