@@ -390,6 +390,10 @@ mod tests {
                                    'normalize_insured_symbol','normalize_insured_number','_dice')
                         AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname = 'link_patients' AND p.provolatile = 'v' AND p.proparallel = 'u')
+                 OR (p.proname IN ('notice_wait_days','is_eligible') AND p.provolatile = 's' AND p.proparallel = 's')
+                 OR (p.proname IN ('register_institution','record_notification','opt_out','withdraw_opt_out',
+                                   'check_intake','release_quarantine','ledger_append_only')
+                        AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname IN ('generalize_age','truncate_date','parse_japanese_date','generalize_postal_code',
                                    'prefecture_of','region_of','top_code','bottom_code')
                         AND p.provolatile = 'i' AND p.proparallel = 's')
