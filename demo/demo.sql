@@ -69,7 +69,49 @@ RESET ROLE;
 \echo 'Checked against the generator''s ground truth (pairs of records of one person):'
 \i bench/link_quality.sql
 
-\echo '3. Birth dates in every form, read by parse_japanese_date (refusals are counted, not hidden)'
+\echo '3. Notification and opt-out (通知・提供停止の求め): records flow only after notice and a 30-day wait'
+SET ROLE demo_etl;
+SELECT count(medanon.register_institution(code, name, kind)) AS institutions_registered FROM synth.institution;
+-- Most patients were notified at their first visit long ago; one record in 50 only 10 days ago.
+SELECT count(medanon.record_notification(institution_code, local_patient_id,
+             now() - CASE WHEN hashtext(local_patient_id) % 50 = 0 THEN interval '10 days' ELSE interval '200 days' END))
+       AS notifications_recorded
+  FROM synth.registration WHERE institution_code IS NOT NULL AND local_patient_id <> '';
+SELECT (SELECT count(DISTINCT person_id) FROM medanon.person_link) AS persons,
+       (SELECT count(DISTINCT person_id) FROM medanon.eligible_persons) AS eligible_persons,
+       (SELECT count(*) FROM medanon.eligible_persons) AS eligible_person_institution_pairs;
+\set demo_person '(SELECT l.person_id FROM medanon.person_link l JOIN synth.truth t USING (institution_code, local_patient_id) WHERE t.true_person_id = (SELECT true_person_id FROM synth.truth GROUP BY 1 HAVING count(*) >= 3 ORDER BY 1 LIMIT 1) LIMIT 1)'
+\echo 'The person from section 1 asks one hospital to stop providing their data (scope all: every institution):'
+SELECT medanon.opt_out(l.institution_code, l.local_patient_id, 'self') AS opt_out_id
+  FROM medanon.person_link l WHERE l.person_id = :demo_person ORDER BY 1 LIMIT 1;
+SELECT l.institution_code AS inst, medanon.is_eligible(l.person_id, l.institution_code) AS eligible
+  FROM medanon.person_link l WHERE l.person_id = :demo_person ORDER BY 1;
+SELECT count(DISTINCT person_id) AS eligible_persons_now FROM medanon.eligible_persons;
+\echo 'A bereaved family member must be one the cabinet order lists:'
+\set ON_ERROR_STOP off
+SELECT medanon.opt_out('141003', '00000001', 'bereaved_family', 'cousin', 'all');
+\set ON_ERROR_STOP on
+\echo 'The ledger is append-only: the operator has no right to change it, and even a superuser is refused:'
+\set ON_ERROR_STOP off
+DELETE FROM medanon.opt_out;
+RESET ROLE;
+DELETE FROM medanon.opt_out;
+SET ROLE demo_etl;
+\set ON_ERROR_STOP on
+\echo 'Intake: a new batch is checked before linking; held records wait in a quarantine, nothing is lost.'
+CREATE TEMP TABLE new_batch AS
+(SELECT * FROM synth.registration WHERE hashtext(local_patient_id) % 50 = 0 LIMIT 1)
+UNION ALL (SELECT * FROM synth.registration WHERE hashtext(local_patient_id) % 50 <> 0 ORDER BY local_patient_id LIMIT 2);
+INSERT INTO new_batch (institution_code, local_patient_id, name_kana, birth_date, sex)
+SELECT l.institution_code, l.local_patient_id, 'ｻﾝﾌﾟﾙ', '1970-01-01', '1' FROM medanon.person_link l
+ WHERE l.person_id = :demo_person LIMIT 1;
+INSERT INTO new_batch (institution_code, local_patient_id, name_kana, birth_date, sex)
+VALUES ('1310000011', 'NEW-0001', 'ｼﾝｷ ｶﾝｼﾞｬ', '2001-02-03', '2');
+SELECT jsonb_pretty(medanon.check_intake('new_batch')) AS intake;
+SELECT local_patient_id, reason FROM medanon.intake_quarantine ORDER BY reason, local_patient_id;
+RESET ROLE;
+
+\echo '4. Birth dates in every form, read by parse_japanese_date (refusals are counted, not hidden)'
 CREATE FUNCTION pg_temp.parse_or_refusal(input text, OUT parsed date, OUT refusal text) LANGUAGE plpgsql AS $$
 BEGIN
     parsed := medanon.parse_japanese_date(input);
@@ -103,7 +145,7 @@ SELECT medanon.parse_japanese_date('平成31年5月1日');
 \set ON_ERROR_STOP on
 
 \echo
-\echo '4. Keyed pseudonyms, as the operator''s ETL role (the key never leaves the keyring)'
+\echo '5. Keyed pseudonyms, as the operator''s ETL role (the key never leaves the keyring)'
 SET ROLE demo_etl;
 SELECT p.true_person_id AS person,
        left(medanon.tokenize(p.true_person_id::text, 'contract_a'), 16) || '…' AS token_in_a,
@@ -133,7 +175,7 @@ SELECT medanon.tokenize('12345', 'contract_a');
 RESET ROLE;
 
 \echo
-\echo '5. Generalizing quasi-identifiers (reference date 2026-04-01)'
+\echo '6. Generalizing quasi-identifiers (reference date 2026-04-01)'
 SELECT p.birth_date, medanon.generalize_age(p.birth_date, '2026-04-01') AS age_band,
        p.postal_code, medanon.generalize_postal_code(p.postal_code, 3) AS postal_3,
        medanon.prefecture_of(p.prefecture || p.municipality) AS prefecture,
@@ -141,7 +183,7 @@ SELECT p.birth_date, medanon.generalize_age(p.birth_date, '2026-04-01') AS age_b
   FROM synth.person p ORDER BY p.true_person_id LIMIT 5;
 
 \echo
-\echo '6. k-anonymity of the persons, as the quasi-identifiers are generalized'
+\echo '7. k-anonymity of the persons, as the quasi-identifiers are generalized'
 CREATE TEMP TABLE qi AS
 SELECT true_person_id AS person,
        birth_date, sex, postal_code,
@@ -172,7 +214,7 @@ SELECT step AS quasi_identifiers, medanon.k_anonymity('qi', qis, 'person') AS k,
   FROM qi_steps ORDER BY n;
 
 \echo
-\echo '7. The keyring: a pseudonym key (rotated by rotate_key) and a link key (never rotated), readable only by its owner'
+\echo '8. The keyring: a pseudonym key (rotated by rotate_key) and a link key (never rotated), readable only by its owner'
 SELECT key_id, purpose, active, origin, created_at::date AS created, octet_length(material) * 8 AS bits FROM medanon.keyring ORDER BY key_id;
 SELECT has_table_privilege('demo_etl', 'medanon.keyring', 'SELECT') AS etl_can_read_keyring,
        has_function_privilege('demo_analyst', 'medanon.tokenize(text,text)', 'EXECUTE') AS analyst_can_tokenize;
