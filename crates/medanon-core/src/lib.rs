@@ -9,8 +9,10 @@
 pub mod calendar;
 pub mod error;
 pub mod generalize;
+pub mod hierarchy;
 pub mod jpdate;
 pub mod keyed;
+pub mod lattice;
 pub mod link;
 pub mod normalize;
 pub mod prefecture;
