@@ -171,6 +171,14 @@ COMMENT ON FUNCTION _dice(bytea, bytea) IS
     'Dice similarity of two bit strings: 2|A∩B|/(|A|+|B|).';
 COMMENT ON FUNCTION notice_wait_days() IS
     'The waiting period after a notification, in days (setting medanon.notice_wait_days, superuser only).';
+COMMENT ON FUNCTION k_report(regclass, text[], text, integer) IS
+    'The quasi-identifier classes with fewer than k distinct persons, as jsonb class and person count, smallest first.';
+COMMENT ON FUNCTION l_diversity(regclass, text[], text, text) IS
+    'Distinct l-diversity: the fewest distinct values of the sensitive column in any quasi-identifier class.';
+COMMENT ON FUNCTION risk_profile(regclass, text[], text, integer) IS
+    'Prosecutor risk (max and average), persons below k, sample uniques and a class-size histogram, as jsonb.';
+COMMENT ON FUNCTION suggest_generalization(regclass, jsonb, integer, double precision) IS
+    'Searches the generalization lattice (Flash-style) for the lowest-loss levels that reach k with at most max_suppression of persons suppressed.';
 COMMENT ON FUNCTION keyring_restore_guard() IS 'Internal trigger: lets pg_restore replace the unused key that CREATE EXTENSION made.';
 
 -- The first key, so every function works at once.

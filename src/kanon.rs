@@ -59,8 +59,37 @@ fn checked_column<'a>(rel: &Relation, column: &'a str) -> &'a str {
     column
 }
 
-/// Validate the arguments and build the query. Public for `k_report` and the tests.
-pub fn class_size_query(rel: pg_sys::Oid, quasi_identifiers: &[Option<String>], person_column: Option<&str>) -> String {
+/// A relation and columns checked against the catalog, quoted for a query.
+pub struct Checked {
+    pub relation: String,
+    /// Quasi-identifiers: (name as given, quoted).
+    pub qis: Vec<(String, String)>,
+    /// The person column, quoted.
+    pub person: Option<String>,
+    described: Relation,
+}
+
+impl Checked {
+    /// Another column of the same relation, quoted (for a sensitive attribute).
+    pub fn column(&self, name: &str) -> String {
+        quote_identifier(checked_column(&self.described, name))
+    }
+
+    pub fn group_by(&self) -> String {
+        self.qis.iter().map(|(_, q)| q.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// `count(DISTINCT person)`, or `count(*)` without a person column.
+    pub fn count(&self) -> String {
+        match &self.person {
+            Some(p) => format!("pg_catalog.count(DISTINCT {p})"),
+            None => "pg_catalog.count(*)".to_string(),
+        }
+    }
+}
+
+/// Validate a relation, its quasi-identifiers and person column.
+pub fn check(rel: pg_sys::Oid, quasi_identifiers: &[Option<String>], person_column: Option<&str>) -> Checked {
     let relation = describe(rel);
     if quasi_identifiers.is_empty() {
         raise(
@@ -71,7 +100,7 @@ pub fn class_size_query(rel: pg_sys::Oid, quasi_identifiers: &[Option<String>], 
         );
     }
     let mut seen = HashSet::new();
-    let mut group_by = Vec::with_capacity(quasi_identifiers.len());
+    let mut qis = Vec::with_capacity(quasi_identifiers.len());
     for qi in quasi_identifiers {
         let Some(qi) = qi.as_deref() else {
             raise(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, "quasi_identifiers must not contain NULL", None, None)
@@ -84,16 +113,20 @@ pub fn class_size_query(rel: pg_sys::Oid, quasi_identifiers: &[Option<String>], 
                 None,
             );
         }
-        group_by.push(quote_identifier(checked_column(&relation, qi)));
+        qis.push((qi.to_string(), quote_identifier(checked_column(&relation, qi))));
     }
-    let count = match person_column {
-        Some(p) => format!("pg_catalog.count(DISTINCT {})", quote_identifier(checked_column(&relation, p))),
-        None => "pg_catalog.count(*)".to_string(),
-    };
+    let person = person_column.map(|p| quote_identifier(checked_column(&relation, p)));
+    Checked { relation: relation.qualified.clone(), qis, person, described: relation }
+}
+
+/// Validate the arguments and build the query of the smallest class size.
+pub fn class_size_query(rel: pg_sys::Oid, quasi_identifiers: &[Option<String>], person_column: Option<&str>) -> String {
+    let c = check(rel, quasi_identifiers, person_column);
     format!(
-        "SELECT pg_catalog.min(class_size) FROM (SELECT {count} AS class_size FROM {} GROUP BY {}) AS classes",
-        relation.qualified,
-        group_by.join(", ")
+        "SELECT pg_catalog.min(class_size) FROM (SELECT {} AS class_size FROM {} GROUP BY {}) AS classes",
+        c.count(),
+        c.relation,
+        c.group_by()
     )
 }
 

@@ -16,6 +16,7 @@ mod gucs;
 mod kanon;
 mod keyring;
 mod link;
+mod risk;
 
 ::pgrx::pg_module_magic!(name, version);
 
@@ -225,6 +226,43 @@ mod functions {
     #[pg_extern(immutable, strict, parallel_safe)]
     fn _dice(a: &[u8], b: &[u8]) -> f64 {
         medanon_core::link::dice(a, b)
+    }
+
+    // --- Risk analysis ----------------------------------------------------------
+
+    #[pg_extern(stable, strict, parallel_restricted)]
+    fn k_report(
+        rel: PgRelation,
+        quasi_identifiers: Vec<Option<String>>,
+        person_column: Option<&str>,
+        k: i32,
+    ) -> TableIterator<'static, (name!(class, pgrx::JsonB), name!(persons, i64))> {
+        TableIterator::new(crate::risk::k_report(rel.oid(), &quasi_identifiers, person_column, k))
+    }
+
+    #[pg_extern(stable, strict, parallel_restricted)]
+    fn l_diversity(
+        rel: PgRelation,
+        quasi_identifiers: Vec<Option<String>>,
+        sensitive: &str,
+        person_column: Option<&str>,
+    ) -> Option<i64> {
+        crate::risk::l_diversity(rel.oid(), &quasi_identifiers, sensitive, person_column)
+    }
+
+    #[pg_extern(stable, strict, parallel_restricted)]
+    fn risk_profile(
+        rel: PgRelation,
+        quasi_identifiers: Vec<Option<String>>,
+        person_column: Option<&str>,
+        k: i32,
+    ) -> pgrx::JsonB {
+        crate::risk::risk_profile(rel.oid(), &quasi_identifiers, person_column, k)
+    }
+
+    #[pg_extern(stable, strict, parallel_restricted)]
+    fn suggest_generalization(rel: PgRelation, spec: pgrx::JsonB, k: i32, max_suppression: f64) -> pgrx::JsonB {
+        crate::risk::suggest_generalization(rel.oid(), &spec.0, k, max_suppression)
     }
 
     /// PARALLEL RESTRICTED: it runs a query through SPI, which may read a

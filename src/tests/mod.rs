@@ -383,7 +383,8 @@ mod tests {
               WHERE n.nspname = 'medanon' AND NOT (
                     (p.proname IN ('tokenize','shift_date','date_offset','active_key_id')
                         AND p.provolatile = 's' AND p.proparallel = 's')
-                 OR (p.proname = 'k_anonymity' AND p.provolatile = 's' AND p.proparallel = 'r')
+                 OR (p.proname IN ('k_anonymity','k_report','l_diversity','risk_profile','suggest_generalization')
+                        AND p.provolatile = 's' AND p.proparallel = 'r')
                  OR (p.proname IN ('_link_problem','_link_id1','_link_id2','_link_block','_link_clk','link_report')
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname IN ('normalize_kana','normalize_kanji_name','normalize_sex','normalize_insurer_number',
