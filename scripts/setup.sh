@@ -38,3 +38,11 @@ if ! grep -qs "pg15 = \"$PG_CONFIG\"" "$PGRX_HOME/config.toml"; then
 else
     say "cargo pgrx already initialised for $PG_CONFIG"
 fi
+
+# The risk cross-check (tests/risk_crosscheck.py) compares with pycanon from PyPI.
+if ! python3 -c "import pycanon" 2>/dev/null; then
+    say "installing pycanon (PyPI) for the risk cross-check"
+    python3 -m pip install --quiet --disable-pip-version-check pycanon
+else
+    say "pycanon present"
+fi

@@ -42,3 +42,5 @@ tier "4/4 integration tests as real roles (tests/)"
 psql -d postgres -c "DROP DATABASE IF EXISTS medanon_it" -c "CREATE DATABASE medanon_it"
 MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PORT" MEDANON_TEST_DB=medanon_it MEDANON_TEST_LOG="$SOCK/server.log" \
     cargo test -p medanon-integration -- --test-threads=1
+# k, l and suppression counts against pycanon, an independent implementation.
+MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PORT" MEDANON_TEST_DB=medanon_it python3 tests/risk_crosscheck.py
