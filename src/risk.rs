@@ -300,14 +300,15 @@ pub fn suggest_generalization(rel: pg_sys::Oid, spec: &Value, k: i32, max_suppre
     let c = check(rel, &names, Some(person));
     let hierarchies: Vec<Hierarchy> = qi_spec.iter().map(|(col, h)| hierarchy_of(col, h)).collect();
 
-    // Load (person, value per QI) once, as the caller.
+    // Load (person, value per QI) once, as the caller; dates as ISO text whatever
+    // the session's DateStyle, so the date hierarchy reads them.
     let columns = c.qis.iter().map(|(_, q)| format!("{q}::text")).collect::<Vec<_>>().join(", ");
     let sql = format!("SELECT {}::text, {columns} FROM {} WHERE {} IS NOT NULL", c.person.clone().unwrap_or_default(), c.relation, c.person.clone().unwrap_or_default());
     let dims = hierarchies.len();
     let mut person_codes: HashMap<String, u32> = HashMap::new();
     let mut value_codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); dims];
     let mut rows: Vec<(u32, Vec<u32>)> = Vec::new();
-    Spi::connect(|client| {
+    crate::keyring::with_settings(&[(c"DateStyle", c"ISO, YMD")], || Spi::connect(|client| {
         let table = client.select(&sql, None, &[])?;
         rows.reserve(table.len());
         for row in table {
@@ -323,8 +324,21 @@ pub fn suggest_generalization(rel: pg_sys::Oid, spec: &Value, k: i32, max_suppre
             rows.push((pc, codes));
         }
         Ok::<_, SpiError>(())
-    })
+    }))
     .unwrap_or_else(|e| spi_failed("read the relation", e));
+    // A value the hierarchy cannot read is an error, not a silent class of its own.
+    for (((name, _), h), dict) in c.qis.iter().zip(&hierarchies).zip(&value_codes) {
+        if let Hierarchy::BuiltIn(b) = h {
+            if let Some(bad) = dict.keys().find(|v| v.as_str() != "NULL" && !b.reads(v)) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("column \"{name}\" has a value its hierarchy cannot read"),
+                    Some(format!("value {}", medanon_core::error::quoted(bad))),
+                    Some("age takes whole years, date takes dates, postal takes 7-digit postal codes".into()),
+                );
+            }
+        }
+    }
     let persons = person_codes.len() as u64;
 
     // Every level of every hierarchy as a code per distinct value.

@@ -58,6 +58,15 @@ impl BuiltIn {
         labels.get(level as usize).unwrap_or(&"?").to_string()
     }
 
+    /// Whether the hierarchy can read a value. Geography reads every address (one
+    /// that names no prefecture stays itself at level 0 and is `?` above).
+    pub fn reads(&self, value: &str) -> bool {
+        match self {
+            BuiltIn::Geography => true,
+            _ => self.generalize(value, 0) != UNREADABLE,
+        }
+    }
+
     pub fn generalize(&self, value: &str, level: u8) -> String {
         if level >= self.max_level() {
             return SUPPRESSED.to_string();
