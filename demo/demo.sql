@@ -214,7 +214,50 @@ SELECT step AS quasi_identifiers, medanon.k_anonymity('qi', qis, 'person') AS k,
   FROM qi_steps ORDER BY n;
 
 \echo
-\echo '8. The keyring: a pseudonym key (rotated by rotate_key) and a link key (never rotated), readable only by its owner'
+\echo '8. Risk before and after the least damaging generalization that reaches k = 5 (at most 1% of persons suppressed)'
+CREATE TEMP TABLE release AS
+SELECT true_person_id AS person, extract(year FROM age(DATE '2026-04-01', birth_date))::int AS age, sex::text AS sex,
+       postal_code, prefecture || municipality AS address
+  FROM synth.person;
+CREATE TEMP TABLE sex_levels (value text, level1 text);
+INSERT INTO sex_levels VALUES ('1', '*'), ('2', '*');
+\echo 'Before: age in years, sex, 7-digit postal code, municipality'
+SELECT key AS measure, value FROM jsonb_each(medanon.risk_profile('release', ARRAY['age','sex','postal_code','address'], 'person', 5))
+ WHERE key <> 'class_sizes' ORDER BY key;
+SELECT jsonb_array_elements_text(medanon.risk_profile('release', ARRAY['age','sex','postal_code','address'], 'person', 5)->'class_sizes')
+       AS "persons per class (before)";
+SELECT medanon.suggest_generalization('release',
+  '{"person_column": "person", "quasi_identifiers": {"age": "age", "sex": {"hierarchy": "table", "table": "pg_temp.sex_levels"},
+    "postal_code": "postal", "address": "geography"}}', 5, 0.01) AS suggestion \gset
+\echo 'The search (Flash-style: predictive tagging and binary search on paths through the lattice):'
+SELECT key, value FROM jsonb_each(:'suggestion'::jsonb) WHERE key IN ('levels', 'suppressed_persons', 'loss', 'nodes_evaluated', 'nodes_total')
+ ORDER BY key;
+SELECT (:'suggestion'::jsonb #>> '{levels,age,level}')::int AS lv_age, (:'suggestion'::jsonb #>> '{levels,sex,level}')::int AS lv_sex,
+       (:'suggestion'::jsonb #>> '{levels,postal_code,level}')::int AS lv_postal,
+       (:'suggestion'::jsonb #>> '{levels,address,level}')::int AS lv_address \gset
+CREATE TEMP TABLE released AS
+SELECT person,
+       CASE WHEN :lv_age >= 4 THEN '*' WHEN age >= 90 THEN '[90,)'
+            ELSE int4range(age / (ARRAY[1,5,10,20])[:lv_age + 1] * (ARRAY[1,5,10,20])[:lv_age + 1],
+                           age / (ARRAY[1,5,10,20])[:lv_age + 1] * (ARRAY[1,5,10,20])[:lv_age + 1] + (ARRAY[1,5,10,20])[:lv_age + 1])::text
+       END AS age,
+       CASE WHEN :lv_sex = 0 THEN sex ELSE '*' END AS sex,
+       CASE WHEN :lv_postal >= 3 THEN '*' ELSE medanon.generalize_postal_code(postal_code, (ARRAY[7,3,1])[:lv_postal + 1]) END AS postal_code,
+       CASE :lv_address WHEN 0 THEN address WHEN 1 THEN medanon.prefecture_of(address)
+                        WHEN 2 THEN medanon.region_of(medanon.prefecture_of(address)) ELSE '*' END AS address
+  FROM release;
+-- Classes still below k are suppressed (the search counted them).
+DELETE FROM released r USING (SELECT age, sex, postal_code, address FROM released GROUP BY 1, 2, 3, 4
+                               HAVING count(DISTINCT person) < 5) small
+ WHERE (r.age, r.sex, r.postal_code, r.address) = (small.age, small.sex, small.postal_code, small.address);
+\echo 'After:'
+SELECT key AS measure, value FROM jsonb_each(medanon.risk_profile('released', ARRAY['age','sex','postal_code','address'], 'person', 5))
+ WHERE key <> 'class_sizes' ORDER BY key;
+SELECT jsonb_array_elements_text(medanon.risk_profile('released', ARRAY['age','sex','postal_code','address'], 'person', 5)->'class_sizes')
+       AS "persons per class (after)";
+
+\echo
+\echo '9. The keyring: a pseudonym key (rotated by rotate_key) and a link key (never rotated), readable only by its owner'
 SELECT key_id, purpose, active, origin, created_at::date AS created, octet_length(material) * 8 AS bits FROM medanon.keyring ORDER BY key_id;
 SELECT has_table_privilege('demo_etl', 'medanon.keyring', 'SELECT') AS etl_can_read_keyring,
        has_function_privilege('demo_analyst', 'medanon.tokenize(text,text)', 'EXECUTE') AS analyst_can_tokenize;

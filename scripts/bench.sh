@@ -39,3 +39,15 @@ echo
 echo "markdown rows (target/bench/link.md):"
 cat "$OUT/link.md"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"
+
+RISK_ROWS=${MEDANON_BENCH_RISK_ROWS:-10000000}
+RISK_PATIENTS=${MEDANON_BENCH_RISK_PATIENTS:-1000000}
+echo
+echo "== risk: k_anonymity on $RISK_ROWS rows; suggest_generalization on $RISK_PATIENTS synthetic persons =="
+psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench_risk" -c "CREATE DATABASE medanon_bench_risk"
+target/release/medanon-synth --patients "$RISK_PATIENTS" --seed 12 --visits-per-patient 0 | psql -q -d medanon_bench_risk >/dev/null
+psql -q -d medanon_bench_risk -c "CREATE EXTENSION medanon"
+psql -d medanon_bench_risk -v big_rows="$RISK_ROWS" -v runs=3 -v outfile="$OUT/risk.md" -f bench/risk.sql
+echo
+echo "markdown rows (target/bench/risk.md):"
+cat "$OUT/risk.md"
