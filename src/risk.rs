@@ -299,6 +299,16 @@ pub fn suggest_generalization(rel: pg_sys::Oid, spec: &Value, k: i32, max_suppre
     let names: Vec<Option<String>> = qi_spec.keys().map(|k| Some(k.clone())).collect();
     let c = check(rel, &names, Some(person));
     let hierarchies: Vec<Hierarchy> = qi_spec.iter().map(|(col, h)| hierarchy_of(col, h)).collect();
+    let lattice = Lattice::new(hierarchies.iter().map(Hierarchy::max_level).collect());
+    // The tags take a byte per node; a million nodes is far beyond any useful search.
+    if lattice.size() > 1_000_000 {
+        raise(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            "the generalization lattice is too large to search",
+            Some(format!("{} nodes", lattice.size())),
+            Some("name fewer quasi-identifiers, or give table hierarchies fewer levels".into()),
+        );
+    }
 
     // Load (person, value per QI) once, as the caller; dates as ISO text whatever
     // the session's DateStyle, so the date hierarchy reads them.
@@ -342,7 +352,6 @@ pub fn suggest_generalization(rel: pg_sys::Oid, spec: &Value, k: i32, max_suppre
     let persons = person_codes.len() as u64;
 
     // Every level of every hierarchy as a code per distinct value.
-    let lattice = Lattice::new(hierarchies.iter().map(Hierarchy::max_level).collect());
     let generalized: Vec<Vec<Vec<u32>>> = hierarchies
         .iter()
         .zip(&value_codes)

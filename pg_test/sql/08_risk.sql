@@ -43,4 +43,11 @@ CREATE TABLE odd (person int, age text);
 INSERT INTO odd VALUES (1, '40'), (2, 'forty');
 SELECT medanon.suggest_generalization('odd', '{"person_column": "person", "quasi_identifiers": {"age": "age"}}', 2, 0);
 DROP TABLE odd;
+-- A lattice beyond a million nodes is refused before any data is read.
+SELECT format('CREATE TABLE deep (value text, %s)', string_agg(format('l%s text', i), ', ')) FROM generate_series(1, 19) i \gexec
+SELECT medanon.suggest_generalization('cohort', '{"person_column": "person", "quasi_identifiers": {
+  "age": {"hierarchy": "table", "table": "deep"}, "sex": {"hierarchy": "table", "table": "deep"},
+  "postal": {"hierarchy": "table", "table": "deep"}, "address": {"hierarchy": "table", "table": "deep"},
+  "diagnosis": {"hierarchy": "table", "table": "deep"}}}', 5, 0.01);
+DROP TABLE deep;
 DROP TABLE cohort, sex_levels;

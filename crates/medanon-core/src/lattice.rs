@@ -292,7 +292,7 @@ mod tests {
         let anonymous = threshold(&weights, 11);
         let result = search(&lattice, |n| Evaluation { anonymous: anonymous(n), suppressed: 0 });
         let expected = brute_force(&lattice, &anonymous).unwrap();
-        assert_eq!(lattice.loss(&result.best.clone().unwrap().0), lattice.loss(&expected));
+        assert!((lattice.loss(&result.best.clone().unwrap().0) - lattice.loss(&expected)).abs() < 1e-9);
         assert_eq!(result.total, 400);
         assert!(result.evaluated * 2 < result.total, "evaluated {} of {}", result.evaluated, result.total);
     }
@@ -313,7 +313,13 @@ mod tests {
             let anonymous = threshold(&weights, t);
             let result = search(&lattice, |n| Evaluation { anonymous: anonymous(n), suppressed: 0 });
             let expected = brute_force(&lattice, &anonymous);
-            prop_assert_eq!(result.best.as_ref().map(|(n, _)| lattice.loss(n)), expected.as_ref().map(|n| lattice.loss(n)));
+            // Equal losses may differ in the last bit (sums of different fractions).
+            match (&result.best, &expected) {
+                (Some((n, _)), Some(e)) => prop_assert!((lattice.loss(n) - lattice.loss(e)).abs() < 1e-9,
+                                                        "search {:?} ({}), brute force {:?} ({})", n, lattice.loss(n), e, lattice.loss(e)),
+                (None, None) => {}
+                (got, want) => prop_assert!(false, "search {:?}, brute force {:?}", got, want),
+            }
             if let Some((n, _)) = &result.best {
                 prop_assert!(anonymous(n));
             }
