@@ -7,6 +7,7 @@
 //! keyed pseudonyms (`keyed`), and generalization (`generalize`, `prefecture`).
 
 pub mod calendar;
+pub mod contract;
 pub mod error;
 pub mod generalize;
 pub mod hierarchy;

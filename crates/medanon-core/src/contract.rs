@@ -1,0 +1,317 @@
+//! Contract specs: what a research contract may see, and how each column of each
+//! source table is treated. Parsed with serde (with the path of every error, so a
+//! refusal names the offending key) and checked here for everything that does not
+//! need the catalog; the extension checks tables, columns, classes and types.
+//!
+//! ```json
+//! {"id": "c2026_001", "grantee": "lab_a", "purpose": "post-marketing safety of drug X",
+//!  "approved_on": "2026-11-01", "expires_on": "2027-03-31", "kind": "anonymized", "k": 5,
+//!  "reference_date": "2026-04-01",
+//!  "tables": [{"source": "clinical.patient",
+//!              "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 5, "top": 90}}}}]}
+//! ```
+
+use crate::calendar::Ymd;
+use crate::jpdate::parse_japanese_date;
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why a spec was refused: the key path (for example `tables[1].columns.visit_date`)
+/// and what is wrong there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpecError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> SpecError {
+    SpecError { path: path.into(), message: message.into() }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// 匿名加工医療情報: k-anonymous, no way back to a person.
+    Anonymized,
+    /// 仮名加工医療情報 (2024 amendment): identifiers removed or tokenized, k optional,
+    /// only for registered certified users.
+    Pseudonymized,
+}
+
+/// How one column is treated in the contract's view.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rule {
+    Drop,
+    Keep,
+    /// A per-contract token of the value.
+    Token,
+    /// The date moved by the person's per-contract offset.
+    Shift,
+    /// Age on the reference date, in bands.
+    AgeBand { band: i32, top: i32 },
+    /// The first n digits of a postal code.
+    PostalPrefix(i32),
+    /// The prefecture an address names.
+    Prefecture,
+    TopCode(f64),
+    BottomCode(f64),
+    TruncateDate(String),
+    /// Levels chosen by `suggest_generalization` when the contract is published.
+    Auto,
+}
+
+impl Rule {
+    /// The rule's name, as a spec writes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Rule::Drop => "drop",
+            Rule::Keep => "keep",
+            Rule::Token => "token",
+            Rule::Shift => "shift",
+            Rule::AgeBand { .. } => "age_band",
+            Rule::PostalPrefix(_) => "postal_prefix",
+            Rule::Prefecture => "prefecture",
+            Rule::TopCode(_) => "top_code",
+            Rule::BottomCode(_) => "bottom_code",
+            Rule::TruncateDate(_) => "truncate_date",
+            Rule::Auto => "auto",
+        }
+    }
+}
+
+const RULES: &str = "drop, keep, token, shift, prefecture, {\"age_band\": {...}}, {\"postal_prefix\": n}, \
+                     {\"top_code\": x}, {\"bottom_code\": x}, {\"truncate_date\": \"month\"} or {\"auto\": true}";
+
+impl<'de> Deserialize<'de> for Rule {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Rule, D::Error> {
+        let value = serde_json::Value::deserialize(deserializer)?;
+        rule_of(&value).map_err(de::Error::custom)
+    }
+}
+
+fn rule_of(value: &serde_json::Value) -> Result<Rule, String> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => match s.as_str() {
+            "drop" => Ok(Rule::Drop),
+            "keep" => Ok(Rule::Keep),
+            "token" => Ok(Rule::Token),
+            "shift" => Ok(Rule::Shift),
+            "prefecture" => Ok(Rule::Prefecture),
+            other => Err(format!("unknown rule \"{other}\"; use {RULES}")),
+        },
+        Value::Object(o) if o.len() == 1 => {
+            let (name, arg) = o.iter().next().ok_or("empty rule")?;
+            match name.as_str() {
+                "age_band" => {
+                    let Value::Object(a) = arg else { return Err("age_band takes {\"band\": n, \"top\": n}".into()) };
+                    for key in a.keys() {
+                        if key != "band" && key != "top" {
+                            return Err(format!("age_band has no \"{key}\"; it takes band and top"));
+                        }
+                    }
+                    let int = |k: &str, default: i64| match a.get(k) {
+                        None => Ok(default),
+                        Some(v) => v.as_i64().filter(|n| (1..=150).contains(n)).ok_or(format!("age_band.{k} must be a whole number from 1 to 150")),
+                    };
+                    Ok(Rule::AgeBand { band: int("band", 5)? as i32, top: int("top", 90)? as i32 })
+                }
+                "postal_prefix" => arg
+                    .as_i64()
+                    .filter(|n| (0..=7).contains(n))
+                    .map(|n| Rule::PostalPrefix(n as i32))
+                    .ok_or_else(|| "postal_prefix takes a number of digits from 0 to 7".into()),
+                "top_code" => arg.as_f64().map(Rule::TopCode).ok_or_else(|| "top_code takes a number".into()),
+                "bottom_code" => arg.as_f64().map(Rule::BottomCode).ok_or_else(|| "bottom_code takes a number".into()),
+                "truncate_date" => match arg.as_str() {
+                    Some(u @ ("month" | "quarter" | "year")) => Ok(Rule::TruncateDate(u.to_string())),
+                    _ => Err("truncate_date takes \"month\", \"quarter\" or \"year\"".into()),
+                },
+                "auto" => match arg {
+                    Value::Bool(true) => Ok(Rule::Auto),
+                    _ => Err("auto takes true".into()),
+                },
+                other => Err(format!("unknown rule \"{other}\"; use {RULES}")),
+            }
+        }
+        _ => Err(format!("a rule is a name or an object with one key; use {RULES}")),
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    pub source: String,
+    pub columns: BTreeMap<String, Rule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContractSpec {
+    pub id: String,
+    pub grantee: String,
+    pub purpose: String,
+    pub approved_on: String,
+    pub expires_on: String,
+    pub kind: Kind,
+    #[serde(default)]
+    pub k: Option<i64>,
+    #[serde(default)]
+    pub reference_date: Option<String>,
+    pub tables: Vec<TableSpec>,
+}
+
+/// A spec that passed every check that needs no catalog, with its dates read.
+#[derive(Debug, Clone)]
+pub struct Contract {
+    pub spec: ContractSpec,
+    pub approved_on: Ymd,
+    pub expires_on: Ymd,
+    pub reference_date: Option<Ymd>,
+}
+
+fn date_at(path: &str, value: &str) -> Result<Ymd, SpecError> {
+    parse_japanese_date(value).map_err(|e| err(path, format!("not a date: {}", e.message)))
+}
+
+/// Parses and checks a spec. `today` decides whether it has already expired.
+pub fn parse(json: &str, today: Ymd) -> Result<Contract, SpecError> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let spec: ContractSpec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        // serde_json appends " at line L column C"; the path says where already.
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        err(if path == "." { "(spec)".to_string() } else { path }, message)
+    })?;
+    let id_ok = !spec.id.is_empty()
+        && spec.id.len() <= 40
+        && spec.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && spec.id.as_bytes()[0].is_ascii_lowercase();
+    if !id_ok {
+        return Err(err("id", "must be 1 to 40 characters of a-z, 0-9 and _, starting with a letter (it names schema contract_<id>)"));
+    }
+    if spec.grantee.trim().is_empty() {
+        return Err(err("grantee", "must name a role"));
+    }
+    if spec.purpose.trim().is_empty() {
+        return Err(err("purpose", "must say what the data is for"));
+    }
+    let approved_on = date_at("approved_on", &spec.approved_on)?;
+    let expires_on = date_at("expires_on", &spec.expires_on)?;
+    if expires_on < approved_on {
+        return Err(err("expires_on", "is before approved_on"));
+    }
+    if expires_on < today {
+        return Err(err("expires_on", format!("the contract expired on {expires_on}")));
+    }
+    let reference_date = spec.reference_date.as_deref().map(|d| date_at("reference_date", d)).transpose()?;
+    match (spec.kind, spec.k) {
+        (Kind::Anonymized, None) => return Err(err("k", "an anonymized contract needs k")),
+        (_, Some(k)) if k < 2 => return Err(err("k", format!("must be at least 2, not {k}"))),
+        (_, Some(k)) if k > 1_000_000 => return Err(err("k", "is larger than any release")),
+        _ => {}
+    }
+    if spec.tables.is_empty() {
+        return Err(err("tables", "must name at least one source table"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, t) in spec.tables.iter().enumerate() {
+        if !seen.insert(t.source.as_str()) {
+            return Err(err(format!("tables[{i}].source"), format!("\"{}\" is listed twice", t.source)));
+        }
+        if t.columns.values().all(|r| *r == Rule::Drop) {
+            return Err(err(format!("tables[{i}].columns"), "exposes no column"));
+        }
+        for (column, rule) in &t.columns {
+            if matches!(rule, Rule::AgeBand { .. }) && reference_date.is_none() {
+                return Err(err(format!("tables[{i}].columns.{column}"), "age_band needs the contract's reference_date"));
+            }
+        }
+    }
+    Ok(Contract { spec, approved_on, expires_on, reference_date })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TODAY: Ymd = Ymd { year: 2026, month: 11, day: 24 };
+
+    const EXAMPLE: &str = r#"{"id": "c2026_001", "grantee": "lab_a", "purpose": "post-marketing safety of drug X",
+        "approved_on": "2026-11-01", "expires_on": "2027-03-31", "kind": "anonymized", "k": 5,
+        "reference_date": "2026-04-01",
+        "tables": [
+          {"source": "clinical.patient",
+           "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 5, "top": 90}},
+                       "sex": "keep", "postal_code": {"postal_prefix": 3}, "address": "prefecture"}},
+          {"source": "clinical.visit",
+           "columns": {"person_id": "token", "visit_date": "shift", "icd10": "keep", "lab_value": {"top_code": 500}}}
+        ]}"#;
+
+    #[test]
+    fn the_example_of_the_issue_parses() {
+        let c = parse(EXAMPLE, TODAY).unwrap();
+        assert_eq!(c.spec.kind, Kind::Anonymized);
+        assert_eq!(c.spec.tables.len(), 2);
+        assert_eq!(c.spec.tables[0].columns["birth_date"], Rule::AgeBand { band: 5, top: 90 });
+        assert_eq!(c.spec.tables[0].columns["postal_code"], Rule::PostalPrefix(3));
+        assert_eq!(c.spec.tables[1].columns["lab_value"], Rule::TopCode(500.0));
+        assert_eq!(c.expires_on, Ymd { year: 2027, month: 3, day: 31 });
+    }
+
+    fn refused(json: &str) -> SpecError {
+        parse(json, TODAY).expect_err("should be refused")
+    }
+
+    fn with(from: &str, to: &str) -> String {
+        assert!(EXAMPLE.contains(from), "{from}");
+        EXAMPLE.replacen(from, to, 1)
+    }
+
+    #[test]
+    fn every_refusal_names_its_key() {
+        let cases = [
+            (with(r#""visit_date": "shift""#, r#""visit_date": "shiftt""#), "tables[1].columns.visit_date"),
+            (with(r#"{"postal_prefix": 3}"#, r#"{"postal_prefix": 9}"#), "tables[0].columns.postal_code"),
+            (with(r#""band": 5"#, r#""width": 5"#), "tables[0].columns.birth_date"),
+            (with(r#""k": 5"#, r#""k": 1"#), "k"),
+            (with(r#", "k": 5"#, ""), "k"),
+            (with(r#""expires_on": "2027-03-31""#, r#""expires_on": "2026-03-31""#), "expires_on"),
+            (with(r#""expires_on": "2027-03-31""#, r#""expires_on": "2027-02-30""#), "expires_on"),
+            (with(r#""kind": "anonymized""#, r#""kind": "public""#), "kind"),
+            (with(r#""id": "c2026_001""#, r#""id": "C 2026; DROP""#), "id"),
+            (with(r#""purpose": "post-marketing safety of drug X","#, r#""purpose": "x", "colour": "red","#), "colour"),
+            (with(r#""source": "clinical.visit""#, r#""source": "clinical.patient""#), "tables[1].source"),
+            (with(r#""reference_date": "2026-04-01","#, ""), "tables[0].columns.birth_date"),
+            (with(r#""lab_value": {"top_code": 500}"#, r#""lab_value": {"top_code": "high"}"#), "tables[1].columns.lab_value"),
+            (with(r#""grantee": "lab_a""#, r#""grantee": 7"#), "grantee"),
+        ];
+        for (json, path) in cases {
+            let e = refused(&json);
+            assert_eq!(e.path, path, "{e}");
+            assert!(!e.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn pseudonymized_contracts_may_leave_out_k() {
+        let json = with(r#""kind": "anonymized", "k": 5"#, r#""kind": "pseudonymized""#);
+        assert_eq!(parse(&json, TODAY).unwrap().spec.k, None);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for json in ["", "null", "[]", "{", r#"{"tables": 5}"#, "\"x\"", &"[".repeat(10_000)] {
+            assert!(parse(json, TODAY).is_err(), "{json:.20}");
+        }
+    }
+}
