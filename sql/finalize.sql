@@ -81,7 +81,8 @@ REVOKE ALL ON FUNCTION
     _link_id1(text, text, text, text, text),
     _link_id2(text, text, text),
     _link_block(text, text),
-    _link_clk(text)
+    _link_clk(text),
+    create_contract(jsonb)
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     tokenize(text, text),
@@ -96,7 +97,8 @@ GRANT EXECUTE ON FUNCTION
     _link_id1(text, text, text, text, text),
     _link_id2(text, text, text),
     _link_block(text, text),
-    _link_clk(text)
+    _link_clk(text),
+    create_contract(jsonb)
 TO medanon_operator;
 
 -- Key management is for the superuser who owns the keyring.
@@ -179,6 +181,8 @@ COMMENT ON FUNCTION risk_profile(regclass, text[], text, integer) IS
     'Prosecutor risk (max and average), persons below k, sample uniques and a class-size histogram, as jsonb.';
 COMMENT ON FUNCTION suggest_generalization(regclass, jsonb, integer, double precision) IS
     'Searches the generalization lattice (Flash-style) for the lowest-loss levels that reach k with at most max_suppression of persons suppressed.';
+COMMENT ON FUNCTION create_contract(jsonb) IS
+    'Checks a contract spec (every refusal names its key), stores the contract and records it in the provision ledger; returns its id.';
 COMMENT ON FUNCTION keyring_restore_guard() IS 'Internal trigger: lets pg_restore replace the unused key that CREATE EXTENSION made.';
 
 -- The first key, so every function works at once.

@@ -12,6 +12,7 @@ use pgrx::prelude::*;
 mod anonymize;
 mod collect;
 mod error;
+mod expose;
 mod gucs;
 mod kanon;
 mod keyring;
@@ -23,6 +24,8 @@ mod risk;
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/link.sql", name = "link_tables", requires = ["bootstrap"]);
 extension_sql_file!("../sql/consent.sql", name = "consent_tables", requires = ["link_tables"]);
+extension_sql_file!("../sql/contract.sql", name = "contract_tables", requires = ["consent_tables"]);
+extension_sql_file!("../sql/contract_api.sql", name = "contract_api", requires = ["contract_tables"]);
 extension_sql_file!(
     "../sql/consent_api.sql",
     name = "consent_api",
@@ -226,6 +229,13 @@ mod functions {
     #[pg_extern(immutable, strict, parallel_safe)]
     fn _dice(a: &[u8], b: &[u8]) -> f64 {
         medanon_core::link::dice(a, b)
+    }
+
+    // --- Contracts ----------------------------------------------------------------
+
+    #[pg_extern(volatile, strict, parallel_unsafe)]
+    fn create_contract(spec: pgrx::JsonB) -> String {
+        crate::expose::create_contract(&spec)
     }
 
     // --- Risk analysis ----------------------------------------------------------

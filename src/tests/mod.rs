@@ -390,7 +390,9 @@ mod tests {
                  OR (p.proname IN ('normalize_kana','normalize_kanji_name','normalize_sex','normalize_insurer_number',
                                    'normalize_insured_symbol','normalize_insured_number','_dice')
                         AND p.provolatile = 'i' AND p.proparallel = 's')
-                 OR (p.proname = 'link_patients' AND p.provolatile = 'v' AND p.proparallel = 'u')
+                 OR (p.proname IN ('link_patients','create_contract') AND p.provolatile = 'v' AND p.proparallel = 'u')
+                 OR (p.proname IN ('register_source','classify','register_certified_user')
+                        AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname IN ('notice_wait_days','is_eligible') AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname IN ('register_institution','record_notification','opt_out','withdraw_opt_out',
                                    'check_intake','release_quarantine','ledger_append_only')
