@@ -38,6 +38,10 @@ psql -d medanon_bench_link -v outfile="$OUT/link.md" -f bench/link.sql
 echo
 echo "markdown rows (target/bench/link.md):"
 cat "$OUT/link.md"
+echo
+echo "== consent: eligible_persons over the linked records =="
+psql -d medanon_bench_link -v outfile="$OUT/consent.md" -f bench/consent.sql
+cat "$OUT/consent.md"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"
 
 RISK_ROWS=${MEDANON_BENCH_RISK_ROWS:-10000000}
