@@ -27,10 +27,14 @@ INSERT INTO consent_results SELECT 1, 'SELECT count(*) FROM eligible_persons (al
   pg_temp.best_ms('SELECT count(*) FROM medanon.eligible_persons', 3);
 INSERT INTO consent_results SELECT 2, 'is_eligible(one person)',
   pg_temp.best_ms('SELECT medanon.is_eligible(person_id) FROM medanon.person_link ORDER BY person_id LIMIT 1', 3);
-INSERT INTO consent_results SELECT 3, 'records of 1,000 persons filtered through eligible_persons',
+INSERT INTO consent_results SELECT 3, 'records of 1,000 persons filtered through eligible_persons (DISTINCT)',
   pg_temp.best_ms('SELECT count(*) FROM medanon.person_link l WHERE l.person_id < 1000 AND EXISTS
                    (SELECT FROM medanon.eligible_persons e WHERE e.person_id = l.person_id AND e.institution_code = l.institution_code)', 3);
-INSERT INTO consent_results SELECT 4, 'the same 1,000 persons, no consent filter (baseline)',
+INSERT INTO consent_results SELECT 4, 'records of 1,000 persons filtered through eligible_records',
+  pg_temp.best_ms('SELECT count(*) FROM medanon.person_link l WHERE l.person_id < 1000 AND EXISTS
+                   (SELECT FROM medanon.eligible_records e WHERE e.institution_code = l.institution_code
+                                                             AND e.local_patient_id = l.local_patient_id)', 3);
+INSERT INTO consent_results SELECT 5, 'the same 1,000 persons, no consent filter (baseline)',
   pg_temp.best_ms('SELECT count(*) FROM medanon.person_link l WHERE l.person_id < 1000', 3);
 \unset QUIET
 SELECT (SELECT count(*) FROM medanon.person_link) AS records, (SELECT count(*) FROM medanon.opt_out) AS opt_outs;

@@ -51,7 +51,7 @@ echo "== risk: k_anonymity on $RISK_ROWS rows; suggest_generalization on $RISK_P
 psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench_risk" -c "CREATE DATABASE medanon_bench_risk"
 target/release/medanon-synth --patients "$RISK_PATIENTS" --seed 12 --visits-per-patient 0 | psql -q -d medanon_bench_risk >/dev/null
 psql -q -d medanon_bench_risk -c "CREATE EXTENSION medanon"
-psql -d medanon_bench_risk -v big_rows="$RISK_ROWS" -v runs=3 -v outfile="$OUT/risk.md" -f bench/risk.sql
+psql -d medanon_bench_risk -v big_rows="$RISK_ROWS" -v runs=5 -v outfile="$OUT/risk.md" -f bench/risk.sql
 echo
 echo "markdown rows (target/bench/risk.md):"
 cat "$OUT/risk.md"

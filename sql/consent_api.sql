@@ -132,11 +132,15 @@ SELECT o.opt_out_id, o.institution_code, o.local_patient_id, l.person_id, o.scop
  WHERE NOT EXISTS (SELECT FROM medanon.opt_out_withdrawal w WHERE w.opt_out_id OPERATOR(pg_catalog.=) o.opt_out_id);
 COMMENT ON VIEW opt_outs_in_force IS 'Opt-outs not withdrawn, with the person they name once that record is linked.';
 
--- The (person, institution) pairs whose records may flow into a contract: notified
--- there at least notice_wait_days ago, and no opt-out in scope in force. Read at
--- query time, so an opt-out hides the person from the next statement on.
-CREATE VIEW eligible_persons AS
-SELECT DISTINCT l.person_id, l.institution_code
+-- The linked records that may flow into a contract now: the patient was notified
+-- at that institution, under that local id, at least notice_wait_days ago, and no
+-- opt-out in scope is in force for the person. Read at query time, so an opt-out
+-- hides the person from the next statement on. A plain (flattenable) view: a query
+-- that filters it by person or record reaches it through the indexes, where a
+-- DISTINCT view would be computed whole first (2.4 s against 0.1 ms for 1,000
+-- persons of 1M records in `make bench`).
+CREATE VIEW eligible_records AS
+SELECT l.institution_code, l.local_patient_id, l.person_id
   FROM medanon.person_link l
  WHERE EXISTS (SELECT FROM medanon.notification n
                 WHERE n.institution_code OPERATOR(pg_catalog.=) l.institution_code
@@ -147,12 +151,17 @@ SELECT DISTINCT l.person_id, l.institution_code
                     WHERE o.person_id OPERATOR(pg_catalog.=) l.person_id
                       AND ((o.scope OPERATOR(pg_catalog.=) 'all')
                            OR (o.institution_code OPERATOR(pg_catalog.=) l.institution_code)));
+COMMENT ON VIEW eligible_records IS 'Linked records (institution, local patient id, person) whose data may flow into contracts now.';
+
+-- The same, as (person, institution) pairs.
+CREATE VIEW eligible_persons AS
+SELECT DISTINCT person_id, institution_code FROM medanon.eligible_records;
 COMMENT ON VIEW eligible_persons IS 'Persons and the institutions whose records of them may flow into contracts now.';
 
 CREATE FUNCTION is_eligible(person_id bigint, institution_code text DEFAULT NULL) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-RETURN EXISTS (SELECT FROM medanon.eligible_persons e
+RETURN EXISTS (SELECT FROM medanon.eligible_records e
                 WHERE e.person_id = is_eligible.person_id
                   AND (is_eligible.institution_code IS NULL OR e.institution_code = is_eligible.institution_code));
 
@@ -272,8 +281,8 @@ GRANT EXECUTE ON FUNCTION register_institution(text, text, text), record_notific
     opt_out(text, text, text, text, text, timestamptz), opt_out(text, text, text, timestamptz),
     withdraw_opt_out(text, text, timestamptz), is_eligible(bigint, text), check_intake(regclass),
     release_quarantine() TO medanon_operator;
-REVOKE ALL ON opt_outs_in_force, eligible_persons FROM PUBLIC;
-GRANT SELECT ON opt_outs_in_force, eligible_persons TO medanon_operator;
+REVOKE ALL ON opt_outs_in_force, eligible_records, eligible_persons FROM PUBLIC;
+GRANT SELECT ON opt_outs_in_force, eligible_records, eligible_persons TO medanon_operator;
 
 COMMENT ON FUNCTION ledger_append_only() IS 'Internal trigger: refuses UPDATE, DELETE and TRUNCATE on the consent ledgers.';
 COMMENT ON FUNCTION register_institution(text, text, text) IS

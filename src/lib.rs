@@ -2,10 +2,12 @@
 //! inside PostgreSQL (次世代医療基盤法).
 //!
 //! The crate follows the pipeline: `collect` (reading what institutions send),
-//! `anonymize` (tokens, date shifts, generalization), `kanon` (measuring k), with the
-//! `keyring`, `gucs` and `error` plumbing beside them. The logic itself lives in the
-//! pgrx-free crate `medanon-core`; the functions below only convert types.
-//! DDL, grants and comments are in `sql/`.
+//! `link` (one person id per patient across institutions), consent (in SQL:
+//! `sql/consent*.sql`), `anonymize` (tokens, date shifts, generalization), `kanon`
+//! and `risk` (measuring k and searching generalizations), `expose` (contracts),
+//! with the `keyring`, `gucs` and `error` plumbing beside them. The logic itself
+//! lives in the pgrx-free crate `medanon-core`; the functions below only convert
+//! types. DDL, grants and comments are in `sql/`.
 
 use pgrx::prelude::*;
 
