@@ -272,7 +272,19 @@ pub fn rotate_key(purpose: KeyPurpose, origin: &str) -> i32 {
             None,
             &[purpose.name().into(), bytes.into(), origin.into()],
         )?;
-        inserted.first().get_one::<i32>()
+        let key_id = inserted.first().get_one::<i32>()?;
+        // Every rotation goes into the provision ledger (提供記録): tokens and offsets
+        // change with it. The keys CREATE EXTENSION makes are not entered, so that a
+        // restored ledger does not collide with entries of a fresh install.
+        if origin == "rotate" {
+            client.update(
+                "INSERT INTO medanon.provision_ledger (event, detail)
+                 VALUES ('key_rotation', pg_catalog.jsonb_build_object('key_id', $1::int, 'purpose', $2::text))",
+                None,
+                &[key_id.into(), purpose.name().into()],
+            )?;
+        }
+        Ok::<_, pgrx::spi::SpiError>(key_id)
     });
     let key_id = match key_id {
         Ok(Some(id)) => id,

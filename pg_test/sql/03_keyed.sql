@@ -33,3 +33,6 @@ SELECT (SELECT t FROM before) <> medanon.tokenize('12345', 'patient') AS token_c
        (SELECT count(*) FROM medanon.keyring WHERE active) AS active_keys,
        (SELECT count(*) FROM medanon.keyring WHERE purpose = 'pseudonym') AS pseudonym_keys,
        (SELECT count(*) FROM medanon.keyring WHERE purpose = 'link') AS link_keys;
+-- The rotation is in the provision ledger; the keys of the install are not.
+SELECT event, detail->>'purpose' AS purpose, (detail->>'key_id')::int = medanon.active_key_id() AS names_the_new_key
+  FROM medanon.provision_ledger;
