@@ -43,7 +43,7 @@ pub fn assert_sqlstate(client: &mut Client, sql: &str, expected: SqlState) {
 pub fn fresh_install() -> Client {
     let mut su = superuser();
     su.batch_execute(
-        "DROP SCHEMA IF EXISTS it_etl_area, it_trap, it_contract CASCADE;
+        "DROP SCHEMA IF EXISTS it_etl_area, it_trap, it_contract, it_bad CASCADE;
          DROP EXTENSION IF EXISTS medanon CASCADE;
          CREATE EXTENSION medanon;
          DO $$ BEGIN

@@ -1,0 +1,168 @@
+//! Bad input (DESIGN.md invariant 5): every public function is fed a corpus of
+//! hostile values in each argument. Each call must give a value or an ERROR with a
+//! specific SQLSTATE: never XX000 (a Rust panic or an internal error), never a
+//! crashed backend. The server log is checked for "terminated by signal".
+
+use medanon_integration::*;
+use postgres::error::SqlState;
+
+/// Text inputs: empty, blank, huge, emoji, mixed scripts, control characters,
+/// SQL and JSON syntax, numbers and dates out of range.
+fn text_corpus() -> Vec<Option<String>> {
+    let mut v: Vec<Option<String>> = [
+        "", " ", "\u{3000}", "\t\n", "😀", "👨‍👩‍👧‍👦", "東京Tokyo123ｶﾅかな", "\u{1}\u{7f}", "'; DROP TABLE x; --",
+        "\\", "\"", "{}", "[]", "{\"a\": ", "null", "0", "-1", "99999999999999999999999", "NaN", "Infinity",
+        "0000-00-00", "9999-99-99", "平成31年5月1日", "S99.13.1", "〒", "〒123-4567", "1234567", "東京都",
+        "\u{FEFF}BOM", "\u{202E}rtl", "a\u{0301}", "ｰｰｰ", "ヰヱヲ", "髙﨑",
+    ]
+    .iter()
+    .map(|s| Some(s.to_string()))
+    .collect();
+    v.push(None);
+    v.push(Some("x".repeat(1 << 20)));
+    v.push(Some("あ".repeat(1 << 18)));
+    v.push(Some("1".repeat(1 << 20)));
+    v
+}
+
+/// SQL calls with one text placeholder `$1`; the other arguments are valid.
+const TEXT_CALLS: &[&str] = &[
+    "SELECT medanon.tokenize($1, 'domain')",
+    "SELECT medanon.tokenize('value', $1)",
+    "SELECT medanon.shift_date(date '2026-04-01', $1, 'c')",
+    "SELECT medanon.shift_date(timestamptz '2026-04-01 10:00+09', 'p', $1)",
+    "SELECT medanon.date_offset($1, 'c')",
+    "SELECT medanon.parse_japanese_date($1)",
+    "SELECT medanon.truncate_date(date '2026-04-01', $1)",
+    "SELECT medanon.generalize_postal_code($1, 3)",
+    "SELECT medanon.prefecture_of($1)",
+    "SELECT medanon.region_of($1)",
+    "SELECT medanon.normalize_kana($1)",
+    "SELECT medanon.normalize_kanji_name($1)",
+    "SELECT medanon.normalize_sex($1)",
+    "SELECT medanon.normalize_insurer_number($1)",
+    "SELECT medanon.normalize_insured_symbol($1)",
+    "SELECT medanon.normalize_insured_number($1)",
+    "SELECT medanon._link_problem('H1', '1', $1, $1, $1, $1, $1, $1)",
+    "SELECT medanon._link_id1($1, $1, $1, '1975-03-01', '1')",
+    "SELECT medanon._link_id2($1, '1975-03-01', '1')",
+    "SELECT medanon._link_clk($1)",
+    "SELECT medanon.k_anonymity('it_bad.t', ARRAY[$1])",
+    "SELECT medanon.k_anonymity('it_bad.t', ARRAY['a'], $1)",
+    "SELECT medanon.k_anonymity($1::regclass, ARRAY['a'])",
+    "SELECT count(*) FROM medanon.k_report('it_bad.t', ARRAY['a'], $1, 2)",
+    "SELECT medanon.l_diversity('it_bad.t', ARRAY['a'], $1, 'p')",
+    "SELECT medanon.risk_profile('it_bad.t', ARRAY[$1], 'p', 2)",
+    "SELECT medanon.suggest_generalization('it_bad.t', $1::jsonb, 2, 0.1)",
+    "SELECT medanon.suggest_generalization('it_bad.t', jsonb_build_object('person_column', 'p', 'quasi_identifiers', jsonb_build_object('a', $1)), 2, 0.1)",
+    "SELECT medanon.create_contract($1::jsonb)",
+    "SELECT medanon.create_contract(jsonb_build_object('id', $1, 'grantee', 'it_etl', 'purpose', 'x', 'approved_on', '2026-01-01', 'expires_on', '2099-01-01', 'kind', 'anonymized', 'k', 5, 'tables', jsonb_build_array()))",
+    "SELECT medanon.register_institution($1, 'n', 'hospital')",
+    "SELECT medanon.record_notification('H1', $1, now() - interval '1 day')",
+    "SELECT medanon.opt_out('H1', $1)",
+    "SELECT medanon.opt_out('H1', 'x', $1)",
+    "SELECT medanon.opt_out('H1', 'x', 'bereaved_family', $1, 'all', now())",
+    "SELECT medanon.withdraw_opt_out($1, 'x')",
+    "SELECT medanon.classify('it_bad.t', $1, 'static')",
+    "SELECT medanon.classify('it_bad.t', 'a', $1)",
+];
+
+/// Calls with numbers and dates at and beyond their edges.
+const EDGE_CALLS: &[&str] = &[
+    "SELECT medanon.generalize_age('1975-03-01', '2026-04-01', 0)",
+    "SELECT medanon.generalize_age('1975-03-01', '2026-04-01', -2147483648)",
+    "SELECT medanon.generalize_age('1975-03-01', '2026-04-01', 2147483647, 2147483647)",
+    "SELECT medanon.generalize_age('4714-11-24 BC', '5874897-12-31')",
+    "SELECT medanon.generalize_age('infinity', 'infinity')",
+    "SELECT medanon.generalize_age('-infinity', '2026-01-01')",
+    "SELECT medanon.generalize_postal_code('1234567', -2147483648)",
+    "SELECT medanon.generalize_postal_code('1234567', 2147483647)",
+    "SELECT medanon.shift_date('5874897-12-31'::date, 'p', 'c'), medanon.shift_date('4714-11-24 BC'::date, 'q', 'c')",
+    "SELECT medanon.shift_date('294276-12-31 23:59:59'::timestamp, 'p', 'c')",
+    "SELECT medanon.shift_date('-infinity'::timestamptz, 'p', 'c')",
+    "SELECT medanon.truncate_date('-infinity', 'year')",
+    "SELECT medanon.truncate_date('4714-11-24 BC', 'quarter')",
+    "SELECT medanon.top_code('NaN'::numeric, 1), medanon.bottom_code('-Infinity'::float8, 0)",
+    "SELECT medanon.top_code(9223372036854775807::bigint, -9223372036854775808::bigint)",
+    "SELECT medanon._dice('\\x', '\\xff'), medanon._dice('\\x00', '\\x0000')",
+    "SELECT medanon.k_anonymity('it_bad.t', ARRAY[]::text[])",
+    "SELECT medanon.k_anonymity('it_bad.t', ARRAY[NULL]::text[])",
+    "SELECT medanon.k_anonymity('it_bad.t', (SELECT array_agg('a') FROM generate_series(1, 1000)))",
+    "SELECT count(*) FROM medanon.k_report('it_bad.t', ARRAY['a'], 'p', -1)",
+    "SELECT medanon.risk_profile('it_bad.t', ARRAY['a'], 'p', 2147483647)",
+    "SELECT medanon.suggest_generalization('it_bad.t', '{\"person_column\": \"p\", \"quasi_identifiers\": {\"a\": \"age\"}}', -5, 0.1)",
+    "SELECT medanon.suggest_generalization('it_bad.t', '{\"person_column\": \"p\", \"quasi_identifiers\": {\"a\": \"age\"}}', 2, 'NaN')",
+    "SELECT medanon.suggest_generalization('it_bad.t', '{\"person_column\": \"p\", \"quasi_identifiers\": {\"a\": {\"hierarchy\": \"age\", \"top\": 1e308}}}', 2, 0.1)",
+    "SELECT medanon.suggest_generalization('it_bad.t', '{\"person_column\": \"p\", \"quasi_identifiers\": {\"a\": {\"hierarchy\": \"table\", \"table\": \"it_bad.t\"}}}', 2, 0.1)",
+    "SELECT medanon.record_notification('H1', 'x', 'infinity')",
+    "SELECT medanon.opt_out('H1', 'x', 'self', '-infinity')",
+    "SELECT medanon.link_patients('it_bad.staging')",
+    "SELECT medanon.link_patients('it_bad.staging')",
+    "SELECT medanon.check_intake('it_bad.staging')",
+    "SELECT medanon.release_quarantine()",
+];
+
+fn classify(client: &mut postgres::Client, sql: &str, arg: Option<&str>) -> Result<(), String> {
+    // The parameter is always sent as text; casts in the call make it what it must be.
+    let result = if sql.contains("$1") {
+        client.query(sql.replace("$1", "$1::text").as_str(), &[&arg]).map(|_| ())
+    } else {
+        client.batch_execute(sql)
+    };
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) => match e.code() {
+            Some(code) if *code == SqlState::INTERNAL_ERROR => Err(format!("XX000 from {sql} with {:.40?}: {e}", arg)),
+            Some(_) => Ok(()),
+            None => Err(format!("not a server error (crash?) from {sql} with {:.40?}: {e}", arg)),
+        },
+    }
+}
+
+#[test]
+fn no_input_surfaces_as_xx000_or_crashes_the_backend() {
+    let mut su = fresh_install();
+    su.batch_execute(
+        "DROP SCHEMA IF EXISTS it_bad CASCADE; CREATE SCHEMA it_bad;
+         CREATE TABLE it_bad.t (p int, a text);
+         INSERT INTO it_bad.t VALUES (1, '40'), (2, '41'), (3, 'x😀'), (4, NULL);
+         SELECT medanon.register_source('it_bad.t', 'p');
+         SELECT medanon.register_institution('H1', 'Hospital', 'hospital');
+         CREATE TABLE it_bad.staging (institution_code text, local_patient_id text, name_kana text, birth_date text,
+                                      sex text, insurer_number text, insured_symbol text, insured_number text);",
+    )
+    .unwrap();
+    // The staging table gets the whole corpus in every column.
+    for value in text_corpus() {
+        su.execute(
+            "INSERT INTO it_bad.staging VALUES ($1, $1, $1, $1, $1, $1, $1, $1), ('H1', $1, $1, '1975-03-01', '1', $1, $1, $1)",
+            &[&value],
+        )
+        .unwrap();
+    }
+    let mut failures = Vec::new();
+    let mut calls = 0;
+    for sql in TEXT_CALLS {
+        for value in text_corpus() {
+            calls += 1;
+            // A fresh transaction each time, so one error does not hide the next.
+            if let Err(f) = classify(&mut su, sql, value.as_deref()) {
+                failures.push(f);
+            }
+        }
+    }
+    for sql in EDGE_CALLS {
+        calls += 1;
+        if let Err(f) = classify(&mut su, sql, None) {
+            failures.push(f);
+        }
+    }
+    // The backend is alive and the server log shows no crash.
+    let alive: i32 = su.query_one("SELECT 1", &[]).expect("the backend survived").get(0);
+    assert_eq!(alive, 1);
+    let log = std::fs::read_to_string(std::env::var("MEDANON_TEST_LOG").unwrap()).unwrap_or_default();
+    assert!(!log.contains("terminated by signal"), "a backend crashed");
+    su.batch_execute("DROP SCHEMA it_bad CASCADE").unwrap();
+    assert!(failures.is_empty(), "{} of {calls} calls failed:\n{}", failures.len(), failures.join("\n"));
+    println!("{calls} calls, no XX000, no crash");
+}
