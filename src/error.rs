@@ -27,6 +27,12 @@ pub fn raise(code: PgSqlErrorCode, message: impl Into<String>, detail: Option<St
     unreachable!("ereport(ERROR) returned")
 }
 
+/// Raise an internal ERROR (XX000) for an SPI failure medanon did not expect: a
+/// bug, never a bad input. The SPI error goes in DETAIL.
+pub fn spi_failed(message: impl Into<String>, e: pgrx::spi::SpiError) -> ! {
+    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, message, Some(e.to_string()), None)
+}
+
 /// Raise an ERROR for a bad input found by the pure layer.
 pub fn raise_input(err: InputError) -> ! {
     raise(code_of(err.kind), err.message, err.detail, err.hint)

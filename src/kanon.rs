@@ -5,19 +5,22 @@
 //! caller may already read. Column names are checked against the catalog and
 //! quoted, never pasted in.
 
-use crate::error::raise;
+use crate::error::{raise, spi_failed};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use std::collections::HashSet;
 
-struct Relation {
-    qualified: String,
-    display: String,
-    columns: HashSet<String>,
+/// A relation as the catalog names it: quoted for a query, bare for messages, and
+/// its column names.
+pub struct Relation {
+    pub qualified: String,
+    pub display: String,
+    pub columns: HashSet<String>,
 }
 
-fn describe(rel: pg_sys::Oid) -> Relation {
+/// Reads a relation's name and columns from the catalog.
+pub fn describe(rel: pg_sys::Oid) -> Relation {
     let names = Spi::get_two_with_args::<String, String>(
         "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
@@ -39,7 +42,7 @@ fn describe(rel: pg_sys::Oid) -> Relation {
             .map(|row| row.get::<String>(1))
             .collect::<Result<Vec<_>, _>>()
     })
-    .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "could not read the columns", Some(e.to_string()), None));
+    .unwrap_or_else(|e| spi_failed("could not read the columns", e));
     Relation {
         qualified: format!("{}.{}", quote_identifier(&schema), quote_identifier(&name)),
         display: name,
@@ -133,5 +136,5 @@ pub fn class_size_query(rel: pg_sys::Oid, quasi_identifiers: &[Option<String>], 
 pub fn k_anonymity(rel: pg_sys::Oid, quasi_identifiers: Vec<Option<String>>, person_column: Option<&str>) -> Option<i64> {
     let query = class_size_query(rel, &quasi_identifiers, person_column);
     Spi::get_one::<i64>(&query)
-        .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "could not measure k", Some(e.to_string()), None))
+        .unwrap_or_else(|e| spi_failed("could not measure k", e))
 }

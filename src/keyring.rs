@@ -165,7 +165,7 @@ fn load_active() -> ActiveKey {
         })
     });
     let mut rows = rows.unwrap_or_else(|e| {
-        raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "could not read the medanon keyring", Some(e.to_string()), None)
+        crate::error::spi_failed("could not read the medanon keyring", e)
     });
     let take = |purpose: KeyPurpose| -> (i32, MasterKey) {
         let Some((_, Some(id), Some(material))) = rows.iter().find(|(p, _, _)| p.as_deref() == Some(purpose.name()))

@@ -6,7 +6,7 @@
 //! the quasi-identifiers once, dictionary-encodes every level of every hierarchy,
 //! and evaluates lattice nodes in memory (`medanon_core::lattice`).
 
-use crate::error::raise;
+use crate::error::{raise, spi_failed};
 use crate::kanon::{check, Checked};
 use medanon_core::hierarchy::{BuiltIn, SUPPRESSED};
 use medanon_core::lattice::{search, Evaluation, Lattice};
@@ -15,10 +15,6 @@ use pgrx::spi::SpiError;
 use pgrx::{pg_sys, JsonB, PgSqlErrorCode};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
-
-fn spi_failed(what: &str, e: SpiError) -> ! {
-    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("could not {what}"), Some(e.to_string()), None)
-}
 
 fn positive_k(k: i32) {
     if k < 1 {
@@ -67,7 +63,7 @@ pub fn k_report(rel: pg_sys::Oid, qis: &[Option<String>], person_column: Option<
             .map(|row| Ok((row.get::<JsonB>(1)?.unwrap_or(JsonB(Value::Null)), row.get::<i64>(2)?.unwrap_or(0))))
             .collect::<Result<Vec<_>, SpiError>>()
     })
-    .unwrap_or_else(|e| spi_failed("report the classes below k", e))
+    .unwrap_or_else(|e| spi_failed("could not report the classes below k", e))
 }
 
 fn pg_literal(s: &str) -> String {
@@ -83,7 +79,7 @@ pub fn l_diversity(rel: pg_sys::Oid, qis: &[Option<String>], sensitive: &str, pe
         c.relation,
         c.group_by()
     );
-    Spi::get_one::<i64>(&sql).unwrap_or_else(|e| spi_failed("measure l", e))
+    Spi::get_one::<i64>(&sql).unwrap_or_else(|e| spi_failed("could not measure l", e))
 }
 
 /// Class sizes in distinct persons, with how many classes have each size.
@@ -100,7 +96,7 @@ fn class_size_histogram(c: &Checked) -> Vec<(i64, i64)> {
             .map(|row| Ok((row.get::<i64>(1)?.unwrap_or(0), row.get::<i64>(2)?.unwrap_or(0))))
             .collect::<Result<Vec<_>, SpiError>>()
     })
-    .unwrap_or_else(|e| spi_failed("measure class sizes", e))
+    .unwrap_or_else(|e| spi_failed("could not measure class sizes", e))
 }
 
 /// The prosecutor-risk profile of a relation. A person in a class of n persons is
@@ -243,7 +239,7 @@ fn table_hierarchy(key: &str, table: &str) -> Hierarchy {
         );
         client.select(&sql, None, &[])?.map(|r| r.get::<JsonB>(1)).collect::<Result<Vec<_>, SpiError>>()
     })
-    .unwrap_or_else(|e| spi_failed("read the hierarchy table", e));
+    .unwrap_or_else(|e| spi_failed("could not read the hierarchy table", e));
     let columns = Spi::connect(|client| {
         client
             .select(
@@ -255,7 +251,7 @@ fn table_hierarchy(key: &str, table: &str) -> Hierarchy {
             .map(|r| r.get::<String>(1))
             .collect::<Result<Vec<_>, SpiError>>()
     })
-    .unwrap_or_else(|e| spi_failed("read the hierarchy table", e));
+    .unwrap_or_else(|e| spi_failed("could not read the hierarchy table", e));
     let columns: Vec<String> = columns.into_iter().flatten().collect();
     let text = |v: Option<&Value>| match v {
         Some(Value::String(s)) => s.clone(),
@@ -335,7 +331,7 @@ pub fn suggest_generalization(rel: pg_sys::Oid, spec: &Value, k: i32, max_suppre
         }
         Ok::<_, SpiError>(())
     }))
-    .unwrap_or_else(|e| spi_failed("read the relation", e));
+    .unwrap_or_else(|e| spi_failed("could not read the relation", e));
     // A value the hierarchy cannot read is an error, not a silent class of its own.
     for (((name, _), h), dict) in c.qis.iter().zip(&hierarchies).zip(&value_codes) {
         if let Hierarchy::BuiltIn(b) = h {

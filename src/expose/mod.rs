@@ -16,7 +16,7 @@ fn refuse(code: PgSqlErrorCode, path: &str, message: impl Into<String>, hint: Op
 }
 
 fn spi_failed(e: SpiError) -> ! {
-    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, "could not check the contract against the catalog", Some(e.to_string()), None)
+    crate::error::spi_failed("could not check the contract against the catalog", e)
 }
 
 fn today() -> Ymd {
