@@ -22,7 +22,7 @@
 pub mod keys;
 pub mod normalize;
 
-use crate::error::raise;
+use crate::error::{raise, spi_failed};
 use crate::gucs::LINK_CANDIDATE_THRESHOLD;
 use crate::keyring::{as_owner, keyring_and_owner, with_safe_search_path};
 use medanon_core::link::UnionFind;
@@ -49,49 +49,19 @@ fn key_of(uuid: Option<pgrx::Uuid>) -> Option<Key> {
     uuid.map(|u| *u)
 }
 
-fn spi_failed(what: &str, e: SpiError) -> ! {
-    raise(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("link_patients could not {what}"), Some(e.to_string()), None)
-}
-
 /// The staging relation's qualified name, after checking it has every column we read.
 fn staging_name(staging: pg_sys::Oid) -> String {
-    let described = Spi::connect(|client| {
-        let name = client
-            .select(
-                "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
-                 JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-                 WHERE c.oid OPERATOR(pg_catalog.=) $1",
-                None,
-                &[staging.into()],
-            )?
-            .first()
-            .get_two::<String, String>()?;
-        let columns = client
-            .select(
-                "SELECT attname::text FROM pg_catalog.pg_attribute \
-                 WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
-                None,
-                &[staging.into()],
-            )?
-            .map(|row| row.get::<String>(1))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok::<_, SpiError>((name, columns.into_iter().flatten().collect::<BTreeSet<_>>()))
-    });
-    let ((schema, name), columns) = match described {
-        Ok(((Some(s), Some(n)), cols)) => ((s, n), cols),
-        Ok(_) => raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, "staging relation does not exist", None, None),
-        Err(e) => spi_failed("read the staging relation's columns", e),
-    };
-    let missing: Vec<&str> = REQUIRED_COLUMNS.iter().copied().filter(|c| !columns.contains(*c)).collect();
+    let relation = crate::kanon::describe(staging);
+    let missing: Vec<&str> = REQUIRED_COLUMNS.iter().copied().filter(|c| !relation.columns.contains(*c)).collect();
     if !missing.is_empty() {
         raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-            format!("staging relation \"{name}\" lacks columns link_patients reads"),
+            format!("staging relation \"{}\" lacks columns link_patients reads", relation.display),
             Some(format!("missing: {}", missing.join(", "))),
             Some(format!("a staging table needs the text columns {}", REQUIRED_COLUMNS.join(", "))),
         );
     }
-    format!("{}.{}", quote_identifier(&schema), quote_identifier(&name))
+    relation.qualified
 }
 
 /// Step 1, as the caller: the batch table, one row per staging row.
@@ -159,9 +129,9 @@ fn build_batch(staging: &str) {
              DROP TABLE IF EXISTS pg_temp.medanon_link_assign;
              DROP TABLE pg_temp.medanon_link_batch",
         )
-        .unwrap_or_else(|e| spi_failed("drop the previous batch", e));
+        .unwrap_or_else(|e| spi_failed("link_patients could not drop the previous batch", e));
     }
-    Spi::run(&sql).unwrap_or_else(|e| spi_failed("read the staging relation", e));
+    Spi::run(&sql).unwrap_or_else(|e| spi_failed("link_patients could not read the staging relation", e));
 }
 
 /// What step 2 decides.
@@ -605,7 +575,7 @@ pub fn link_patients(staging: pg_sys::Oid) -> JsonB {
             Ok::<_, SpiError>(())
         });
         if let Err(e) = result {
-            spi_failed("write the links", e);
+            spi_failed("link_patients could not write the links", e);
         }
         counts
     });
