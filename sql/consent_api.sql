@@ -273,14 +273,6 @@ BEGIN
 END
 $fn$;
 
-REVOKE ALL ON FUNCTION register_institution(text, text, text), record_notification(text, text, timestamptz, text),
-    opt_out(text, text, text, text, text, timestamptz), opt_out(text, text, text, timestamptz),
-    withdraw_opt_out(text, text, timestamptz), is_eligible(bigint, text), check_intake(regclass),
-    release_quarantine() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION register_institution(text, text, text), record_notification(text, text, timestamptz, text),
-    opt_out(text, text, text, text, text, timestamptz), opt_out(text, text, text, timestamptz),
-    withdraw_opt_out(text, text, timestamptz), is_eligible(bigint, text), check_intake(regclass),
-    release_quarantine() TO medanon_operator;
 REVOKE ALL ON opt_outs_in_force, eligible_records, eligible_persons FROM PUBLIC;
 GRANT SELECT ON opt_outs_in_force, eligible_records, eligible_persons TO medanon_operator;
 

@@ -69,10 +69,6 @@ BEGIN
 END
 $fn$;
 
-REVOKE ALL ON FUNCTION register_source(regclass, text, text), classify(regclass, text, text),
-    register_certified_user(name) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION register_source(regclass, text, text), classify(regclass, text, text),
-    register_certified_user(name) TO medanon_operator;
 COMMENT ON FUNCTION register_source(regclass, text, text) IS
     'Registers a raw table whose rows belong to linked persons (person_column holds person_id from person_link).';
 COMMENT ON FUNCTION classify(regclass, text, text) IS

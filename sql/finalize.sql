@@ -68,38 +68,43 @@ GRANT USAGE ON SCHEMA medanon TO PUBLIC;
 
 -- Keyed functions are an oracle in the wrong hands (DESIGN.md invariant 1): only
 -- the operator role may run them.
-REVOKE ALL ON FUNCTION
-    tokenize(text, text),
-    shift_date(date, text, text),
-    shift_date(timestamp, text, text),
-    shift_date(timestamptz, text, text),
-    date_offset(text, text),
-    active_key_id(),
-    link_patients(regclass),
-    link_report(),
-    _link_problem(text, text, text, text, text, text, text, text),
-    _link_id1(text, text, text, text, text),
-    _link_id2(text, text, text),
-    _link_block(text, text),
-    _link_clk(text),
-    create_contract(jsonb)
-FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION
-    tokenize(text, text),
-    shift_date(date, text, text),
-    shift_date(timestamp, text, text),
-    shift_date(timestamptz, text, text),
-    date_offset(text, text),
-    active_key_id(),
-    link_patients(regclass),
-    link_report(),
-    _link_problem(text, text, text, text, text, text, text, text),
-    _link_id1(text, text, text, text, text),
-    _link_id2(text, text, text),
-    _link_block(text, text),
-    _link_clk(text),
-    create_contract(jsonb)
-TO medanon_operator;
+DO $operator_only$
+DECLARE f regprocedure;
+BEGIN
+    -- Every operator-only function of every sql/ file, once: revoked from PUBLIC,
+    -- granted to the operator role.
+    FOREACH f IN ARRAY ARRAY[
+        'tokenize(text, text)',
+        'shift_date(date, text, text)',
+        'shift_date(timestamp, text, text)',
+        'shift_date(timestamptz, text, text)',
+        'date_offset(text, text)',
+        'active_key_id()',
+        'link_patients(regclass)',
+        'link_report()',
+        '_link_problem(text, text, text, text, text, text, text, text)',
+        '_link_id1(text, text, text, text, text)',
+        '_link_id2(text, text, text)',
+        '_link_block(text, text)',
+        '_link_clk(text)',
+        'create_contract(jsonb)',
+        'register_institution(text, text, text)',
+        'record_notification(text, text, timestamptz, text)',
+        'opt_out(text, text, text, text, text, timestamptz)',
+        'opt_out(text, text, text, timestamptz)',
+        'withdraw_opt_out(text, text, timestamptz)',
+        'is_eligible(bigint, text)',
+        'check_intake(regclass)',
+        'release_quarantine()',
+        'register_source(regclass, text, text)',
+        'classify(regclass, text, text)',
+        'register_certified_user(name)'
+    ]::regprocedure[] LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO medanon_operator', f);
+    END LOOP;
+END
+$operator_only$;
 
 -- Key management is for the superuser who owns the keyring.
 REVOKE ALL ON FUNCTION rotate_key(), _install_first_key() FROM PUBLIC;
