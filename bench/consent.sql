@@ -11,17 +11,7 @@ SELECT institution_code, local_patient_id, now() - interval '100 days', 'written
 SELECT count(medanon.opt_out(institution_code, local_patient_id))
   FROM (SELECT institution_code, local_patient_id FROM medanon.person_link ORDER BY 1, 2 LIMIT 1000) s \g /dev/null
 ANALYZE;
-CREATE OR REPLACE FUNCTION pg_temp.best_ms(query text, runs int) RETURNS numeric LANGUAGE plpgsql AS $$
-DECLARE best numeric; t0 timestamptz; ms numeric;
-BEGIN
-  FOR i IN 1..runs LOOP
-    t0 := clock_timestamp();
-    EXECUTE query;
-    ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
-    best := least(coalesce(best, ms), ms);
-  END LOOP;
-  RETURN round(best, 1);
-END $$;
+\i bench/harness.sql
 CREATE TEMP TABLE consent_results (n int, query text, ms numeric);
 INSERT INTO consent_results SELECT 1, 'SELECT count(*) FROM eligible_persons (all pairs)',
   pg_temp.best_ms('SELECT count(*) FROM medanon.eligible_persons', 3);

@@ -17,18 +17,7 @@ SELECT g AS id,
 VACUUM ANALYZE bench_values;
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
 
--- A timing harness: run a query :runs times and keep the fastest, in ms.
-CREATE OR REPLACE FUNCTION pg_temp.best_ms(query text, runs int) RETURNS numeric LANGUAGE plpgsql AS $$
-DECLARE best numeric; t0 timestamptz; ms numeric;
-BEGIN
-  FOR i IN 1..runs LOOP
-    t0 := clock_timestamp();
-    EXECUTE query;
-    ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
-    best := least(coalesce(best, ms), ms);
-  END LOOP;
-  RETURN round(best, 1);
-END $$;
+\i bench/harness.sql
 
 -- pgcrypto gets the same 256-bit key material as text of the same length.
 SELECT encode(gen_random_bytes(32), 'hex') AS hmac_key \gset

@@ -18,23 +18,7 @@ SELECT g / 3 AS person,
        ((g / 3 * 15485863) % 12) AS visit_month
   FROM generate_series(1::bigint, :big_rows) g;
 VACUUM ANALYZE risk_big;
--- Runs the two queries alternately, :runs times each, and keeps the fastest of
--- each: the machine is shared, and alternating spreads its noise over both.
-CREATE OR REPLACE FUNCTION pg_temp.best_pair(ours text, theirs text, runs int, OUT ours_ms numeric, OUT theirs_ms numeric)
-LANGUAGE plpgsql AS $$
-DECLARE t0 timestamptz; ms numeric;
-BEGIN
-  FOR i IN 1..runs LOOP
-    t0 := clock_timestamp();
-    EXECUTE ours;
-    ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
-    ours_ms := round(least(coalesce(ours_ms, ms), ms), 1);
-    t0 := clock_timestamp();
-    EXECUTE theirs;
-    ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
-    theirs_ms := round(least(coalesce(theirs_ms, ms), ms), 1);
-  END LOOP;
-END $$;
+\i bench/harness.sql
 CREATE TEMP TABLE risk_results (n int, benchmark text, medanon_ms numeric, baseline text, baseline_ms numeric);
 INSERT INTO risk_results SELECT 1, 'k_anonymity(risk_big, 4 QIs) in rows', p.ours_ms,
   'SELECT min(n) FROM (SELECT count(*) n ... GROUP BY 4 QIs)', p.theirs_ms
