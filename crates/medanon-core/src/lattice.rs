@@ -119,88 +119,88 @@ pub struct SearchResult {
     pub total: u64,
 }
 
+/// The state of one search: a tag and, once computed, an evaluation per node.
+struct Searcher<'a, F> {
+    lattice: &'a Lattice,
+    evaluate: F,
+    tags: Vec<Tag>,
+    evaluations: Vec<Option<Evaluation>>,
+    evaluated: u64,
+}
+
+impl<F: FnMut(&[u8]) -> Evaluation> Searcher<'_, F> {
+    fn tag(&self, node: &[u8]) -> Tag {
+        self.tags[self.lattice.index(node)]
+    }
+
+    /// Evaluates a node (once), records the result, and tags by monotonicity:
+    /// anonymous tags the node's whole up-set, not anonymous its down-set.
+    fn evaluate(&mut self, node: &[u8]) -> Evaluation {
+        let i = self.lattice.index(node);
+        if let Some(e) = self.evaluations[i] {
+            return e;
+        }
+        let e = (self.evaluate)(node);
+        self.evaluated += 1;
+        self.evaluations[i] = Some(e);
+        let (tag, up) = if e.anonymous { (Tag::Anonymous, true) } else { (Tag::NotAnonymous, false) };
+        let mut stack = vec![node.to_vec()];
+        while let Some(n) = stack.pop() {
+            let j = self.lattice.index(&n);
+            if self.tags[j] == tag {
+                continue;
+            }
+            self.tags[j] = tag;
+            stack.extend(if up { self.lattice.successors(&n) } else { self.lattice.predecessors(&n) });
+        }
+        e
+    }
+
+    /// Whether a node is anonymous, from its tag or by evaluating it.
+    fn anonymous(&mut self, node: &[u8]) -> bool {
+        match self.tag(node) {
+            Tag::Anonymous => true,
+            Tag::NotAnonymous => false,
+            Tag::Unknown => self.evaluate(node).anonymous,
+        }
+    }
+}
+
 /// Searches the lattice. `evaluate` computes a node's anonymity (the expensive
 /// part); it is called only for nodes the tags cannot decide.
-pub fn search(lattice: &Lattice, mut evaluate: impl FnMut(&[u8]) -> Evaluation) -> SearchResult {
+pub fn search(lattice: &Lattice, evaluate: impl FnMut(&[u8]) -> Evaluation) -> SearchResult {
     let total = lattice.size();
     let n = total as usize;
-    let mut tags = vec![Tag::Unknown; n];
-    let mut evaluations: Vec<Option<Evaluation>> = vec![None; n];
-    let mut evaluated = 0u64;
+    let mut s = Searcher { lattice, evaluate, tags: vec![Tag::Unknown; n], evaluations: vec![None; n], evaluated: 0 };
 
-    // Tagging a node anonymous tags its whole up-set; not anonymous, its down-set.
-    fn tag_up(lattice: &Lattice, tags: &mut [Tag], start: &[u8]) {
-        let mut stack = vec![start.to_vec()];
-        while let Some(node) = stack.pop() {
-            let i = lattice.index(&node);
-            if tags[i] == Tag::Anonymous {
-                continue;
-            }
-            tags[i] = Tag::Anonymous;
-            stack.extend(lattice.successors(&node));
-        }
-    }
-    fn tag_down(lattice: &Lattice, tags: &mut [Tag], start: &[u8]) {
-        let mut stack = vec![start.to_vec()];
-        while let Some(node) = stack.pop() {
-            let i = lattice.index(&node);
-            if tags[i] == Tag::NotAnonymous {
-                continue;
-            }
-            tags[i] = Tag::NotAnonymous;
-            stack.extend(lattice.predecessors(&node));
-        }
-    }
-
-    // Visit nodes bottom-up (by height, then by loss), so paths start low.
+    // Visit nodes bottom-up (by height, then by loss), so paths start low. Losses
+    // are non-negative, so their bit patterns sort as the numbers do.
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| {
-        let (na, nb) = (lattice.node(a), lattice.node(b));
-        Lattice::height(&na)
-            .cmp(&Lattice::height(&nb))
-            .then(lattice.loss(&na).total_cmp(&lattice.loss(&nb)))
-            .then(na.cmp(&nb))
+    order.sort_by_cached_key(|&i| {
+        let node = lattice.node(i);
+        (Lattice::height(&node), lattice.loss(&node).to_bits(), node)
     });
     for &start in &order {
-        if tags[start] != Tag::Unknown {
+        if s.tags[start] != Tag::Unknown {
             continue;
         }
         // A path upward through untagged nodes, cheapest successor first.
         let mut path = vec![lattice.node(start)];
-        loop {
-            let last = path.last().cloned().unwrap_or_default();
-            let next = lattice
-                .successors(&last)
-                .into_iter()
-                .filter(|s| tags[lattice.index(s)] == Tag::Unknown)
-                .min_by(|a, b| lattice.loss(a).total_cmp(&lattice.loss(b)).then(a.cmp(b)));
-            match next {
-                Some(s) => path.push(s),
-                None => break,
-            }
+        while let Some(next) = path
+            .last()
+            .map(|last| lattice.successors(last))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|succ| s.tag(succ) == Tag::Unknown)
+            .min_by(|a, b| lattice.loss(a).total_cmp(&lattice.loss(b)).then(a.cmp(b)))
+        {
+            path.push(next);
         }
         // Binary search for the lowest anonymous node on the path.
         let (mut lo, mut hi) = (0usize, path.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let node = &path[mid];
-            let i = lattice.index(node);
-            let anonymous = match tags[i] {
-                Tag::Anonymous => true,
-                Tag::NotAnonymous => false,
-                Tag::Unknown => {
-                    let e = evaluate(node);
-                    evaluated += 1;
-                    evaluations[i] = Some(e);
-                    if e.anonymous {
-                        tag_up(lattice, &mut tags, node);
-                    } else {
-                        tag_down(lattice, &mut tags, node);
-                    }
-                    e.anonymous
-                }
-            };
-            if anonymous {
+            if s.anonymous(&path[mid]) {
                 hi = mid;
             } else {
                 lo = mid + 1;
@@ -209,16 +209,8 @@ pub fn search(lattice: &Lattice, mut evaluate: impl FnMut(&[u8]) -> Evaluation) 
         // Path nodes the binary search skipped are tagged by now, except where the
         // path had no anonymous node at all; tag what is left of it from the top.
         for node in &path {
-            let i = lattice.index(node);
-            if tags[i] == Tag::Unknown {
-                let e = evaluate(node);
-                evaluated += 1;
-                evaluations[i] = Some(e);
-                if e.anonymous {
-                    tag_up(lattice, &mut tags, node);
-                } else {
-                    tag_down(lattice, &mut tags, node);
-                }
+            if s.tag(node) == Tag::Unknown {
+                s.evaluate(node);
             }
         }
     }
@@ -228,23 +220,15 @@ pub fn search(lattice: &Lattice, mut evaluate: impl FnMut(&[u8]) -> Evaluation) 
     // minimal candidates to learn their suppression, then choose by loss.
     let mut best: Option<(Node, Evaluation)> = None;
     for i in 0..n {
-        if tags[i] != Tag::Anonymous {
+        if s.tags[i] != Tag::Anonymous {
             continue;
         }
         let node = lattice.node(i);
-        let minimal = lattice.predecessors(&node).iter().all(|p| tags[lattice.index(p)] == Tag::NotAnonymous);
+        let minimal = lattice.predecessors(&node).iter().all(|p| s.tag(p) == Tag::NotAnonymous);
         if !minimal {
             continue;
         }
-        let e = match evaluations[i] {
-            Some(e) => e,
-            None => {
-                let e = evaluate(&node);
-                evaluated += 1;
-                evaluations[i] = Some(e);
-                e
-            }
-        };
+        let e = s.evaluate(&node);
         let better = match &best {
             None => true,
             Some((b, be)) => {
@@ -256,7 +240,7 @@ pub fn search(lattice: &Lattice, mut evaluate: impl FnMut(&[u8]) -> Evaluation) 
             best = Some((node, e));
         }
     }
-    SearchResult { best, evaluated, total }
+    SearchResult { best, evaluated: s.evaluated, total }
 }
 
 #[cfg(test)]
