@@ -54,9 +54,14 @@ CREATE TABLE contract (
     reference_date  date,
     spec            jsonb NOT NULL,
     spec_sha256     text NOT NULL,
-    status          text NOT NULL DEFAULT 'created' CHECK (status IN ('created', 'published', 'revoked')),
+    status          text NOT NULL DEFAULT 'created' CHECK (status IN ('created', 'published', 'revoked', 'expired')),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     created_by      name NOT NULL DEFAULT session_user,
+    published_at    timestamptz,
+    -- Set by every publish and refresh. Consent triggers lock this row FOR SHARE
+    -- before they withhold anyone, so a REPEATABLE READ opt-out that overlaps a
+    -- refresh fails with a serialization error instead of missing what it wrote.
+    refreshed_at    timestamptz,
     CHECK (kind = 'pseudonymized' OR k IS NOT NULL)
 );
 COMMENT ON TABLE contract IS 'Research contracts approved by the review committee, with their spec.';

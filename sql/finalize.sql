@@ -98,13 +98,24 @@ BEGIN
         'release_quarantine()',
         'register_source(regclass, text, text)',
         'classify(regclass, text, text)',
-        'register_certified_user(name)'
+        'register_certified_user(name)',
+        'publish_contract(text)',
+        'refresh_contract(text)',
+        'revoke_contract(text)',
+        'release_snapshot(text)',
+        'expire_contracts()',
+        'contract_report(text)'
     ]::regprocedure[] LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO medanon_operator', f);
     END LOOP;
 END
 $operator_only$;
+
+-- safe_counts runs as the caller and reads a view through the caller's own
+-- grants, so anyone may call it: a grantee counts its own views, no one else can.
+-- _contract_person_column returns only the name of a view's person column.
+GRANT EXECUTE ON FUNCTION safe_counts(text, text, text[], integer), _contract_person_column(text, text) TO PUBLIC;
 
 -- Key management is for the superuser who owns the keyring.
 REVOKE ALL ON FUNCTION rotate_key(), _install_first_key() FROM PUBLIC;
@@ -188,6 +199,28 @@ COMMENT ON FUNCTION suggest_generalization(regclass, jsonb, integer, double prec
     'Searches the generalization lattice (Flash-style) for the lowest-loss levels that reach k with at most max_suppression of persons suppressed.';
 COMMENT ON FUNCTION create_contract(jsonb) IS
     'Checks a contract spec (every refusal names its key), stores the contract and records it in the provision ledger; returns its id.';
+COMMENT ON FUNCTION postal_prefix(text, integer) IS
+    'The first digits (0-7) of a postal code, the rest masked: 123-****. NULL for a value that is not a postal code (contract views use it, so one bad record never stops a query); digits out of range: 22023.';
+COMMENT ON FUNCTION publish_contract(text) IS
+    'Publishes a created contract: fills its person map (per-contract tokens, date offsets, consent and k states), creates schema contract_<id> with one security_barrier view per source, grants it to the grantee only, and records it in the ledger. Returns rows and persons as jsonb.';
+COMMENT ON FUNCTION refresh_contract(text) IS
+    'Takes new persons and data into a published contract: consent, classes and k are recomputed, tokens and offsets of known persons kept. Recorded in the ledger; returns rows and persons as jsonb.';
+COMMENT ON FUNCTION revoke_contract(text) IS
+    'Revokes a contract: drops its views and snapshots, deletes its person map, and records the revocation in the ledger.';
+COMMENT ON FUNCTION expire_contracts() IS
+    'Closes every contract past expires_on (its views already show nothing): drops views and snapshots and records the expiry. Returns the ids closed. Run it daily.';
+COMMENT ON FUNCTION release_snapshot(text) IS
+    'Copies a published contract''s views into a frozen schema contract_<id>_snap_<n> for the grantee (readable until expiry); rows, persons and SHA-256 go in the ledger. Returns the schema name.';
+COMMENT ON FUNCTION contract_report(text) IS
+    'Persons exposed, suppressed by k, excluded by consent and unlinked, classes and the smallest class shown, for one contract.';
+COMMENT ON FUNCTION safe_counts(text, text, text[], integer) IS
+    'Distinct persons per cell of one of the caller''s contract views, with every margin (GROUP BY CUBE); cells below min_cell suppressed (NDB rule), and more cells suppressed until none can be recovered from a row or column total.';
+COMMENT ON FUNCTION _contract_person_column(text, text) IS 'Internal to safe_counts: the person column of a contract view.';
+COMMENT ON FUNCTION _contract_withhold(bigint[]) IS 'Internal: withholds persons from every contract now (opt-out or unlinked), suppressing classes that fall below k.';
+COMMENT ON FUNCTION _contract_on_opt_out() IS 'Internal trigger: an opt-out withholds its person from every contract at commit.';
+COMMENT ON FUNCTION _contract_on_link() IS 'Internal trigger: linking that makes an opt-out apply, or leaves a person with no record, withholds the person.';
+COMMENT ON FUNCTION _contract_close(text, text) IS 'Internal: drops a contract''s schemas and map and records revoke or expire.';
+COMMENT ON FUNCTION _contract_schemas(text) IS 'Internal: the view and snapshot schemas of a contract.';
 COMMENT ON FUNCTION keyring_restore_guard() IS 'Internal trigger: lets pg_restore replace the unused key that CREATE EXTENSION made.';
 
 -- The first key, so every function works at once.

@@ -28,6 +28,7 @@ extension_sql_file!("../sql/link.sql", name = "link_tables", requires = ["bootst
 extension_sql_file!("../sql/consent.sql", name = "consent_tables", requires = ["link_tables"]);
 extension_sql_file!("../sql/contract.sql", name = "contract_tables", requires = ["consent_tables"]);
 extension_sql_file!("../sql/contract_api.sql", name = "contract_api", requires = ["contract_tables"]);
+extension_sql_file!("../sql/contract_live.sql", name = "contract_live", requires = ["contract_tables", "consent_api"]);
 extension_sql_file!(
     "../sql/consent_api.sql",
     name = "consent_api",
@@ -233,11 +234,52 @@ mod functions {
         medanon_core::link::dice(a, b)
     }
 
+    /// The first `digits` digits of a postal code, the rest masked (123-****);
+    /// NULL for a value that is not a postal code, so a contract view never stops
+    /// on one bad record. A `digits` outside 0-7 is an error.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn postal_prefix(code: &str, digits: i32) -> Option<String> {
+        use crate::error::OrRaise;
+        use medanon_core::generalize::generalize_postal_code;
+        // Checked on a valid code first, so a bad `digits` is an error whatever the value.
+        generalize_postal_code("000-0000", digits).or_raise();
+        generalize_postal_code(code, digits).ok()
+    }
+
     // --- Contracts ----------------------------------------------------------------
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn create_contract(spec: pgrx::JsonB) -> String {
-        crate::expose::create_contract(&spec)
+        crate::expose::create::create_contract(&spec)
+    }
+
+    #[pg_extern(volatile, strict, parallel_unsafe)]
+    fn publish_contract(id: &str) -> pgrx::JsonB {
+        crate::expose::publish::publish_contract(id)
+    }
+
+    #[pg_extern(volatile, strict, parallel_unsafe)]
+    fn refresh_contract(id: &str) -> pgrx::JsonB {
+        crate::expose::publish::refresh_contract(id)
+    }
+
+    #[pg_extern(volatile, strict, parallel_unsafe)]
+    fn release_snapshot(id: &str) -> String {
+        crate::expose::snapshot::release_snapshot(id)
+    }
+
+    /// PARALLEL RESTRICTED: it queries the view through SPI.
+    #[pg_extern(stable, strict, parallel_restricted)]
+    fn safe_counts(
+        contract_id: &str,
+        view_name: &str,
+        group_by: Vec<Option<String>>,
+        min_cell: default!(i32, 10),
+    ) -> TableIterator<
+        'static,
+        (name!(cell, pgrx::JsonB), name!(persons, Option<i64>), name!(suppression, Option<String>)),
+    > {
+        TableIterator::new(crate::expose::stats::safe_counts(contract_id, view_name, group_by, min_cell))
     }
 
     // --- Risk analysis ----------------------------------------------------------

@@ -1,25 +1,28 @@
-//! Expose: per-contract views of the sources. This part holds contract creation:
-//! the spec is parsed and checked in `medanon_core::contract`, then against the
-//! catalog here (tables, columns, classes, types, the grantee), stored, and
-//! recorded in the provision ledger. Runs as the caller (medanon_operator).
+//! Expose: per-contract anonymized views of the sources (the fourth step of the
+//! pipeline), in four parts:
+//!
+//! - `create`: a contract spec checked against the catalog and stored;
+//! - `publish`: the operator's person map (tokens, offsets, classes, consent
+//!   states), the contract schema with one view per source, and refresh;
+//! - `snapshot`: a frozen copy for delivery, hashed into the ledger;
+//! - `stats`: safe_counts, counts with small cells suppressed, for the grantee.
+//!
+//! Revoke, expiry, the report and the consent triggers that keep the map true
+//! between refreshes are SQL (`sql/contract_live.sql`).
 
-use crate::error::raise;
+pub mod create;
+pub mod publish;
+pub mod snapshot;
+pub mod stats;
+
+use crate::error::{raise, spi_failed};
 use medanon_core::calendar::Ymd;
-use medanon_core::contract::{parse, Contract, Kind, Rule};
+use medanon_core::contract::{parse, Contract, Rule};
+use medanon_core::view::{Source, SourceColumn};
 use pgrx::prelude::*;
-use pgrx::spi::SpiError;
 use pgrx::{pg_sys, JsonB, PgSqlErrorCode};
-use sha2::{Digest, Sha256};
 
-fn refuse(code: PgSqlErrorCode, path: &str, message: impl Into<String>, hint: Option<&str>) -> ! {
-    raise(code, format!("invalid contract spec at \"{path}\": {}", message.into()), None, hint.map(String::from))
-}
-
-fn spi_failed(e: SpiError) -> ! {
-    crate::error::spi_failed("could not check the contract against the catalog", e)
-}
-
-fn today() -> Ymd {
+pub fn today() -> Ymd {
     let days = Spi::get_one::<i32>("SELECT (CURRENT_DATE OPERATOR(pg_catalog.-) DATE '2000-01-01')")
         .ok()
         .flatten()
@@ -27,188 +30,194 @@ fn today() -> Ymd {
     Ymd::from_pg_days(days as i64)
 }
 
-/// The type families a rule accepts.
-fn type_fits(rule: &Rule, type_name: &str) -> bool {
-    let is = |names: &[&str]| names.contains(&type_name);
-    const TEXT: &[&str] = &["text", "character varying", "character", "name"];
-    const NUMBER: &[&str] = &["smallint", "integer", "bigint", "numeric", "real", "double precision"];
-    const DATES: &[&str] = &["date", "timestamp without time zone", "timestamp with time zone"];
-    match rule {
-        Rule::Drop | Rule::Keep | Rule::Token | Rule::Auto => true,
-        Rule::Shift => is(DATES),
-        Rule::AgeBand { .. } => type_name == "date",
-        Rule::TruncateDate(_) => type_name == "date",
-        Rule::PostalPrefix(_) | Rule::Prefecture => is(TEXT),
-        Rule::TopCode(_) | Rule::BottomCode(_) => is(NUMBER),
+/// The schema of a contract's views. Contract ids are `[a-z][a-z0-9_]{0,39}`
+/// (checked by the spec parser), so the name is a plain identifier.
+pub fn schema_of(id: &str) -> String {
+    format!("contract_{id}")
+}
+
+/// A stored contract, as `medanon.contract` holds it.
+pub struct Stored {
+    pub contract: Contract,
+    pub status: String,
+    pub spec_sha256: String,
+}
+
+/// Reads a contract as the caller; refuses an unknown or expired one.
+pub fn load(id: &str) -> Stored {
+    let row = Spi::get_three_with_args::<String, String, String>(
+        "SELECT spec::text, status, spec_sha256 FROM medanon.contract WHERE contract_id OPERATOR(pg_catalog.=) $1",
+        &[id.into()],
+    );
+    let (spec, status, sha) = match row {
+        Ok((Some(spec), Some(status), Some(sha))) => (spec, status, sha),
+        Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => {
+            raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("contract \"{id}\" does not exist"), None, None)
+        }
+        Err(e) => spi_failed("could not read the contract", e),
+    };
+    let today = today();
+    // The spec passed every check when it was created; only time can have changed.
+    let expires = spec_expiry(&spec);
+    if let Some(expires) = expires.filter(|e| *e < today) {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("contract \"{id}\" expired on {expires}"),
+            None,
+            Some("its views show nothing; medanon.expire_contracts() closes it and records the expiry".into()),
+        );
+    }
+    let contract = parse(&spec, today).unwrap_or_else(|e| {
+        raise(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, format!("stored contract \"{id}\" no longer parses"), Some(e.to_string()), None)
+    });
+    Stored { contract, status: status.to_string(), spec_sha256: sha }
+}
+
+fn spec_expiry(spec: &str) -> Option<Ymd> {
+    let value: serde_json::Value = serde_json::from_str(spec).ok()?;
+    medanon_core::jpdate::parse_japanese_date(value.get("expires_on")?.as_str()?).ok()
+}
+
+/// Refuses anything but the expected status, naming what it is.
+pub fn require_status(id: &str, status: &str, expected: &str, hint: &str) {
+    if status != expected {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("contract \"{id}\" is {status}, not {expected}"),
+            None,
+            Some(hint.into()),
+        );
     }
 }
 
-/// Checks a parsed contract against the catalog; refuses with the key path.
-fn check_catalog(c: &Contract) {
-    let grantee_exists = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1)",
-        &[c.spec.grantee.as_str().into()],
-    )
-    .unwrap_or_else(|e| spi_failed(e));
-    if grantee_exists != Some(true) {
-        refuse(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, "grantee", format!("role \"{}\" does not exist", c.spec.grantee), None);
-    }
-    if c.spec.kind == Kind::Pseudonymized {
-        let certified = Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT FROM medanon.certified_user WHERE role_name OPERATOR(pg_catalog.=) $1)",
-            &[c.spec.grantee.as_str().into()],
-        )
-        .unwrap_or_else(|e| spi_failed(e));
-        if certified != Some(true) {
-            refuse(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                "grantee",
-                format!("\"{}\" is not a registered certified user, required for a pseudonymized contract", c.spec.grantee),
-                Some("register it with medanon.register_certified_user()"),
-            );
-        }
-    }
-    let exists = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM medanon.contract WHERE contract_id OPERATOR(pg_catalog.=) $1)",
-        &[c.spec.id.as_str().into()],
-    )
-    .unwrap_or_else(|e| spi_failed(e));
-    if exists == Some(true) {
-        refuse(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, "id", format!("contract \"{}\" exists already", c.spec.id), None);
-    }
-    for (i, t) in c.spec.tables.iter().enumerate() {
-        let path = format!("tables[{i}].source");
-        let found = Spi::get_two_with_args::<pg_sys::Oid, String>(
-            "SELECT c.oid, s.person_column::text FROM pg_catalog.pg_class c
-               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-               LEFT JOIN medanon.source s ON s.source_schema OPERATOR(pg_catalog.=) n.nspname
-                                         AND s.source_table OPERATOR(pg_catalog.=) c.relname
-              WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
-            &[t.source.as_str().into()],
+/// The map and the views must read the consent ledger as of now, which only
+/// READ COMMITTED gives each statement (see the lock protocol in
+/// sql/contract_live.sql).
+pub fn require_read_committed(what: &str) {
+    let level = Spi::get_one::<String>("SELECT pg_catalog.current_setting('transaction_isolation')").ok().flatten();
+    if level.as_deref() != Some("read committed") {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_TRANSACTION_STATE,
+            format!("{what} must run at READ COMMITTED"),
+            Some(format!("the transaction is {}", level.unwrap_or_default())),
+            Some("an older snapshot could miss an opt-out committed meanwhile".into()),
         );
-        let (oid, person_column) = match found {
-            Ok((Some(oid), person)) => (oid, person),
-            Ok(_) | Err(SpiError::InvalidPosition) => {
-                refuse(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, &path, format!("table \"{}\" does not exist", t.source), None)
-            }
-            Err(e) => spi_failed(e),
-        };
-        let Some(person_column) = person_column else {
-            refuse(
-                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                &path,
-                format!("\"{}\" is not a registered source", t.source),
-                Some("register it with medanon.register_source() and classify its columns"),
-            );
-        };
-        for (column, rule) in &t.columns {
-            let path = format!("tables[{i}].columns.{column}");
-            let described = Spi::get_two_with_args::<String, String>(
-                "SELECT pg_catalog.format_type(a.atttypid, NULL), sc.class
-                   FROM pg_catalog.pg_attribute a
-                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid
+    }
+}
+
+/// The catalog's view of each source table of a contract, in spec order.
+pub fn sources(contract: &Contract) -> Vec<(pg_sys::Oid, Source)> {
+    contract
+        .spec
+        .tables
+        .iter()
+        .map(|t| {
+            let row = Spi::get_three_with_args::<pg_sys::Oid, String, String>(
+                "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_catalog.pg_class c
                    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-                   LEFT JOIN medanon.source_column sc
-                     ON sc.source_schema OPERATOR(pg_catalog.=) n.nspname AND sc.source_table OPERATOR(pg_catalog.=) c.relname
-                    AND sc.column_name OPERATOR(pg_catalog.=) a.attname
-                  WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attname OPERATOR(pg_catalog.=) $2
-                    AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
-                &[oid.into(), column.as_str().into()],
+                  WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
+                &[t.source.as_str().into()],
             );
-            let (type_name, class) = match described {
-                Ok((Some(t), class)) => (t, class),
-                Ok(_) | Err(SpiError::InvalidPosition) => refuse(
-                    PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-                    &path,
-                    format!("column \"{column}\" does not exist in \"{}\"", t.source),
+            let (oid, schema, table) = match row {
+                Ok((Some(o), Some(s), Some(t))) => (o, s, t),
+                Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => raise(
+                    PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                    format!("source table \"{}\" does not exist", t.source),
+                    None,
                     None,
                 ),
-                Err(e) => spi_failed(e),
+                Err(e) => spi_failed("could not read the source", e),
             };
-            if *rule == Rule::Drop {
-                continue;
-            }
-            let Some(class) = class else {
-                refuse(
-                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                    &path,
-                    "the column is not classified, so it cannot be exposed",
-                    Some("classify it with medanon.classify(), or leave it out"),
-                );
+            let registered = Spi::get_two_with_args::<String, String>(
+                "SELECT person_column::text, institution_column::text FROM medanon.source
+                  WHERE source_schema OPERATOR(pg_catalog.=) $1 AND source_table OPERATOR(pg_catalog.=) $2",
+                &[schema.as_str().into(), table.as_str().into()],
+            );
+            let (person_column, institution_column) = match registered {
+                Ok((Some(p), i)) => (p, i),
+                Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => raise(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("\"{}\" is no longer a registered source", t.source),
+                    None,
+                    Some("register it again with medanon.register_source()".into()),
+                ),
+                Err(e) => spi_failed("could not read the source", e),
             };
-            if (class == "identifier" || *column == person_column) && *rule != Rule::Token {
-                refuse(
-                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                    &path,
-                    format!("an identifier can only be dropped or tokenized, not \"{}\"", rule.name()),
+            let columns = Spi::connect(|client| {
+                client
+                    .select(
+                        "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, NULL), sc.class
+                           FROM pg_catalog.pg_attribute a
+                           LEFT JOIN medanon.source_column sc
+                             ON sc.source_schema OPERATOR(pg_catalog.=) $2 AND sc.source_table OPERATOR(pg_catalog.=) $3
+                            AND sc.column_name OPERATOR(pg_catalog.=) a.attname
+                          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0
+                            AND NOT a.attisdropped
+                          ORDER BY a.attnum",
+                        None,
+                        &[oid.into(), schema.as_str().into(), table.as_str().into()],
+                    )?
+                    .map(|row| {
+                        Ok(SourceColumn {
+                            name: row.get::<String>(1)?.unwrap_or_default(),
+                            type_name: row.get::<String>(2)?.unwrap_or_default(),
+                            class: row.get::<String>(3)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+            })
+            .unwrap_or_else(|e| spi_failed("could not read the source columns", e));
+            (oid, Source { schema, table, person_column, institution_column, columns })
+        })
+        .collect()
+}
+
+/// The caller must be able to read every column a contract exposes or filters
+/// on: views run as the extension owner, so without this check an operator could
+/// publish a table it may not read to a grantee it chose.
+pub fn require_caller_reads(contract: &Contract, sources: &[(pg_sys::Oid, Source)]) {
+    for ((oid, source), table) in sources.iter().zip(&contract.spec.tables) {
+        let used = table
+            .columns
+            .iter()
+            .filter(|(_, rule)| **rule != Rule::Drop)
+            .map(|(c, _)| c.as_str())
+            .chain(std::iter::once(source.person_column.as_str()))
+            .chain(source.institution_column.as_deref());
+        for column in used {
+            let allowed = Spi::get_one_with_args::<bool>(
+                "SELECT pg_catalog.has_column_privilege($1, $2, 'SELECT')",
+                &[(*oid).into(), column.into()],
+            )
+            .unwrap_or_else(|e| spi_failed("could not check privileges", e));
+            if allowed != Some(true) {
+                raise(
+                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                    format!("permission denied for column \"{column}\" of \"{}\"", table.source),
                     None,
-                );
-            }
-            if !type_fits(rule, &type_name) {
-                refuse(
-                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
-                    &path,
-                    format!("rule \"{}\" does not fit a column of type {type_name}", rule.name()),
-                    None,
+                    Some("the role that publishes a contract must be able to read what the contract exposes".into()),
                 );
             }
         }
     }
 }
 
-/// `create_contract(spec)`: checks the spec, stores the contract, records it in the
-/// provision ledger, and returns its id.
-pub fn create_contract(spec: &JsonB) -> String {
-    let text = spec.0.to_string();
-    let contract = match parse(&text, today()) {
-        Ok(c) => c,
-        Err(e) => refuse(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &e.path, e.message, None),
-    };
-    check_catalog(&contract);
-    let sha = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let s = &contract.spec;
-    let kind = match s.kind {
-        Kind::Anonymized => "anonymized",
-        Kind::Pseudonymized => "pseudonymized",
-    };
-    let reference = contract.reference_date.map(|d| d.to_string());
-    let inserted = Spi::connect_mut(|client| {
-        client.update(
-            "INSERT INTO medanon.contract (contract_id, kind, grantee, purpose, approved_on, expires_on, k, reference_date,
-                                           spec, spec_sha256)
-             VALUES ($1, $2, $3, $4, $5::date, $6::date, $7::int, $8::date, $9, $10)",
-            None,
-            &[
-                s.id.as_str().into(),
-                kind.into(),
-                s.grantee.as_str().into(),
-                s.purpose.as_str().into(),
-                contract.approved_on.to_string().into(),
-                contract.expires_on.to_string().into(),
-                s.k.into(),
-                reference.into(),
-                JsonB(spec.0.clone()).into(),
-                sha.as_str().into(),
-            ],
-        )?;
-        client.update(
-            "INSERT INTO medanon.provision_ledger (contract_id, event, spec_sha256, detail)
-             VALUES ($1, 'create', $2, pg_catalog.jsonb_build_object('grantee', $3::text, 'kind', $4::text,
-                                                                     'expires_on', $5::text, 'tables', $6::int))",
-            None,
-            &[
-                s.id.as_str().into(),
-                sha.as_str().into(),
-                s.grantee.as_str().into(),
-                kind.into(),
-                contract.expires_on.to_string().into(),
-                (s.tables.len() as i32).into(),
-            ],
-        )?;
-        Ok::<_, SpiError>(())
-    });
-    if let Err(e) = inserted {
-        spi_failed(e);
-    }
-    s.id.clone()
+/// Appends to the provision ledger. `recorded_by` is the session user, also when
+/// the entry is written as the extension owner.
+pub fn record(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    id: &str,
+    event: &str,
+    spec_sha256: &str,
+    rows: Option<i64>,
+    persons: Option<i64>,
+    detail: serde_json::Value,
+) -> Result<(), pgrx::spi::SpiError> {
+    client.update(
+        "INSERT INTO medanon.provision_ledger (contract_id, event, spec_sha256, row_count, person_count, detail)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        None,
+        &[id.into(), event.into(), spec_sha256.into(), rows.into(), persons.into(), JsonB(detail).into()],
+    )?;
+    Ok(())
 }

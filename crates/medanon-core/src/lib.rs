@@ -4,9 +4,11 @@
 //!
 //! Modules follow the pipeline: reading what institutions send (`jpdate`),
 //! normalizing identifying fields and building link keys (`normalize`, `link`),
-//! keyed pseudonyms (`keyed`), and generalization (`generalize`, `prefecture`).
+//! keyed pseudonyms (`keyed`), generalization (`generalize`, `prefecture`,
+//! `hierarchy`, `lattice`), and exposure under contract (`contract`, `view`, `cells`).
 
 pub mod calendar;
+pub mod cells;
 pub mod contract;
 pub mod error;
 pub mod generalize;
@@ -17,3 +19,4 @@ pub mod lattice;
 pub mod link;
 pub mod normalize;
 pub mod prefecture;
+pub mod view;

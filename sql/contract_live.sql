@@ -1,0 +1,281 @@
+-- medanon contracts, live side: the per-contract person map that the views join,
+-- the k classes, and the triggers that keep both true from the commit of an
+-- opt-out on (DESIGN.md invariants 1 to 4).
+--
+-- publish_contract and refresh_contract (src/expose/publish.rs) fill the map as
+-- the extension owner: one row per person of the contract's sources, with the
+-- person's per-contract token and date offset (computed by the operator, so no
+-- view calls a keyed function), the institutions whose records may not flow, the
+-- person's quasi-identifier class, and a state:
+--   visible   shown in every view of the contract
+--   k         in a class with fewer than k consenting persons: shown in no view
+--   consent   an opt-out in force, or never notified (or still waiting): no view
+--   unlinked  no record in person_link any more (merged away): no view
+-- The views show `visible` rows only, so one person is shown in all of a
+-- contract's views or in none.
+
+CREATE TABLE contract_person (
+    contract_id            text NOT NULL REFERENCES contract ON DELETE CASCADE,
+    person_id              bigint NOT NULL,
+    token                  text NOT NULL,
+    date_offset            integer NOT NULL CHECK (date_offset <> 0),
+    state                  text NOT NULL CHECK (state IN ('visible', 'k', 'consent', 'unlinked')),
+    -- Institutions whose records of this person stay out (NULL: none).
+    excluded_institutions  text[],
+    -- md5 of the person's generalized quasi-identifiers across the contract's
+    -- views; NULL while the person is withheld by consent.
+    class_key              uuid,
+    changed_at             timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (contract_id, person_id)
+);
+CREATE INDEX contract_person_person ON contract_person (person_id);
+CREATE INDEX contract_person_class ON contract_person (contract_id, class_key);
+COMMENT ON TABLE contract_person IS 'Per-contract person map: token, date offset, class and state of every person of a contract. Written by publish/refresh and the consent triggers only.';
+
+-- Consenting persons per class (visible or k). A class below the contract's k is
+-- suppressed whole; it stays so until the next refresh, even if persons return.
+CREATE TABLE contract_class (
+    contract_id  text NOT NULL REFERENCES contract ON DELETE CASCADE,
+    class_key    uuid NOT NULL,
+    persons      integer NOT NULL,
+    PRIMARY KEY (contract_id, class_key)
+);
+COMMENT ON TABLE contract_class IS 'Consenting persons per quasi-identifier class of each contract; a class below k is suppressed.';
+
+DO $live$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['contract_person', 'contract_class'] LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(t, '');
+        EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I FROM PUBLIC', t);
+        -- The operator computes these values anyway (it may call tokenize); it
+        -- reads them for reports, and never writes them by hand.
+        EXECUTE pg_catalog.format('GRANT SELECT ON TABLE %I TO medanon_operator', t);
+    END LOOP;
+END
+$live$;
+
+-- Withholds, in every contract, those of `persons` who may no longer be shown:
+-- an opt-out in force names one of their records, or they have no record left.
+-- Their classes lose them, and a class that falls below k is suppressed in the
+-- same transaction: k holds from the commit on, not from the next refresh.
+CREATE FUNCTION _contract_withhold(persons bigint[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    withheld bigint;
+    low_contracts text[];
+    low_classes uuid[];
+BEGIN
+    IF persons IS NULL OR pg_catalog.cardinality(persons) = 0 THEN
+        RETURN 0;
+    END IF;
+    -- Wait for a publish or refresh in progress, and make the next statements see
+    -- what it wrote (each statement here takes a new snapshot at READ COMMITTED;
+    -- at REPEATABLE READ a refresh committed meanwhile is a serialization error).
+    PERFORM FROM medanon.contract c WHERE c.status IN ('created', 'published') ORDER BY c.contract_id FOR SHARE;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    WITH gone AS (
+        UPDATE medanon.contract_person m
+           SET state = CASE WHEN EXISTS (SELECT FROM medanon.person_link l WHERE l.person_id = m.person_id)
+                            THEN 'consent' ELSE 'unlinked' END,
+               changed_at = now()
+         WHERE m.person_id = ANY (persons)
+           AND m.state IN ('visible', 'k')
+           AND (NOT EXISTS (SELECT FROM medanon.person_link l WHERE l.person_id = m.person_id)
+                OR EXISTS (SELECT FROM medanon.opt_outs_in_force o WHERE o.person_id = m.person_id))
+        RETURNING m.contract_id, m.class_key
+    ), shrunk AS (
+        UPDATE medanon.contract_class cc
+           SET persons = cc.persons - g.n
+          FROM (SELECT gone.contract_id, gone.class_key, count(*) AS n FROM gone GROUP BY 1, 2) g
+         WHERE cc.contract_id = g.contract_id AND cc.class_key = g.class_key
+        RETURNING cc.contract_id, cc.class_key, cc.persons
+    )
+    SELECT (SELECT count(*) FROM gone), array_agg(s.contract_id), array_agg(s.class_key)
+      INTO withheld, low_contracts, low_classes
+      FROM shrunk s JOIN medanon.contract c ON c.contract_id = s.contract_id
+     WHERE s.persons < c.k;
+    IF low_contracts IS NOT NULL THEN
+        UPDATE medanon.contract_person m
+           SET state = 'k', changed_at = now()
+          FROM unnest(low_contracts, low_classes) AS low(contract_id, class_key)
+         WHERE m.contract_id = low.contract_id AND m.class_key = low.class_key AND m.state = 'visible';
+    END IF;
+    RETURN withheld;
+END
+$fn$;
+
+-- An opt-out hides the person it names from every contract at its commit.
+CREATE FUNCTION _contract_on_opt_out() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM medanon._contract_withhold(ARRAY(
+        SELECT DISTINCT l.person_id
+          FROM new_opt_outs o
+          JOIN medanon.person_link l
+            ON l.institution_code = o.institution_code AND l.local_patient_id = o.local_patient_id));
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER opt_out_withholds AFTER INSERT ON opt_out
+    REFERENCING NEW TABLE AS new_opt_outs FOR EACH STATEMENT EXECUTE FUNCTION _contract_on_opt_out();
+
+-- Linking can make an earlier opt-out apply (it named a record not linked yet),
+-- join a person to one who opted out (a merge), or leave a person id with no
+-- record: each withholds the person at once.
+CREATE FUNCTION _contract_on_link() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE persons bigint[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        persons := ARRAY(SELECT DISTINCT o.person_id FROM medanon.opt_outs_in_force o
+                          WHERE o.person_id IN (SELECT n.person_id FROM new_links n));
+    ELSIF TG_OP = 'UPDATE' THEN
+        persons := ARRAY(SELECT DISTINCT o.person_id FROM medanon.opt_outs_in_force o
+                          WHERE o.person_id IN (SELECT n.person_id FROM new_links n)
+                         UNION
+                         SELECT DISTINCT d.person_id FROM old_links d
+                          WHERE NOT EXISTS (SELECT FROM medanon.person_link l WHERE l.person_id = d.person_id));
+    ELSE
+        persons := ARRAY(SELECT DISTINCT d.person_id FROM old_links d
+                          WHERE NOT EXISTS (SELECT FROM medanon.person_link l WHERE l.person_id = d.person_id));
+    END IF;
+    PERFORM medanon._contract_withhold(persons);
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER person_link_withholds_insert AFTER INSERT ON person_link
+    REFERENCING NEW TABLE AS new_links FOR EACH STATEMENT EXECUTE FUNCTION _contract_on_link();
+CREATE TRIGGER person_link_withholds_update AFTER UPDATE ON person_link
+    REFERENCING OLD TABLE AS old_links NEW TABLE AS new_links FOR EACH STATEMENT EXECUTE FUNCTION _contract_on_link();
+CREATE TRIGGER person_link_withholds_delete AFTER DELETE ON person_link
+    REFERENCING OLD TABLE AS old_links FOR EACH STATEMENT EXECUTE FUNCTION _contract_on_link();
+
+REVOKE ALL ON FUNCTION _contract_withhold(bigint[]), _contract_on_opt_out(), _contract_on_link() FROM PUBLIC;
+
+-- What a contract shows now. Runs as the caller (the operator reads the map).
+CREATE FUNCTION contract_report(id text)
+RETURNS TABLE (contract_id text, status text, k integer, expires_on date,
+               persons_exposed bigint, persons_suppressed_k bigint, persons_excluded_consent bigint,
+               persons_unlinked bigint, classes bigint, classes_suppressed bigint, min_class_size integer)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT FROM medanon.contract c WHERE c.contract_id = id) THEN
+        RAISE EXCEPTION 'contract "%" does not exist', id USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN QUERY
+    SELECT c.contract_id, c.status, c.k, c.expires_on,
+           (SELECT count(*) FROM medanon.contract_person m WHERE m.contract_id = c.contract_id AND m.state = 'visible'),
+           (SELECT count(*) FROM medanon.contract_person m WHERE m.contract_id = c.contract_id AND m.state = 'k'),
+           (SELECT count(*) FROM medanon.contract_person m WHERE m.contract_id = c.contract_id AND m.state = 'consent'),
+           (SELECT count(*) FROM medanon.contract_person m WHERE m.contract_id = c.contract_id AND m.state = 'unlinked'),
+           (SELECT count(*) FROM medanon.contract_class cc WHERE cc.contract_id = c.contract_id AND cc.persons > 0),
+           (SELECT count(*) FROM medanon.contract_class cc
+             WHERE cc.contract_id = c.contract_id AND cc.persons > 0 AND cc.persons < c.k),
+           (SELECT min(cc.persons) FROM medanon.contract_class cc
+             WHERE cc.contract_id = c.contract_id AND cc.persons >= coalesce(c.k, 1))
+      FROM medanon.contract c WHERE c.contract_id = id;
+END
+$fn$;
+
+-- The person column of a contract view: the column safe_counts counts distinct
+-- values of. Not secret (a column name); the view's own grants decide who reads it.
+CREATE FUNCTION _contract_person_column(contract_id text, view_name text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+RETURN (SELECT s.person_column::text
+          FROM medanon.contract c
+          CROSS JOIN LATERAL jsonb_array_elements(c.spec -> 'tables') t
+          JOIN pg_class r ON r.oid = to_regclass(t ->> 'source')
+          JOIN pg_namespace n ON n.oid = r.relnamespace
+          JOIN medanon.source s ON s.source_schema = n.nspname AND s.source_table = r.relname
+         WHERE c.contract_id = _contract_person_column.contract_id AND c.status = 'published'
+           AND r.relname = _contract_person_column.view_name
+           AND t -> 'columns' ->> s.person_column::text = 'token'
+         LIMIT 1);
+
+-- The schemas a contract has: its views and its snapshots (from the ledger).
+CREATE FUNCTION _contract_schemas(id text) RETURNS SETOF name
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT n.nspname FROM pg_namespace n
+     WHERE n.nspname = ('contract_' || id)::name
+        OR n.nspname IN (SELECT (l.detail ->> 'schema')::name FROM medanon.provision_ledger l
+                          WHERE l.contract_id = id AND l.event = 'snapshot');
+END;
+
+-- Ends a contract: its views and snapshots are dropped, its map deleted, and the
+-- ledger records it with the persons who were exposed until then.
+CREATE FUNCTION _contract_close(id text, event text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    c medanon.contract;
+    exposed bigint;
+    schemas text[];
+    s name;
+BEGIN
+    SELECT * INTO c FROM medanon.contract WHERE contract_id = id FOR UPDATE;
+    SELECT count(*) INTO exposed FROM medanon.contract_person m WHERE m.contract_id = id AND m.state = 'visible';
+    FOR s IN SELECT * FROM medanon._contract_schemas(id) LOOP
+        EXECUTE format('DROP SCHEMA %I CASCADE', s);
+        schemas := schemas || s::text;
+    END LOOP;
+    DELETE FROM medanon.contract_person m WHERE m.contract_id = id;
+    DELETE FROM medanon.contract_class cc WHERE cc.contract_id = id;
+    UPDATE medanon.contract SET status = CASE event WHEN 'revoke' THEN 'revoked' ELSE 'expired' END
+     WHERE contract_id = id;
+    INSERT INTO medanon.provision_ledger (contract_id, event, spec_sha256, person_count, detail)
+    VALUES (id, event, c.spec_sha256, exposed,
+            jsonb_build_object('dropped_schemas', coalesce(to_jsonb(schemas), '[]'), 'status_before', c.status,
+                               'expires_on', c.expires_on));
+    RETURN exposed;
+END
+$fn$;
+REVOKE ALL ON FUNCTION _contract_close(text, text), _contract_schemas(text) FROM PUBLIC;
+
+CREATE FUNCTION revoke_contract(id text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE st text;
+BEGIN
+    SELECT c.status INTO st FROM medanon.contract c WHERE c.contract_id = id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'contract "%" does not exist', id USING ERRCODE = 'undefined_object';
+    ELSIF st IN ('revoked', 'expired') THEN
+        RAISE EXCEPTION 'contract "%" is % already', id, st USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM medanon._contract_close(id, 'revoke');
+END
+$fn$;
+
+-- Closes every contract past its expiry date (run it daily, for example from
+-- pg_cron). The views already show nothing after expires_on; this drops them and
+-- records the expiry in the ledger. Returns the ids it closed.
+CREATE FUNCTION expire_contracts() RETURNS SETOF text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE id text;
+BEGIN
+    FOR id IN SELECT c.contract_id FROM medanon.contract c
+               WHERE c.status IN ('created', 'published') AND c.expires_on < CURRENT_DATE
+               ORDER BY c.contract_id LOOP
+        PERFORM medanon._contract_close(id, 'expire');
+        RETURN NEXT id;
+    END LOOP;
+END
+$fn$;

@@ -1,0 +1,229 @@
+//! publish_contract and refresh_contract.
+//!
+//! Checks run as the caller (the operator): the contract's status, the catalog
+//! again (a column may have been reclassified since the contract was created),
+//! and that the caller may read every column the contract exposes. The work runs
+//! as the extension owner under a fixed search_path, in one transaction:
+//!
+//! 1. the contract row is locked FOR UPDATE: consent triggers wait for it, and see
+//!    the new map when they go on (sql/contract_live.sql);
+//! 2. the person map is filled in one statement (`view::person_map_sql`): consent
+//!    state, token and offset (kept for persons already there), class, k state;
+//! 3. the class counts are rebuilt from the map;
+//! 4. on publish, schema `contract_<id>` gets one security_barrier view per
+//!    source, readable by the grantee only;
+//! 5. the ledger records the event with the rows of each view and the persons.
+
+use super::{create, load, record, require_caller_reads, require_read_committed, require_status, schema_of, sources};
+use crate::error::{raise, spi_failed};
+use crate::keyring::{as_owner, keyring_and_owner};
+use medanon_core::contract::Kind;
+use medanon_core::view::{gone_persons_sql, ident, literal, person_map_sql, plan, ViewPlan};
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiError};
+use pgrx::{JsonB, PgSqlErrorCode};
+use serde_json::json;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Publish,
+    Refresh,
+}
+
+pub fn publish_contract(id: &str) -> JsonB {
+    run(id, Mode::Publish)
+}
+
+pub fn refresh_contract(id: &str) -> JsonB {
+    run(id, Mode::Refresh)
+}
+
+/// The token and date-offset domain of a contract: a person's token and offset
+/// differ in every contract (DESIGN.md invariant 2).
+pub fn domain_of(id: &str) -> String {
+    format!("contract:{id}")
+}
+
+fn run(id: &str, mode: Mode) -> JsonB {
+    let (verb, expected, hint) = match mode {
+        Mode::Publish => ("publish_contract", "created", "a published contract takes new data with medanon.refresh_contract()"),
+        Mode::Refresh => ("refresh_contract", "published", "publish it first with medanon.publish_contract()"),
+    };
+    require_read_committed(verb);
+    let stored = load(id);
+    require_status(id, &stored.status, expected, hint);
+    let contract = stored.contract;
+    create::check_catalog(&contract, false);
+    let sources = sources(&contract);
+    require_caller_reads(&contract, &sources);
+    let plans: Vec<ViewPlan> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, (_, source))| {
+            plan(&contract, i, source).unwrap_or_else(|e| {
+                raise(
+                    PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+                    format!("cannot expose \"{}.{}\"", source.schema, source.table),
+                    Some(format!("column \"{}\": {}", e.column, e.message)),
+                    None,
+                )
+            })
+        })
+        .collect();
+    let whole_person = sources.iter().any(|(_, s)| s.institution_column.is_none());
+    let k = contract.spec.k.map(|k| k as i32);
+    let id = contract.spec.id.clone();
+    let grantee = contract.spec.grantee.clone();
+    let purpose = contract.spec.purpose.clone();
+    let kind = match contract.spec.kind {
+        Kind::Anonymized => "anonymized",
+        Kind::Pseudonymized => "pseudonymized",
+    };
+    let expires = contract.expires_on.to_string();
+    let sha = stored.spec_sha256;
+    let (_, owner) = keyring_and_owner();
+    let summary = as_owner(owner, move || {
+        Spi::connect_mut(|client| {
+            let status = client
+                .select(
+                    "SELECT status FROM medanon.contract WHERE contract_id = $1 FOR UPDATE",
+                    None,
+                    &[id.as_str().into()],
+                )?
+                .first()
+                .get_one::<String>()?;
+            if status.as_deref() != Some(expected) {
+                // Another session published or revoked it while we checked.
+                raise(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("contract \"{id}\" is {}, not {expected}", status.unwrap_or_default()),
+                    None,
+                    None,
+                );
+            }
+            let domain = domain_of(&id);
+            client.update(
+                person_map_sql(&plans).as_str(),
+                None,
+                &[id.as_str().into(), domain.as_str().into(), whole_person.into(), k.into()],
+            )?;
+            if mode == Mode::Refresh {
+                client.update(gone_persons_sql(&plans).as_str(), None, &[id.as_str().into()])?;
+            }
+            client.update("DELETE FROM medanon.contract_class WHERE contract_id = $1", None, &[id.as_str().into()])?;
+            client.update(
+                "INSERT INTO medanon.contract_class (contract_id, class_key, persons)
+                 SELECT $1, class_key, count(*) FROM medanon.contract_person
+                  WHERE contract_id = $1 AND state IN ('visible', 'k') GROUP BY class_key",
+                None,
+                &[id.as_str().into()],
+            )?;
+            if mode == Mode::Publish {
+                create_views(client, &id, &grantee, &purpose, kind, &expires, &plans)?;
+            }
+            let summary = summarize(client, &id, &plans)?;
+            client.update(
+                "UPDATE medanon.contract
+                    SET status = 'published', published_at = coalesce(published_at, now()), refreshed_at = now()
+                  WHERE contract_id = $1",
+                None,
+                &[id.as_str().into()],
+            )?;
+            let event = if mode == Mode::Publish { "publish" } else { "refresh" };
+            let rows = summary["rows"].as_i64();
+            let persons = summary["persons"]["visible"].as_i64();
+            record(client, &id, event, &sha, rows, persons, summary.clone())?;
+            Ok::<_, SpiError>(summary)
+        })
+    })
+    .unwrap_or_else(|e| spi_failed("could not publish the contract", e));
+    JsonB(summary)
+}
+
+fn create_views(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    grantee: &str,
+    purpose: &str,
+    kind: &str,
+    expires: &str,
+    plans: &[ViewPlan],
+) -> Result<(), SpiError> {
+    let schema = ident(&schema_of(id));
+    let grantee = ident(grantee);
+    let mut ddl = format!(
+        "CREATE SCHEMA {schema};
+         COMMENT ON SCHEMA {schema} IS {};
+         REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
+         GRANT USAGE ON SCHEMA {schema} TO {grantee};",
+        literal(&format!("medanon {kind} contract {id} for {}: {purpose} (until {expires})", grantee.trim_matches('"')))
+    );
+    for p in plans {
+        let view = format!("{schema}.{}", ident(&p.name));
+        ddl.push_str(&format!(
+            "CREATE VIEW {view} WITH (security_barrier) AS {};
+             COMMENT ON VIEW {view} IS {};
+             REVOKE ALL ON {view} FROM PUBLIC;
+             GRANT SELECT ON {view} TO {grantee};",
+            p.select,
+            literal(&format!("contract {id}: {} anonymized per the contract; shows nothing after {expires}", p.source))
+        ));
+        if let Some(person) = &p.person_token_column {
+            ddl.push_str(&format!(
+                "COMMENT ON COLUMN {view}.{} IS 'person token of this contract: the same in every view of it, unrelated to any other contract';",
+                ident(person)
+            ));
+        }
+    }
+    client.update(ddl.as_str(), None, &[])?;
+    Ok(())
+}
+
+/// Rows per view and persons per state, for the ledger and the caller.
+fn summarize(client: &mut SpiClient<'_>, id: &str, plans: &[ViewPlan]) -> Result<serde_json::Value, SpiError> {
+    let schema = ident(&schema_of(id));
+    let mut views = serde_json::Map::new();
+    let mut total = 0i64;
+    for p in plans {
+        let rows = client
+            .select(format!("SELECT count(*) FROM {schema}.{}", ident(&p.name)).as_str(), None, &[])?
+            .first()
+            .get_one::<i64>()?
+            .unwrap_or(0);
+        total += rows;
+        views.insert(p.name.clone(), json!(rows));
+    }
+    let states = client
+        .select(
+            "SELECT coalesce(jsonb_object_agg(state, n), '{}') FROM
+               (SELECT state, count(*) AS n FROM medanon.contract_person WHERE contract_id = $1 GROUP BY state) s",
+            None,
+            &[id.into()],
+        )?
+        .first()
+        .get_one::<JsonB>()?
+        .map(|j| j.0)
+        .unwrap_or_else(|| json!({}));
+    let mut persons = json!({"visible": 0, "k": 0, "consent": 0, "unlinked": 0});
+    if let (Some(p), Some(s)) = (persons.as_object_mut(), states.as_object()) {
+        for (state, n) in s {
+            p.insert(state.clone(), n.clone());
+        }
+    }
+    let min_class = client
+        .select(
+            "SELECT min(cc.persons) FROM medanon.contract_class cc JOIN medanon.contract c USING (contract_id)
+              WHERE cc.contract_id = $1 AND cc.persons >= coalesce(c.k, 1)",
+            None,
+            &[id.into()],
+        )?
+        .first()
+        .get_one::<i32>()?;
+    Ok(json!({
+        "schema": schema_of(id),
+        "views": views,
+        "rows": total,
+        "persons": persons,
+        "min_class_size": min_class,
+    }))
+}

@@ -1,0 +1,120 @@
+//! release_snapshot: a frozen copy of a contract's views for delivery, in its own
+//! schema `contract_<id>_snap_<n>`, readable by the grantee until the contract
+//! expires (a row-level security policy; the tables themselves do not change).
+//!
+//! The ledger records each table's rows and SHA-256, and the SHA-256 of the
+//! whole: a recipient can check what was delivered. The hash of a table is that
+//! of its rows' text forms (`row::text`), sorted bytewise (COLLATE "C"), each
+//! followed by a newline; the hash of the snapshot is that of the lines
+//! `<table>:<hex sha-256>\n` in table-name order.
+
+use super::{load, record, require_read_committed, require_status, schema_of, sources};
+use crate::error::spi_failed;
+use crate::keyring::{as_owner, keyring_and_owner};
+use medanon_core::view::{ident, literal};
+use pgrx::prelude::*;
+use pgrx::spi::{SpiClient, SpiError};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 and row count of a table, streamed through a cursor.
+fn table_digest(client: &SpiClient<'_>, table: &str) -> Result<(String, i64), SpiError> {
+    let mut hasher = Sha256::new();
+    let mut rows = 0i64;
+    let query = format!("SELECT t::text COLLATE \"C\" AS line FROM {table} t ORDER BY 1");
+    let mut cursor = client.try_open_cursor(query.as_str(), &[])?;
+    loop {
+        let batch = cursor.fetch(10_000)?;
+        if batch.is_empty() {
+            break;
+        }
+        for row in batch {
+            if let Some(line) = row.get::<String>(1)? {
+                hasher.update(line.as_bytes());
+            }
+            hasher.update(b"\n");
+            rows += 1;
+        }
+    }
+    Ok((hex(&hasher.finalize()), rows))
+}
+
+pub fn release_snapshot(id: &str) -> String {
+    require_read_committed("release_snapshot");
+    let stored = load(id);
+    require_status(id, &stored.status, "published", "publish it first with medanon.publish_contract()");
+    let contract = stored.contract;
+    let views: Vec<String> = sources(&contract).into_iter().map(|(_, s)| s.table).collect();
+    let id = contract.spec.id.clone();
+    let grantee = contract.spec.grantee.clone();
+    let expires = contract.expires_on.to_string();
+    let sha = stored.spec_sha256;
+    let (_, owner) = keyring_and_owner();
+    as_owner(owner, move || {
+        Spi::connect_mut(|client| {
+            // FOR UPDATE: opt-outs wait until the copy is complete, so every table
+            // of it shows the same persons.
+            client.update("SELECT FROM medanon.contract WHERE contract_id = $1 FOR UPDATE", None, &[id.as_str().into()])?;
+            let n = client
+                .select(
+                    "SELECT count(*) + 1 FROM medanon.provision_ledger WHERE contract_id = $1 AND event = 'snapshot'",
+                    None,
+                    &[id.as_str().into()],
+                )?
+                .first()
+                .get_one::<i64>()?
+                .unwrap_or(1);
+            let name = format!("{}_snap_{n}", schema_of(&id));
+            let schema = ident(&name);
+            let live = ident(&schema_of(&id));
+            let who = ident(&grantee);
+            let mut ddl = format!(
+                "CREATE SCHEMA {schema};
+                 COMMENT ON SCHEMA {schema} IS {};
+                 REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
+                 GRANT USAGE ON SCHEMA {schema} TO {who};",
+                literal(&format!("medanon snapshot {n} of contract {id}, frozen for delivery; readable until {expires}"))
+            );
+            for v in &views {
+                let table = format!("{schema}.{}", ident(v));
+                ddl.push_str(&format!(
+                    "CREATE TABLE {table} AS SELECT * FROM {live}.{};
+                     ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+                     CREATE POLICY until_expiry ON {table} FOR SELECT TO {who} USING (CURRENT_DATE <= {}::date);
+                     REVOKE ALL ON {table} FROM PUBLIC;
+                     GRANT SELECT ON {table} TO {who};",
+                    ident(v),
+                    literal(&expires)
+                ));
+            }
+            client.update(ddl.as_str(), None, &[])?;
+            let mut tables = serde_json::Map::new();
+            let mut names = views.clone();
+            names.sort();
+            let mut whole = Sha256::new();
+            let mut total = 0i64;
+            for v in &names {
+                let (digest, rows) = table_digest(client, &format!("{schema}.{}", ident(v)))?;
+                whole.update(format!("{v}:{digest}\n").as_bytes());
+                total += rows;
+                tables.insert(v.clone(), json!({"rows": rows, "sha256": digest}));
+            }
+            let persons = client
+                .select(
+                    "SELECT count(*) FROM medanon.contract_person WHERE contract_id = $1 AND state = 'visible'",
+                    None,
+                    &[id.as_str().into()],
+                )?
+                .first()
+                .get_one::<i64>()?;
+            let detail = json!({"schema": name, "tables": tables, "sha256": hex(&whole.finalize()), "expires_on": expires});
+            record(client, &id, "snapshot", &sha, Some(total), persons, detail)?;
+            Ok::<_, SpiError>(name)
+        })
+    })
+    .unwrap_or_else(|e| spi_failed("could not release the snapshot", e))
+}
