@@ -220,6 +220,8 @@ END;
 CREATE FUNCTION _contract_close(id text, event text) RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- The views and snapshots dropped are listed in the ledger, not as NOTICEs.
+SET client_min_messages = warning
 AS $fn$
 DECLARE
     c medanon.contract;

@@ -45,37 +45,44 @@ pub struct Stored {
 
 /// Reads a contract as the caller; refuses an unknown or expired one.
 pub fn load(id: &str) -> Stored {
-    let row = Spi::get_three_with_args::<String, String, String>(
-        "SELECT spec::text, status, spec_sha256 FROM medanon.contract WHERE contract_id OPERATOR(pg_catalog.=) $1",
-        &[id.into()],
-    );
-    let (spec, status, sha) = match row {
-        Ok((Some(spec), Some(status), Some(sha))) => (spec, status, sha),
-        Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => {
-            raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("contract \"{id}\" does not exist"), None, None)
-        }
-        Err(e) => spi_failed("could not read the contract", e),
+    let row = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT spec::text, status, spec_sha256, expires_on::text,
+                    expires_on OPERATOR(pg_catalog.<) CURRENT_DATE
+               FROM medanon.contract WHERE contract_id OPERATOR(pg_catalog.=) $1",
+            None,
+            &[id.into()],
+        )?;
+        rows.into_iter()
+            .next()
+            .map(|r| {
+                Ok::<_, pgrx::spi::SpiError>((
+                    r.get::<String>(1)?.unwrap_or_default(),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                    r.get::<String>(3)?.unwrap_or_default(),
+                    r.get::<String>(4)?.unwrap_or_default(),
+                    r.get::<bool>(5)?.unwrap_or(false),
+                ))
+            })
+            .transpose()
+    })
+    .unwrap_or_else(|e| spi_failed("could not read the contract", e));
+    let Some((spec, status, sha, expires_on, expired)) = row else {
+        raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("contract \"{id}\" does not exist"), None, None)
     };
-    let today = today();
-    // The spec passed every check when it was created; only time can have changed.
-    let expires = spec_expiry(&spec);
-    if let Some(expires) = expires.filter(|e| *e < today) {
+    if expired && status != "revoked" {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!("contract \"{id}\" expired on {expires}"),
+            format!("contract \"{id}\" expired on {expires_on}"),
             None,
             Some("its views show nothing; medanon.expire_contracts() closes it and records the expiry".into()),
         );
     }
-    let contract = parse(&spec, today).unwrap_or_else(|e| {
+    // The spec passed every check when it was created; parse it again for its rules.
+    let contract = parse(&spec, today()).unwrap_or_else(|e| {
         raise(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, format!("stored contract \"{id}\" no longer parses"), Some(e.to_string()), None)
     });
-    Stored { contract, status: status.to_string(), spec_sha256: sha }
-}
-
-fn spec_expiry(spec: &str) -> Option<Ymd> {
-    let value: serde_json::Value = serde_json::from_str(spec).ok()?;
-    medanon_core::jpdate::parse_japanese_date(value.get("expires_on")?.as_str()?).ok()
+    Stored { contract, status, spec_sha256: sha }
 }
 
 /// Refuses anything but the expected status, naming what it is.

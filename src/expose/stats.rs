@@ -35,14 +35,17 @@ pub fn safe_counts(contract_id: &str, view_name: &str, group_by: Vec<Option<Stri
         }
     }
     let schema = super::schema_of(contract_id);
-    let view = Spi::get_one_with_args::<pg_sys::Oid>(
+    let view = match Spi::get_one_with_args::<pg_sys::Oid>(
         "SELECT c.oid FROM pg_catalog.pg_class c
            JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
           WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2
             AND c.relkind OPERATOR(pg_catalog.=) 'v'",
         &[schema.as_str().into(), view_name.into()],
-    )
-    .unwrap_or_else(|e| spi_failed("could not find the view", e));
+    ) {
+        Ok(oid) => oid,
+        Err(pgrx::spi::SpiError::InvalidPosition) => None,
+        Err(e) => spi_failed("could not find the view", e),
+    };
     let Some(view) = view else {
         raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
