@@ -65,6 +65,15 @@ const TEXT_CALLS: &[&str] = &[
     "SELECT medanon.withdraw_opt_out($1, 'x')",
     "SELECT medanon.classify('it_bad.t', $1, 'static')",
     "SELECT medanon.classify('it_bad.t', 'a', $1)",
+    "SELECT medanon.postal_prefix($1, 3)",
+    "SELECT medanon.publish_contract($1)",
+    "SELECT medanon.refresh_contract($1)",
+    "SELECT medanon.revoke_contract($1)",
+    "SELECT medanon.release_snapshot($1)",
+    "SELECT * FROM medanon.contract_report($1)",
+    "SELECT count(*) FROM medanon.safe_counts($1, 'v', ARRAY['a'])",
+    "SELECT count(*) FROM medanon.safe_counts('c', $1, ARRAY['a'])",
+    "SELECT count(*) FROM medanon.safe_counts('c', 'v', ARRAY[$1])",
 ];
 
 /// Calls with numbers and dates at and beyond their edges.
@@ -77,6 +86,11 @@ const EDGE_CALLS: &[&str] = &[
     "SELECT medanon.generalize_age('-infinity', '2026-01-01')",
     "SELECT medanon.generalize_postal_code('1234567', -2147483648)",
     "SELECT medanon.generalize_postal_code('1234567', 2147483647)",
+    "SELECT medanon.postal_prefix('1234567', -1), medanon.postal_prefix('1234567', 8)",
+    "SELECT count(*) FROM medanon.safe_counts('c', 'v', ARRAY[]::text[], -2147483648)",
+    "SELECT count(*) FROM medanon.safe_counts('c', 'v', ARRAY['a', 'b', 'c', 'd', 'e'])",
+    "SELECT count(*) FROM medanon.safe_counts('c', 'v', ARRAY[NULL]::text[])",
+    "SELECT medanon.expire_contracts()",
     "SELECT medanon.shift_date('5874897-12-31'::date, 'p', 'c'), medanon.shift_date('4714-11-24 BC'::date, 'q', 'c')",
     "SELECT medanon.shift_date('294276-12-31 23:59:59'::timestamp, 'p', 'c')",
     "SELECT medanon.shift_date('-infinity'::timestamptz, 'p', 'c')",

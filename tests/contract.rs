@@ -1,0 +1,287 @@
+//! Contract views over the wire, as the real roles: the operator's ETL login
+//! publishes two contracts, and each grantee logs in and reads. An analyst reads
+//! its own contract's views and nothing else (DESIGN.md invariants 1 and 2), and
+//! an opt-out hides the person from the next query on (invariant 3).
+
+use medanon_integration::*;
+use postgres::error::SqlState;
+use postgres::Client;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// 60 patients at H1, notified 40 days ago and linked; raw tables in it_clinical
+/// registered and classified; contract it_a for it_lab_a (k = 3) and it_b for
+/// it_lab_b (k = 2), both published by the ETL login.
+fn warehouse() -> Client {
+    let mut su = superuser();
+    su.batch_execute(
+        "DROP SCHEMA IF EXISTS it_clinical, contract_it_a, contract_it_b, contract_it_a_snap_1 CASCADE;
+         DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_a') THEN CREATE ROLE it_lab_a LOGIN; END IF;
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_b') THEN CREATE ROLE it_lab_b LOGIN; END IF;
+         END $$;",
+    )
+    .expect("roles");
+    let mut su = fresh_install();
+    su.batch_execute(
+        "CREATE SCHEMA it_clinical;
+         CREATE TABLE it_clinical.staging (institution_code text, local_patient_id text, name_kana text,
+             birth_date text, sex text, insurer_number text, insured_symbol text, insured_number text);
+         INSERT INTO it_clinical.staging
+         SELECT 'H1', 'p' || i, 'ﾀﾅｶ ' || chr(12450 + i * 2), (DATE '1950-01-01' + i * 300)::text, (1 + i % 2)::text, '', '', ''
+           FROM generate_series(1, 60) i;
+         SELECT medanon.register_institution('H1', 'Hospital 1', 'hospital');
+         SELECT medanon.record_notification('H1', local_patient_id, now() - interval '40 days') FROM it_clinical.staging;
+         GRANT USAGE ON SCHEMA it_clinical TO it_etl;
+         GRANT SELECT ON ALL TABLES IN SCHEMA it_clinical TO it_etl;",
+    )
+    .expect("staging");
+    let mut etl = connect_as("it_etl");
+    etl.batch_execute("SELECT medanon.link_patients('it_clinical.staging')").expect("link");
+    su.batch_execute(
+        "CREATE TABLE it_clinical.patient AS
+         SELECT l.person_id, s.name_kana AS name, s.birth_date::date AS birth_date, s.sex::smallint AS sex,
+                '1' || (l.person_id % 2) || '0-0001' AS postal_code
+           FROM it_clinical.staging s JOIN medanon.person_link l USING (institution_code, local_patient_id);
+         CREATE TABLE it_clinical.visit AS
+         SELECT p.person_id, 'H1'::text AS institution_code, DATE '2024-01-01' + (p.person_id::int * 3 + g * 20) AS visit_date,
+                (ARRAY['I10', 'E11'])[1 + g % 2] AS icd10
+           FROM it_clinical.patient p, generate_series(1, 4) g;
+         GRANT SELECT ON ALL TABLES IN SCHEMA it_clinical TO it_etl;
+         SELECT medanon.register_source('it_clinical.patient', 'person_id');
+         SELECT medanon.register_source('it_clinical.visit', 'person_id', 'institution_code');
+         SELECT medanon.classify('it_clinical.patient', c, cls) FROM (VALUES ('person_id', 'identifier'), ('name', 'identifier'),
+             ('birth_date', 'quasi_identifier'), ('sex', 'quasi_identifier'), ('postal_code', 'quasi_identifier')) v(c, cls);
+         SELECT medanon.classify('it_clinical.visit', c, cls) FROM (VALUES ('person_id', 'identifier'),
+             ('institution_code', 'quasi_identifier'), ('visit_date', 'static'), ('icd10', 'semi_static')) v(c, cls);",
+    )
+    .expect("sources");
+    etl.batch_execute(
+        r#"SELECT medanon.create_contract('{"id": "it_a", "grantee": "it_lab_a", "purpose": "drug safety",
+              "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "anonymized", "k": 3, "reference_date": "2026-04-01",
+              "tables": [{"source": "it_clinical.patient", "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 50}}, "sex": "keep"}},
+                         {"source": "it_clinical.visit", "columns": {"person_id": "token", "visit_date": "shift", "icd10": "keep"}}]}');
+           SELECT medanon.create_contract('{"id": "it_b", "grantee": "it_lab_b", "purpose": "cohort",
+              "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "anonymized", "k": 2,
+              "tables": [{"source": "it_clinical.patient", "columns": {"person_id": "token", "sex": "keep"}},
+                         {"source": "it_clinical.visit", "columns": {"person_id": "token", "icd10": "keep"}}]}');
+           SELECT medanon.publish_contract('it_a');
+           SELECT medanon.publish_contract('it_b');"#,
+    )
+    .expect("publish");
+    su
+}
+
+fn tokens(client: &mut Client, sql: &str) -> HashSet<String> {
+    client.query(sql, &[]).expect(sql).iter().map(|r| r.get::<_, String>(0)).collect()
+}
+
+#[test]
+fn an_analyst_reads_its_own_views_and_nothing_else() {
+    let _su = warehouse();
+    let mut lab_a = connect_as("it_lab_a");
+    let patients: i64 = lab_a.query_one("SELECT count(*) FROM contract_it_a.patient", &[]).unwrap().get(0);
+    assert!(patients >= 50, "the contract shows its persons ({patients})");
+    for sql in [
+        // Raw data, links, keys, ledgers, maps, another contract.
+        "SELECT * FROM it_clinical.patient",
+        "SELECT * FROM it_clinical.staging",
+        "SELECT * FROM medanon.keyring",
+        "SELECT * FROM medanon.person_link",
+        "SELECT * FROM medanon.provision_ledger",
+        "SELECT * FROM medanon.contract",
+        "SELECT * FROM medanon.contract_person",
+        "SELECT * FROM medanon.contract_class",
+        "SELECT * FROM medanon.opt_out",
+        "SELECT * FROM medanon.link_quarantine",
+        "SELECT * FROM medanon.intake_quarantine",
+        "SELECT * FROM medanon.eligible_records",
+        "SELECT * FROM contract_it_b.patient",
+        "SELECT * FROM contract_it_b.visit",
+        // Every keyed function, and the operator's.
+        "SELECT medanon.tokenize('1', 'contract:it_a')",
+        "SELECT medanon.shift_date(date '2026-01-01', '1', 'contract:it_a')",
+        "SELECT medanon.shift_date(timestamp '2026-01-01', '1', 'contract:it_a')",
+        "SELECT medanon.shift_date(timestamptz '2026-01-01', '1', 'contract:it_a')",
+        "SELECT medanon.date_offset('1', 'contract:it_a')",
+        "SELECT medanon._link_id1('06139999', 'A', '1', '1970-01-01', '1')",
+        "SELECT medanon._link_id2('ﾀﾅｶ', '1970-01-01', '1')",
+        "SELECT medanon.link_patients('contract_it_a.patient')",
+        "SELECT medanon.publish_contract('it_a')",
+        "SELECT medanon.refresh_contract('it_a')",
+        "SELECT medanon.release_snapshot('it_a')",
+        "SELECT medanon.revoke_contract('it_b')",
+        "SELECT * FROM medanon.contract_report('it_a')",
+        "SELECT medanon.rotate_key()",
+        // No objects of its own where others look.
+        "CREATE TABLE medanon.mine (x int)",
+        "CREATE VIEW contract_it_a.mine AS SELECT 1",
+        "CREATE FUNCTION contract_it_a.f() RETURNS int LANGUAGE sql RETURN 1",
+        // counts of another contract
+        "SELECT * FROM medanon.safe_counts('it_b', 'visit', ARRAY['icd10'])",
+    ] {
+        assert_sqlstate(&mut lab_a, sql, SqlState::INSUFFICIENT_PRIVILEGE);
+    }
+    // Its views are for reading: a write fails (the join makes them not updatable,
+    // which PostgreSQL says before it checks the grant) and changes nothing.
+    for sql in ["DELETE FROM contract_it_a.visit", "UPDATE contract_it_a.patient SET sex = 1"] {
+        let state = sqlstate_of(&mut lab_a, sql);
+        assert!(
+            state == Some(SqlState::INSUFFICIENT_PRIVILEGE) || state == Some(SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE),
+            "{sql}: {state:?}"
+        );
+    }
+    let after: i64 = lab_a.query_one("SELECT count(*) FROM contract_it_a.patient", &[]).unwrap().get(0);
+    assert_eq!(after, patients);
+    // Everything the analyst may read is in its own contract's schema.
+    let readable: Vec<String> = lab_a
+        .query(
+            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND has_table_privilege(c.oid, 'SELECT')
+                AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+              ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(readable, vec!["contract_it_a.patient", "contract_it_a.visit"]);
+    // The only SECURITY DEFINER function it may call returns a column name.
+    let definer: Vec<String> = lab_a
+        .query(
+            "SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'medanon'::regnamespace AND p.prosecdef
+                AND has_function_privilege(p.oid, 'EXECUTE') ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(definer, vec!["_contract_person_column"]);
+    // safe_counts on its own view works, with small cells hidden.
+    let cells = lab_a.query("SELECT cell::text, persons FROM medanon.safe_counts('it_a', 'visit', ARRAY['icd10'])", &[]).unwrap();
+    assert_eq!(cells.len(), 3, "two codes and the total");
+}
+
+#[test]
+fn tokens_join_within_a_contract_and_differ_between_contracts() {
+    let _su = warehouse();
+    let mut lab_a = connect_as("it_lab_a");
+    let mut lab_b = connect_as("it_lab_b");
+    let a_patients = tokens(&mut lab_a, "SELECT person_id FROM contract_it_a.patient");
+    let a_visits = tokens(&mut lab_a, "SELECT person_id FROM contract_it_a.visit");
+    let b_patients = tokens(&mut lab_b, "SELECT person_id FROM contract_it_b.patient");
+    assert!(a_visits.is_subset(&a_patients), "every visit joins its patient");
+    assert_eq!(a_patients.len(), b_patients.len(), "both contracts show every person");
+    assert!(a_patients.is_disjoint(&b_patients), "one person has a different token in each contract");
+    assert!(a_patients.iter().all(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())));
+    // it_b shows no dates and it_a only shifted ones: no visit date of it_a is a raw date of that visit.
+    let mut su = superuser();
+    let unshifted: i64 = su
+        .query_one(
+            "SELECT count(*) FROM contract_it_a.visit v JOIN medanon.contract_person m ON m.contract_id = 'it_a' AND m.token = v.person_id
+               JOIN it_clinical.visit r ON r.person_id = m.person_id AND r.visit_date = v.visit_date",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(unshifted, 0);
+}
+
+#[test]
+fn no_query_started_after_an_opt_out_commits_sees_the_person_in_any_view() {
+    let mut su = warehouse();
+    let row = su
+        .query_one(
+            "SELECT a.token, b.token FROM medanon.contract_person a JOIN medanon.contract_person b USING (person_id)
+               JOIN medanon.person_link l USING (person_id)
+              WHERE a.contract_id = 'it_a' AND b.contract_id = 'it_b' AND l.local_patient_id = 'p7' AND a.state = 'visible'",
+            &[],
+        )
+        .expect("p7 is visible in both contracts");
+    let (token_a, token_b): (String, String) = (row.get(0), row.get(1));
+    // Two analysts, each querying both of its views in a loop.
+    let log: Arc<Mutex<Vec<(Instant, Instant, bool)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = [("it_lab_a", "contract_it_a", token_a), ("it_lab_b", "contract_it_b", token_b)]
+        .into_iter()
+        .map(|(role, schema, token)| {
+            let (log, stop) = (log.clone(), stop.clone());
+            let mut analyst = connect_as(role);
+            std::thread::spawn(move || {
+                let query = analyst
+                    .prepare(&format!(
+                        "SELECT (SELECT count(*) FROM {schema}.patient WHERE person_id = $1)
+                              + (SELECT count(*) FROM {schema}.visit WHERE person_id = $1)"
+                    ))
+                    .unwrap();
+                while !stop.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let seen: i64 = analyst.query_one(&query, &[&token]).unwrap().get(0);
+                    log.lock().unwrap().push((started, Instant::now(), seen > 0));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut etl = connect_as("it_etl");
+    etl.batch_execute("BEGIN; SELECT medanon.opt_out('H1', 'p7', 'self'); SELECT pg_sleep(0.1);").unwrap();
+    let before_commit = Instant::now();
+    etl.batch_execute("COMMIT").unwrap();
+    let committed = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    for r in readers {
+        r.join().unwrap();
+    }
+    let log = log.lock().unwrap();
+    let seen_before = log.iter().filter(|(_, done, seen)| *done < before_commit && *seen).count();
+    let after: Vec<_> = log.iter().filter(|(started, ..)| *started > committed).collect();
+    assert!(seen_before > 0, "the person is visible before the opt-out ({} queries)", log.len());
+    assert!(after.len() > 10, "too few queries after the commit to tell ({})", after.len());
+    let leaks = after.iter().filter(|(.., seen)| *seen).count();
+    assert_eq!(leaks, 0, "{leaks} of {} queries started after the commit saw the person", after.len());
+    // And k still holds in every class it_a shows.
+    let mut lab_a = connect_as("it_lab_a");
+    let smallest: i64 = lab_a
+        .query_one(
+            "SELECT min(n) FROM (SELECT count(DISTINCT person_id) AS n FROM contract_it_a.patient GROUP BY birth_date, sex) c",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(smallest >= 3, "smallest class {smallest}");
+}
+
+#[test]
+fn a_revoked_contract_and_its_snapshot_are_gone_for_the_grantee() {
+    let _su = warehouse();
+    let mut etl = connect_as("it_etl");
+    let schema: String = etl.query_one("SELECT medanon.release_snapshot('it_a')", &[]).unwrap().get(0);
+    assert_eq!(schema, "contract_it_a_snap_1");
+    let mut lab_a = connect_as("it_lab_a");
+    let rows: i64 = lab_a.query_one("SELECT count(*) FROM contract_it_a_snap_1.visit", &[]).unwrap().get(0);
+    assert!(rows > 0);
+    let mut lab_b = connect_as("it_lab_b");
+    assert_sqlstate(&mut lab_b, "SELECT * FROM contract_it_a_snap_1.visit", SqlState::INSUFFICIENT_PRIVILEGE);
+    etl.batch_execute("SELECT medanon.revoke_contract('it_a')").unwrap();
+    assert_sqlstate(&mut lab_a, "SELECT * FROM contract_it_a.visit", SqlState::UNDEFINED_TABLE);
+    assert_sqlstate(&mut lab_a, "SELECT * FROM contract_it_a_snap_1.visit", SqlState::UNDEFINED_TABLE);
+    // The auditor's view of it: publish, snapshot and revoke, by the ETL login.
+    let mut su = superuser();
+    let events: Vec<(String, String)> = su
+        .query(
+            "SELECT event, recorded_by::text FROM medanon.provision_ledger WHERE contract_id = 'it_a' ORDER BY entry_id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected: Vec<(String, String)> =
+        ["create", "publish", "snapshot", "revoke"].iter().map(|e| (e.to_string(), "it_etl".to_string())).collect();
+    assert_eq!(events, expected);
+}
