@@ -261,3 +261,146 @@ SELECT jsonb_array_elements_text(medanon.risk_profile('released', ARRAY['age','s
 SELECT key_id, purpose, active, origin, created_at::date AS created, octet_length(material) * 8 AS bits FROM medanon.keyring ORDER BY key_id;
 SELECT has_table_privilege('demo_etl', 'medanon.keyring', 'SELECT') AS etl_can_read_keyring,
        has_function_privilege('demo_analyst', 'medanon.tokenize(text,text)', 'EXECUTE') AS analyst_can_tokenize;
+
+\echo
+\echo '10. Contracts (匿名加工医療情報の提供): one schema of anonymized views per research contract'
+\echo 'The warehouse''s raw tables, as the operator''s ETL keeps them (person_id from person_link):'
+CREATE FUNCTION pg_temp.sex_or_null(v text) RETURNS smallint LANGUAGE plpgsql AS $$
+BEGIN RETURN medanon.normalize_sex(v); EXCEPTION WHEN invalid_text_representation THEN RETURN NULL; END $$;
+CREATE SCHEMA clinical;
+CREATE TABLE clinical.patient AS
+SELECT DISTINCT ON (l.person_id) l.person_id, r.name_kanji AS name, f.parsed AS birth_date, pg_temp.sex_or_null(r.sex) AS sex,
+       r.postal_code, r.address
+  FROM medanon.person_link l JOIN synth.registration r USING (institution_code, local_patient_id)
+ CROSS JOIN LATERAL pg_temp.parse_or_refusal(r.birth_date) f
+ ORDER BY l.person_id, f.parsed IS NULL, r.institution_code;
+CREATE TABLE clinical.visit AS
+SELECT l.person_id, v.institution_code, v.visit_date, v.department, d.icd10
+  FROM synth.visit v JOIN medanon.person_link l USING (institution_code, local_patient_id) JOIN synth.diagnosis d USING (visit_id);
+CREATE TABLE clinical.lab AS
+SELECT l.person_id, v.institution_code, v.visit_date, x.test_code, x.value
+  FROM synth.lab_result x JOIN synth.visit v USING (visit_id) JOIN medanon.person_link l USING (institution_code, local_patient_id);
+GRANT USAGE ON SCHEMA clinical TO demo_etl;
+GRANT SELECT ON ALL TABLES IN SCHEMA clinical TO demo_etl;
+SELECT (SELECT count(*) FROM clinical.patient) AS patients, (SELECT count(*) FROM clinical.visit) AS visit_diagnoses,
+       (SELECT count(*) FROM clinical.lab) AS lab_results;
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_lab_a') THEN CREATE ROLE demo_lab_a LOGIN; END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'demo_lab_b') THEN CREATE ROLE demo_lab_b LOGIN; END IF;
+END $$;
+
+\echo 'The operator registers the sources and classifies every column it may ever expose (the guideline''s five classes):'
+SET ROLE demo_etl;
+SELECT medanon.register_source('clinical.patient', 'person_id') AS source, NULL AS institution_column
+UNION ALL SELECT medanon.register_source('clinical.visit', 'person_id', 'institution_code'), 'institution_code'
+UNION ALL SELECT medanon.register_source('clinical.lab', 'person_id', 'institution_code'), 'institution_code';
+SELECT count(*) AS columns_classified FROM (
+  SELECT medanon.classify(t::regclass, c, cls) FROM (VALUES
+    ('clinical.patient', 'person_id', 'identifier'), ('clinical.patient', 'name', 'identifier'),
+    ('clinical.patient', 'birth_date', 'quasi_identifier'), ('clinical.patient', 'sex', 'quasi_identifier'),
+    ('clinical.patient', 'postal_code', 'quasi_identifier'), ('clinical.patient', 'address', 'quasi_identifier'),
+    ('clinical.visit', 'person_id', 'identifier'), ('clinical.visit', 'institution_code', 'quasi_identifier'),
+    ('clinical.visit', 'visit_date', 'static'), ('clinical.visit', 'department', 'semi_static'),
+    ('clinical.visit', 'icd10', 'semi_static'),
+    ('clinical.lab', 'person_id', 'identifier'), ('clinical.lab', 'institution_code', 'quasi_identifier'),
+    ('clinical.lab', 'visit_date', 'static'), ('clinical.lab', 'test_code', 'semi_static'), ('clinical.lab', 'value', 'dynamic')
+  ) v(t, c, cls)) s;
+\echo 'A spec that keeps a name is refused, naming the key:'
+\set ON_ERROR_STOP off
+SELECT medanon.create_contract('{"id": "c2026_bad", "grantee": "demo_lab_a", "purpose": "x", "approved_on": "2026-11-01",
+  "expires_on": "2027-03-31", "kind": "anonymized", "k": 5, "tables": [{"source": "clinical.patient", "columns": {"name": "keep"}}]}');
+\set ON_ERROR_STOP on
+\echo 'Two contracts approved by the review committee: drug safety for lab A (shifted dates, k = 5),'
+\echo 'a cross-hospital cohort for lab B (months only, coarser ages, k = 10):'
+SELECT medanon.create_contract('{"id": "c2026_001", "grantee": "demo_lab_a", "purpose": "post-marketing safety of drug X",
+  "approved_on": "2026-11-01", "expires_on": "2027-03-31", "kind": "anonymized", "k": 5, "reference_date": "2026-04-01",
+  "tables": [
+    {"source": "clinical.patient", "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 10, "top": 90}},
+                                               "sex": "keep", "address": "prefecture"}},
+    {"source": "clinical.visit", "columns": {"person_id": "token", "visit_date": "shift", "department": "keep", "icd10": "keep"}},
+    {"source": "clinical.lab", "columns": {"person_id": "token", "visit_date": "shift", "test_code": "keep", "value": {"top_code": 200}}}]}')
+  AS contract_a,
+  medanon.create_contract('{"id": "c2026_002", "grantee": "demo_lab_b", "purpose": "cross-hospital diabetes cohort",
+  "approved_on": "2026-11-01", "expires_on": "2027-12-31", "kind": "anonymized", "k": 10, "reference_date": "2026-04-01",
+  "tables": [
+    {"source": "clinical.patient", "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 20, "top": 80}}, "sex": "keep"}},
+    {"source": "clinical.visit", "columns": {"person_id": "token", "visit_date": {"truncate_date": "month"}, "icd10": "keep"}}]}')
+  AS contract_b;
+\timing on
+SELECT jsonb_pretty(medanon.publish_contract('c2026_001')) AS published_a;
+SELECT jsonb_pretty(medanon.publish_contract('c2026_002') - 'schema') AS published_b;
+\timing off
+SELECT * FROM medanon.contract_report('c2026_001')
+UNION ALL SELECT * FROM medanon.contract_report('c2026_002');
+RESET ROLE;
+
+\echo 'Lab A logs in and writes plain SQL against its views: the gap from a visit to the next is kept (one offset per person):'
+SET ROLE demo_lab_a;
+\d contract_c2026_001.visit
+SELECT left(person_id, 12) || '…' AS person, visit_date, department, icd10,
+       visit_date - lag(visit_date) OVER (ORDER BY visit_date) AS days_since_last
+  FROM (SELECT DISTINCT ON (visit_date) * FROM contract_c2026_001.visit
+         WHERE person_id = (SELECT person_id FROM contract_c2026_001.visit GROUP BY 1 HAVING count(DISTINCT visit_date) >= 4
+                             ORDER BY 1 LIMIT 1)
+         ORDER BY visit_date, icd10) v
+ ORDER BY visit_date LIMIT 5;
+SELECT birth_date AS age, sex, count(DISTINCT person_id) AS persons
+  FROM contract_c2026_001.patient GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 6;
+\echo 'Anything outside its schema is refused:'
+\set ON_ERROR_STOP off
+SELECT count(*) FROM contract_c2026_002.patient;
+SELECT count(*) FROM clinical.patient;
+SELECT medanon.tokenize('1', 'contract:c2026_001');
+\set ON_ERROR_STOP on
+RESET ROLE;
+
+\echo 'Lab B publishes counts with safe_counts: cells under min_cell persons (10 by default, the NDB rule) are hidden,'
+\echo 'and so is another cell wherever a hidden one could be recovered from a total. The synthetic cells are all'
+\echo 'large, so this table uses min_cell = 300 to show it:'
+SET ROLE demo_lab_b;
+SELECT cell, persons, suppression
+  FROM medanon.safe_counts('c2026_002', 'patient', ARRAY['birth_date', 'sex'], 300)
+ ORDER BY cell ->> 'birth_date' NULLS LAST, cell ->> 'sex' NULLS LAST;
+RESET ROLE;
+
+\echo 'One person, two contracts: unrelated tokens and offsets (the operator''s map; analysts never see it):'
+SELECT left(a.token, 16) || '…' AS token_in_a, left(b.token, 16) || '…' AS token_in_b,
+       a.date_offset AS offset_in_a, b.date_offset AS offset_in_b
+  FROM medanon.contract_person a JOIN medanon.contract_person b USING (person_id)
+ WHERE a.contract_id = 'c2026_001' AND b.contract_id = 'c2026_002' AND a.state = 'visible' AND b.state = 'visible'
+ ORDER BY a.person_id LIMIT 3;
+SELECT count(*) AS tokens_shared_by_the_two_contracts
+  FROM contract_c2026_001.patient a JOIN contract_c2026_002.patient b USING (person_id);
+
+\echo 'An opt-out hides the person from both contracts at its commit, and any class it leaves below k with it:'
+SELECT a.person_id AS optout_person, a.token AS token_a, b.token AS token_b, l.institution_code AS optout_inst,
+       l.local_patient_id AS optout_local
+  FROM medanon.contract_person a JOIN medanon.contract_person b USING (person_id) JOIN medanon.person_link l USING (person_id)
+ WHERE a.contract_id = 'c2026_001' AND b.contract_id = 'c2026_002' AND a.state = 'visible' AND b.state = 'visible'
+ ORDER BY a.person_id DESC LIMIT 1 \gset
+SET ROLE demo_lab_a;
+SELECT 'before' AS "when", (SELECT count(*) FROM contract_c2026_001.visit WHERE person_id = :'token_a') AS rows_in_a;
+RESET ROLE;
+SET ROLE demo_etl;
+SELECT medanon.opt_out(:'optout_inst', :'optout_local', 'self') AS opt_out_id;
+RESET ROLE;
+SET ROLE demo_lab_a;
+SELECT 'after' AS "when", (SELECT count(*) FROM contract_c2026_001.visit WHERE person_id = :'token_a') AS rows_in_a;
+RESET ROLE;
+SET ROLE demo_lab_b;
+SELECT 'after' AS "when", (SELECT count(*) FROM contract_c2026_002.visit WHERE person_id = :'token_b') AS rows_in_b;
+RESET ROLE;
+SET ROLE demo_etl;
+SELECT contract_id, persons_exposed, persons_suppressed_k, persons_excluded_consent, classes_suppressed, min_class_size
+  FROM medanon.contract_report('c2026_001') UNION ALL
+SELECT contract_id, persons_exposed, persons_suppressed_k, persons_excluded_consent, classes_suppressed, min_class_size
+  FROM medanon.contract_report('c2026_002');
+
+\echo 'A frozen snapshot for delivery, hashed into the provision ledger (提供記録), which only the auditor may read:'
+SELECT medanon.release_snapshot('c2026_001') AS snapshot_schema;
+RESET ROLE;
+SET ROLE medanon_auditor;
+SELECT entry_id, event, contract_id, recorded_by, row_count AS rows, person_count AS persons,
+       coalesce(left(detail ->> 'sha256', 16) || '…', '') AS content_sha256
+  FROM medanon.provision_ledger ORDER BY entry_id;
+RESET ROLE;
