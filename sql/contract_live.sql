@@ -1,6 +1,6 @@
--- medanon contracts, live side: the per-contract person map that the views join,
--- the k classes, and the triggers that keep both true from the commit of an
--- opt-out on (DESIGN.md invariants 1 to 4).
+-- medanon contracts, live side: the per-contract person map, the k classes, the
+-- contract's data tables, and the triggers that keep them true from the commit
+-- of an opt-out on (DESIGN.md invariants 1 to 4).
 --
 -- publish_contract and refresh_contract (src/expose/publish.rs) fill the map as
 -- the extension owner: one row per person of the contract's sources, with the
@@ -11,13 +11,20 @@
 --   k         in a class with fewer than k consenting persons: shown in no view
 --   consent   an opt-out in force, or never notified (or still waiting): no view
 --   unlinked  no record in person_link any more (merged away): no view
--- The views show `visible` rows only, so one person is shown in all of a
--- contract's views or in none.
+-- Then they write the rows of `visible` persons, anonymized, into one data table
+-- per source in schema contract_<id>_data, which only the owner reads; the
+-- grantee's views in contract_<id> select from those tables. When a person is
+-- withheld, the triggers below delete the person's rows from every data table of
+-- every contract in the same transaction, so one person is shown in all of a
+-- contract's views or in none, and no view shows a person from the commit of an
+-- opt-out on.
 
 CREATE TABLE contract_person (
     contract_id            text NOT NULL REFERENCES contract ON DELETE CASCADE,
     person_id              bigint NOT NULL,
-    token                  text NOT NULL,
+    -- 128 bits of HMAC-SHA256 under the contract's domain: a uuid is as strong as
+    -- the text token for this use and much cheaper to join and count on.
+    token                  uuid NOT NULL,
     date_offset            integer NOT NULL CHECK (date_offset <> 0),
     state                  text NOT NULL CHECK (state IN ('visible', 'k', 'consent', 'unlinked')),
     -- Institutions whose records of this person stay out (NULL: none).
@@ -30,6 +37,7 @@ CREATE TABLE contract_person (
 );
 CREATE INDEX contract_person_person ON contract_person (person_id);
 CREATE INDEX contract_person_class ON contract_person (contract_id, class_key);
+CREATE UNIQUE INDEX contract_person_token ON contract_person (contract_id, token);
 COMMENT ON TABLE contract_person IS 'Per-contract person map: token, date offset, class and state of every person of a contract. Written by publish/refresh and the consent triggers only.';
 
 -- Consenting persons per class (visible or k). A class below the contract's k is
@@ -42,10 +50,22 @@ CREATE TABLE contract_class (
 );
 COMMENT ON TABLE contract_class IS 'Consenting persons per quasi-identifier class of each contract; a class below k is suppressed.';
 
+-- The data table behind each view of a contract. Refresh writes a new generation
+-- and points the view at it, so analysts read the old rows until it commits.
+CREATE TABLE contract_table (
+    contract_id  text NOT NULL REFERENCES contract ON DELETE CASCADE,
+    view_name    name NOT NULL,
+    data_schema  name NOT NULL,
+    data_table   name NOT NULL,
+    generation   integer NOT NULL,
+    PRIMARY KEY (contract_id, view_name)
+);
+COMMENT ON TABLE contract_table IS 'The data table (contract_<id>_data) behind each view of a contract.';
+
 DO $live$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['contract_person', 'contract_class'] LOOP
+    FOREACH t IN ARRAY ARRAY['contract_person', 'contract_class', 'contract_table'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t, '');
         EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I FROM PUBLIC', t);
         -- The operator computes these values anyway (it may call tokenize); it
@@ -67,6 +87,11 @@ DECLARE
     withheld bigint;
     low_contracts text[];
     low_classes uuid[];
+    gone_contracts text[];
+    gone_tokens uuid[];
+    more_contracts text[];
+    more_tokens uuid[];
+    t record;
 BEGIN
     IF persons IS NULL OR pg_catalog.cardinality(persons) = 0 THEN
         RETURN 0;
@@ -87,7 +112,7 @@ BEGIN
            AND m.state IN ('visible', 'k')
            AND (NOT EXISTS (SELECT FROM medanon.person_link l WHERE l.person_id = m.person_id)
                 OR EXISTS (SELECT FROM medanon.opt_outs_in_force o WHERE o.person_id = m.person_id))
-        RETURNING m.contract_id, m.class_key
+        RETURNING m.contract_id, m.class_key, m.token
     ), shrunk AS (
         UPDATE medanon.contract_class cc
            SET persons = cc.persons - g.n
@@ -95,16 +120,31 @@ BEGIN
          WHERE cc.contract_id = g.contract_id AND cc.class_key = g.class_key
         RETURNING cc.contract_id, cc.class_key, cc.persons
     )
-    SELECT (SELECT count(*) FROM gone), array_agg(s.contract_id), array_agg(s.class_key)
-      INTO withheld, low_contracts, low_classes
+    SELECT (SELECT count(*) FROM gone), (SELECT array_agg(g.contract_id) FROM gone g), (SELECT array_agg(g.token) FROM gone g),
+           array_agg(s.contract_id), array_agg(s.class_key)
+      INTO withheld, gone_contracts, gone_tokens, low_contracts, low_classes
       FROM shrunk s JOIN medanon.contract c ON c.contract_id = s.contract_id
      WHERE s.persons < c.k;
     IF low_contracts IS NOT NULL THEN
-        UPDATE medanon.contract_person m
-           SET state = 'k', changed_at = now()
-          FROM unnest(low_contracts, low_classes) AS low(contract_id, class_key)
-         WHERE m.contract_id = low.contract_id AND m.class_key = low.class_key AND m.state = 'visible';
+        WITH suppressed AS (
+            UPDATE medanon.contract_person m
+               SET state = 'k', changed_at = now()
+              FROM unnest(low_contracts, low_classes) AS low(contract_id, class_key)
+             WHERE m.contract_id = low.contract_id AND m.class_key = low.class_key AND m.state = 'visible'
+            RETURNING m.contract_id, m.token)
+        SELECT array_agg(x.contract_id), array_agg(x.token) INTO more_contracts, more_tokens FROM suppressed x;
+        gone_contracts := gone_contracts || more_contracts;
+        gone_tokens := gone_tokens || more_tokens;
     END IF;
+    -- Their rows leave every data table now (the views read nothing else).
+    FOR t IN SELECT ct.contract_id, ct.data_schema, ct.data_table,
+                    ARRAY(SELECT x.token FROM unnest(gone_contracts, gone_tokens) AS x(contract_id, token)
+                           WHERE x.contract_id = ct.contract_id) AS tokens
+               FROM medanon.contract_table ct
+              WHERE ct.contract_id = ANY (gone_contracts)
+              ORDER BY ct.contract_id, ct.view_name LOOP
+        EXECUTE format('DELETE FROM %I.%I WHERE _token = ANY ($1)', t.data_schema, t.data_table) USING t.tokens;
+    END LOOP;
     RETURN withheld;
 END
 $fn$;
@@ -210,7 +250,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT n.nspname FROM pg_namespace n
-     WHERE n.nspname = ('contract_' || id)::name
+     WHERE n.nspname IN (('contract_' || id)::name, ('contract_' || id || '_data')::name)
         OR n.nspname IN (SELECT (l.detail ->> 'schema')::name FROM medanon.provision_ledger l
                           WHERE l.contract_id = id AND l.event = 'snapshot');
 END;
@@ -237,6 +277,7 @@ BEGIN
     END LOOP;
     DELETE FROM medanon.contract_person m WHERE m.contract_id = id;
     DELETE FROM medanon.contract_class cc WHERE cc.contract_id = id;
+    DELETE FROM medanon.contract_table ct WHERE ct.contract_id = id;
     UPDATE medanon.contract SET status = CASE event WHEN 'revoke' THEN 'revoked' ELSE 'expired' END
      WHERE contract_id = id;
     INSERT INTO medanon.provision_ledger (contract_id, event, spec_sha256, person_count, detail)

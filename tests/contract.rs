@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 fn warehouse() -> Client {
     let mut su = superuser();
     su.batch_execute(
-        "DROP SCHEMA IF EXISTS it_clinical, contract_it_a, contract_it_b, contract_it_a_snap_1 CASCADE;
+        "DROP SCHEMA IF EXISTS it_clinical, contract_it_a, contract_it_b, contract_it_a_data, contract_it_b_data, contract_it_a_snap_1
+             CASCADE;
          DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_a') THEN CREATE ROLE it_lab_a LOGIN; END IF;
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_b') THEN CREATE ROLE it_lab_b LOGIN; END IF;
@@ -171,24 +172,35 @@ fn tokens_join_within_a_contract_and_differ_between_contracts() {
     let _su = warehouse();
     let mut lab_a = connect_as("it_lab_a");
     let mut lab_b = connect_as("it_lab_b");
-    let a_patients = tokens(&mut lab_a, "SELECT person_id FROM contract_it_a.patient");
-    let a_visits = tokens(&mut lab_a, "SELECT person_id FROM contract_it_a.visit");
-    let b_patients = tokens(&mut lab_b, "SELECT person_id FROM contract_it_b.patient");
+    let a_patients = tokens(&mut lab_a, "SELECT person_id::text FROM contract_it_a.patient");
+    let a_visits = tokens(&mut lab_a, "SELECT person_id::text FROM contract_it_a.visit");
+    let b_patients = tokens(&mut lab_b, "SELECT person_id::text FROM contract_it_b.patient");
     assert!(a_visits.is_subset(&a_patients), "every visit joins its patient");
     assert_eq!(a_patients.len(), b_patients.len(), "both contracts show every person");
     assert!(a_patients.is_disjoint(&b_patients), "one person has a different token in each contract");
-    assert!(a_patients.iter().all(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit())));
-    // it_b shows no dates and it_a only shifted ones: no visit date of it_a is a raw date of that visit.
+    // 128-bit tokens, shown as uuids.
+    assert!(a_patients.iter().all(|t| t.len() == 36 && t.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')));
+    // it_a shows every date of a person moved by one offset, never 0; it_b shows no date.
     let mut su = superuser();
-    let unshifted: i64 = su
+    let row = su
         .query_one(
-            "SELECT count(*) FROM contract_it_a.visit v JOIN medanon.contract_person m ON m.contract_id = 'it_a' AND m.token = v.person_id
-               JOIN it_clinical.visit r ON r.person_id = m.person_id AND r.visit_date = v.visit_date",
+            "WITH shown AS (SELECT m.person_id, m.date_offset, array_agg(v.visit_date - m.date_offset ORDER BY v.visit_date) AS dates
+                              FROM contract_it_a.visit v JOIN medanon.contract_person m ON m.contract_id = 'it_a' AND m.token = v.person_id
+                             GROUP BY 1, 2),
+                  raw AS (SELECT person_id, array_agg(visit_date ORDER BY visit_date) AS dates FROM it_clinical.visit GROUP BY 1)
+             SELECT count(*), count(*) FILTER (WHERE s.dates = r.dates AND s.date_offset <> 0)
+               FROM shown s JOIN raw r USING (person_id)",
             &[],
         )
+        .unwrap();
+    let (persons, moved): (i64, i64) = (row.get(0), row.get(1));
+    assert!(persons >= 50);
+    assert_eq!(moved, persons, "every person's dates moved by the person's one offset");
+    let b_columns: i64 = lab_b
+        .query_one("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'contract_it_b' AND data_type = 'date'", &[])
         .unwrap()
         .get(0);
-    assert_eq!(unshifted, 0);
+    assert_eq!(b_columns, 0);
 }
 
 #[test]
@@ -196,7 +208,7 @@ fn no_query_started_after_an_opt_out_commits_sees_the_person_in_any_view() {
     let mut su = warehouse();
     let row = su
         .query_one(
-            "SELECT a.token, b.token FROM medanon.contract_person a JOIN medanon.contract_person b USING (person_id)
+            "SELECT a.token::text, b.token::text FROM medanon.contract_person a JOIN medanon.contract_person b USING (person_id)
                JOIN medanon.person_link l USING (person_id)
               WHERE a.contract_id = 'it_a' AND b.contract_id = 'it_b' AND l.local_patient_id = 'p7' AND a.state = 'visible'",
             &[],
@@ -214,8 +226,8 @@ fn no_query_started_after_an_opt_out_commits_sees_the_person_in_any_view() {
             std::thread::spawn(move || {
                 let query = analyst
                     .prepare(&format!(
-                        "SELECT (SELECT count(*) FROM {schema}.patient WHERE person_id = $1)
-                              + (SELECT count(*) FROM {schema}.visit WHERE person_id = $1)"
+                        "SELECT (SELECT count(*) FROM {schema}.patient WHERE person_id = $1::text::uuid)
+                              + (SELECT count(*) FROM {schema}.visit WHERE person_id = $1::text::uuid)"
                     ))
                     .unwrap();
                 while !stop.load(Ordering::SeqCst) {

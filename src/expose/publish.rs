@@ -10,15 +10,23 @@
 //! 2. the person map is filled in one statement (`view::person_map_sql`): consent
 //!    state, token and offset (kept for persons already there), class, k state;
 //! 3. the class counts are rebuilt from the map;
-//! 4. on publish, schema `contract_<id>` gets one security_barrier view per
-//!    source, readable by the grantee only;
-//! 5. the ledger records the event with the rows of each view and the persons.
+//! 4. every source's visible rows, anonymized, are written into a new data table
+//!    in `contract_<id>_data` (owner only), with an index on the token, by which
+//!    the consent triggers delete a withheld person's rows;
+//! 5. on publish, schema `contract_<id>` gets one view per source over its data
+//!    table, readable by the grantee only; on refresh the views are pointed at the
+//!    new tables and the old ones dropped, so analysts read the old rows until the
+//!    refresh commits;
+//! 6. the ledger records the event with the rows of each view and the persons.
 
 use super::{create, load, record, require_caller_reads, require_read_committed, require_status, schema_of, sources};
 use crate::error::{raise, spi_failed};
 use crate::keyring::{as_owner, keyring_and_owner};
 use medanon_core::contract::Kind;
-use medanon_core::view::{gone_persons_sql, ident, literal, person_map_sql, plan, ViewPlan};
+use medanon_core::view::{
+    gone_persons_sql, ident, literal, materialize_select, person_map_sql, persons_select, plan, view_select, ViewPlan,
+    TOKEN_COLUMN,
+};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiError};
 use pgrx::{JsonB, PgSqlErrorCode};
@@ -101,15 +109,27 @@ fn run(id: &str, mode: Mode) -> JsonB {
                     None,
                 );
             }
+            if mode == Mode::Publish {
+                create_schemas(client, &id, &grantee, &purpose, kind, &expires)?;
+            }
+            // The contract's persons, in a scratch table of its data schema (a temporary
+            // table is not allowed under the owner's security-restricted context).
+            let persons = format!("{}.{}", ident(&data_schema_of(&id)), ident("_persons"));
+            client.update(
+                format!("CREATE UNLOGGED TABLE {persons} AS {}; ANALYZE {persons};", persons_select(&plans)).as_str(),
+                None,
+                &[],
+            )?;
             let domain = domain_of(&id);
             client.update(
-                person_map_sql(&plans).as_str(),
+                person_map_sql(&plans, &persons).as_str(),
                 None,
                 &[id.as_str().into(), domain.as_str().into(), whole_person.into(), k.into()],
             )?;
             if mode == Mode::Refresh {
-                client.update(gone_persons_sql(&plans).as_str(), None, &[id.as_str().into()])?;
+                client.update(gone_persons_sql(&persons).as_str(), None, &[id.as_str().into()])?;
             }
+            client.update(format!("DROP TABLE {persons}").as_str(), None, &[])?;
             client.update("DELETE FROM medanon.contract_class WHERE contract_id = $1", None, &[id.as_str().into()])?;
             client.update(
                 "INSERT INTO medanon.contract_class (contract_id, class_key, persons)
@@ -118,10 +138,8 @@ fn run(id: &str, mode: Mode) -> JsonB {
                 None,
                 &[id.as_str().into()],
             )?;
-            if mode == Mode::Publish {
-                create_views(client, &id, &grantee, &purpose, kind, &expires, &plans)?;
-            }
-            let summary = summarize(client, &id, &plans)?;
+            let rows = write_data(client, &id, &grantee, &expires, &plans, mode)?;
+            let summary = summarize(client, &id, rows)?;
             client.update(
                 "UPDATE medanon.contract
                     SET status = 'published', published_at = coalesce(published_at, now()), refreshed_at = now()
@@ -140,58 +158,119 @@ fn run(id: &str, mode: Mode) -> JsonB {
     JsonB(summary)
 }
 
-fn create_views(
+fn create_schemas(
     client: &mut SpiClient<'_>,
     id: &str,
     grantee: &str,
     purpose: &str,
     kind: &str,
     expires: &str,
-    plans: &[ViewPlan],
 ) -> Result<(), SpiError> {
     let schema = ident(&schema_of(id));
+    let data = ident(&data_schema_of(id));
     let grantee = ident(grantee);
-    let mut ddl = format!(
+    let ddl = format!(
         "CREATE SCHEMA {schema};
          COMMENT ON SCHEMA {schema} IS {};
          REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
-         GRANT USAGE ON SCHEMA {schema} TO {grantee};",
-        literal(&format!("medanon {kind} contract {id} for {}: {purpose} (until {expires})", grantee.trim_matches('"')))
+         GRANT USAGE ON SCHEMA {schema} TO {grantee};
+         CREATE SCHEMA {data};
+         COMMENT ON SCHEMA {data} IS {};
+         REVOKE ALL ON SCHEMA {data} FROM PUBLIC;",
+        literal(&format!("medanon {kind} contract {id} for {}: {purpose} (until {expires})", grantee.trim_matches('"'))),
+        literal(&format!("medanon contract {id}: the anonymized rows behind its views; the extension owner's only"))
     );
-    for p in plans {
-        let view = format!("{schema}.{}", ident(&p.name));
-        ddl.push_str(&format!(
-            "CREATE VIEW {view} WITH (security_barrier) AS {};
-             COMMENT ON VIEW {view} IS {};
-             REVOKE ALL ON {view} FROM PUBLIC;
-             GRANT SELECT ON {view} TO {grantee};",
-            p.select,
-            literal(&format!("contract {id}: {} anonymized per the contract; shows nothing after {expires}", p.source))
-        ));
-        if let Some(person) = &p.person_token_column {
-            ddl.push_str(&format!(
-                "COMMENT ON COLUMN {view}.{} IS 'person token of this contract: the same in every view of it, unrelated to any other contract';",
-                ident(person)
-            ));
-        }
-    }
     client.update(ddl.as_str(), None, &[])?;
     Ok(())
 }
 
-/// Rows per view and persons per state, for the ledger and the caller.
-fn summarize(client: &mut SpiClient<'_>, id: &str, plans: &[ViewPlan]) -> Result<serde_json::Value, SpiError> {
+/// The schema of a contract's data tables.
+pub fn data_schema_of(id: &str) -> String {
+    format!("{}_data", schema_of(id))
+}
+
+/// Writes a new generation of data tables and points the views at them.
+fn write_data(
+    client: &mut SpiClient<'_>,
+    id: &str,
+    grantee: &str,
+    expires: &str,
+    plans: &[ViewPlan],
+    mode: Mode,
+) -> Result<Vec<(String, i64)>, SpiError> {
+    let mut rows = Vec::with_capacity(plans.len());
     let schema = ident(&schema_of(id));
+    let data_schema = data_schema_of(id);
+    let grantee = ident(grantee);
+    for (i, p) in plans.iter().enumerate() {
+        let old = client
+            .select(
+                "SELECT data_table::text, generation FROM medanon.contract_table WHERE contract_id = $1 AND view_name = $2",
+                None,
+                &[id.into(), p.name.as_str().into()],
+            )?
+            .into_iter()
+            .next()
+            .map(|r| Ok::<_, SpiError>((r.get::<String>(1)?.unwrap_or_default(), r.get::<i32>(2)?.unwrap_or(0))))
+            .transpose()?;
+        let generation = old.as_ref().map_or(1, |(_, g)| g + 1);
+        // Short names: a source table's name may already use all 63 bytes.
+        let table = format!("t{i}_g{generation}");
+        let data = format!("{}.{}", ident(&data_schema), ident(&table));
+        let view = format!("{schema}.{}", ident(&p.name));
+        // Alone, so that SPI counts the rows it wrote.
+        let written = client.update(format!("CREATE TABLE {data} AS {}", materialize_select(p, id)).as_str(), None, &[])?.len();
+        rows.push((p.name.clone(), written as i64));
+        client.update(
+            format!(
+                "CREATE INDEX ON {data} ({});
+                 ANALYZE {data};
+                 COMMENT ON TABLE {data} IS {};",
+                ident(TOKEN_COLUMN),
+                literal(&format!("contract {id}: rows of {} as view {}.{} shows them (generation {generation})", p.source, schema_of(id), p.name))
+            )
+            .as_str(),
+            None,
+            &[],
+        )?;
+        let define = if mode == Mode::Publish { "CREATE VIEW" } else { "CREATE OR REPLACE VIEW" };
+        let mut ddl = format!("{define} {view} WITH (security_barrier) AS {};", view_select(p, &data, expires));
+        if mode == Mode::Publish {
+            ddl.push_str(&format!(
+                "COMMENT ON VIEW {view} IS {};
+                 REVOKE ALL ON {view} FROM PUBLIC;
+                 GRANT SELECT ON {view} TO {grantee};",
+                literal(&format!("contract {id}: {} anonymized per the contract; shows nothing after {expires}", p.source))
+            ));
+            if let Some(person) = &p.person_token_column {
+                ddl.push_str(&format!(
+                    "COMMENT ON COLUMN {view}.{} IS 'person token of this contract: the same in every view of it, unrelated to any other contract';",
+                    ident(person)
+                ));
+            }
+        }
+        if let Some((old_table, _)) = &old {
+            ddl.push_str(&format!("DROP TABLE {}.{};", ident(&data_schema), ident(old_table)));
+        }
+        client.update(ddl.as_str(), None, &[])?;
+        client.update(
+            "INSERT INTO medanon.contract_table (contract_id, view_name, data_schema, data_table, generation)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (contract_id, view_name) DO UPDATE SET data_table = EXCLUDED.data_table, generation = EXCLUDED.generation",
+            None,
+            &[id.into(), p.name.as_str().into(), data_schema.as_str().into(), table.as_str().into(), generation.into()],
+        )?;
+    }
+    Ok(rows)
+}
+
+/// Rows per view and persons per state, for the ledger and the caller.
+fn summarize(client: &mut SpiClient<'_>, id: &str, rows: Vec<(String, i64)>) -> Result<serde_json::Value, SpiError> {
     let mut views = serde_json::Map::new();
     let mut total = 0i64;
-    for p in plans {
-        let rows = client
-            .select(format!("SELECT count(*) FROM {schema}.{}", ident(&p.name)).as_str(), None, &[])?
-            .first()
-            .get_one::<i64>()?
-            .unwrap_or(0);
-        total += rows;
-        views.insert(p.name.clone(), json!(rows));
+    for (name, n) in rows {
+        total += n;
+        views.insert(name, json!(n));
     }
     let states = client
         .select(

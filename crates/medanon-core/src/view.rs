@@ -1,13 +1,16 @@
-//! Contract views: the SQL of one contract's view of one source table, from the
-//! contract's rules and what the catalog says of the source's columns.
+//! Contract views: the SQL that exposes one source table under one contract, from
+//! the contract's rules and what the catalog says of the source's columns.
 //!
-//! A view reads the raw table (alias `s`) joined to the contract's stored person
-//! map (`medanon.contract_person`, alias `m`), which the operator filled with each
-//! person's per-contract token, date offset and state. So a view holds no keyed
-//! function (PostgreSQL checks EXECUTE on functions inside a view against the
-//! analyst), only public generalizers and plain arithmetic, and every person the
-//! map does not mark `visible` (opted out, or in a class below k) is filtered out
-//! by the join, in every view of the contract at once.
+//! The operator materializes each view's rows into a data table of the contract
+//! (`materialize_select`): the raw table (alias `s`) joined to the contract's
+//! stored person map (`medanon.contract_person`, alias `m`), which holds each
+//! person's per-contract token, date offset and state. Only `visible` persons get
+//! rows, and the consent triggers delete a person's rows the moment the person is
+//! withheld. The analyst's view (`view_select`) is a plain SELECT of that table,
+//! gated by the expiry date. So no view holds a keyed function (PostgreSQL checks
+//! EXECUTE on functions inside a view against the analyst), and an analyst query
+//! costs what the same query costs on a raw table of that size: a join with the
+//! map at query time cost 1.7x to 3.2x the raw query in `make bench`.
 //!
 //! The expressions of the quasi-identifier columns are returned as well: the
 //! operator computes each person's class from exactly what the views show.
@@ -51,13 +54,27 @@ pub struct Source {
     pub columns: Vec<SourceColumn>,
 }
 
-/// The SQL of one contract view.
+/// One exposed column: its name (the source column's) and its expression over
+/// `s` (the source row) and `m` (the person's map row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedColumn {
+    pub name: String,
+    pub expr: String,
+    /// The person column, shown as the person's token.
+    pub person: bool,
+}
+
+/// The name of the token column in a contract's data tables. A source column of
+/// this name cannot be exposed.
+pub const TOKEN_COLUMN: &str = "_token";
+
+/// How one source table is exposed under one contract.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ViewPlan {
     /// The view's name in the contract schema: the source table's name.
     pub name: String,
-    /// `SELECT ...` of the view.
-    pub select: String,
+    /// The exposed columns, in source order.
+    pub columns: Vec<PlannedColumn>,
     /// The source relation, quoted: `"schema"."table"`, read under the alias `s`.
     pub source: String,
     /// The source's person column, quoted, under alias `s`.
@@ -169,29 +186,28 @@ pub fn plan(contract: &Contract, index: usize, source: &Source) -> Result<ViewPl
             message: format!("the person column must hold person_id (bigint), not {}", person.type_name),
         });
     }
-    let mut select = String::from("SELECT ");
+    let mut columns = Vec::new();
     let mut quasi_identifiers = Vec::new();
     let mut person_token_column = None;
-    let mut first = true;
     // Source order, so the view reads like the table; unnamed columns are dropped.
     for column in &source.columns {
         let Some(rule) = table.columns.get(&column.name) else { continue };
         if *rule == Rule::Drop {
             continue;
         }
+        if column.name == TOKEN_COLUMN {
+            return Err(PlanError { column: column.name.clone(), message: "this name is reserved for the token column".into() });
+        }
         let expr = expression(contract, source, column, rule)?;
-        if column.name == source.person_column {
+        let person = column.name == source.person_column;
+        if person {
             person_token_column = Some(column.name.clone());
         } else if column.class.as_deref() == Some("quasi_identifier") {
             quasi_identifiers.push(expr.clone());
         }
-        if !first {
-            select.push_str(", ");
-        }
-        first = false;
-        let _ = write!(select, "{expr} AS {}", ident(&column.name));
+        columns.push(PlannedColumn { name: column.name.clone(), expr, person });
     }
-    if first {
+    if columns.is_empty() {
         return Err(PlanError { column: String::new(), message: "the view exposes no column".into() });
     }
     let relation = format!("{}.{}", ident(&source.schema), ident(&source.table));
@@ -201,25 +217,52 @@ pub fn plan(contract: &Contract, index: usize, source: &Source) -> Result<ViewPl
     let institution_filter = source.institution_column.as_ref().map(|institution| {
         format!("(m.excluded_institutions IS NULL OR s.{}::text <> ALL (m.excluded_institutions))", ident(institution))
     });
-    let _ = write!(
-        select,
-        " FROM {relation} s JOIN medanon.contract_person m ON m.person_id = {person} AND m.contract_id = {} \
-         WHERE m.state = 'visible' AND CURRENT_DATE <= {}::date",
-        literal(&contract.spec.id),
-        literal(&contract.expires_on.to_string())
-    );
-    if let Some(filter) = &institution_filter {
-        let _ = write!(select, " AND {filter}");
-    }
     Ok(ViewPlan {
         name: source.table.clone(),
-        select,
+        columns,
         source: relation,
         person,
         institution_filter,
         quasi_identifiers,
         person_token_column,
     })
+}
+
+/// The rows of a view, as the operator writes them into the contract's data table:
+/// the token first, then every other exposed column, of visible persons only.
+pub fn materialize_select(plan: &ViewPlan, contract_id: &str) -> String {
+    let mut sql = format!("SELECT m.token AS {}", ident(TOKEN_COLUMN));
+    for c in plan.columns.iter().filter(|c| !c.person) {
+        let _ = write!(sql, ", {} AS {}", c.expr, ident(&c.name));
+    }
+    let _ = write!(
+        sql,
+        " FROM {} s JOIN medanon.contract_person m ON m.person_id = {} AND m.contract_id = {} WHERE m.state = 'visible'",
+        plan.source,
+        plan.person,
+        literal(contract_id)
+    );
+    if let Some(filter) = &plan.institution_filter {
+        let _ = write!(sql, " AND {filter}");
+    }
+    sql
+}
+
+/// The analyst's view over the data table `data` (quoted): the columns in source
+/// order, the token under the person column's name, nothing after `expires_on`.
+pub fn view_select(plan: &ViewPlan, data: &str, expires_on: &str) -> String {
+    let list: Vec<String> = plan
+        .columns
+        .iter()
+        .map(|c| {
+            if c.person {
+                format!("d.{} AS {}", ident(TOKEN_COLUMN), ident(&c.name))
+            } else {
+                format!("d.{}", ident(&c.name))
+            }
+        })
+        .collect();
+    format!("SELECT {} FROM {data} d WHERE CURRENT_DATE <= {}::date", list.join(", "), literal(expires_on))
 }
 
 /// The SQL expression that gives a person's class key from one view's
@@ -231,8 +274,21 @@ pub fn class_row(plan: &ViewPlan, index: usize) -> Option<String> {
     Some(format!("'{index}:' || ROW({})::text", plan.quasi_identifiers.join(", ")))
 }
 
-/// The statement that fills a contract's person map, in one pass over its
-/// sources, as the operator. Parameters: `$1` the contract id, `$2` the token
+/// The persons of a contract: every person id in any of its sources. The operator
+/// writes them into a scratch table and analyzes it, so the statements below are
+/// planned for the real number of persons (a DISTINCT over several tables is
+/// estimated at 200 rows, and planned with nested loops that took 12 s a million).
+pub fn persons_select(plans: &[ViewPlan]) -> String {
+    let persons: Vec<String> = plans
+        .iter()
+        .map(|p| format!("SELECT {}::bigint AS person_id FROM {} s", p.person, p.source))
+        .collect();
+    format!("SELECT DISTINCT x.person_id FROM ({}) x WHERE x.person_id IS NOT NULL", persons.join(" UNION ALL "))
+}
+
+/// The statement that fills a contract's person map, as the operator, from the
+/// persons in `persons` (quoted relation of `persons_select`'s rows) and one pass
+/// over the sources. Parameters: `$1` the contract id, `$2` the token
 /// domain, `$3` whether a person with any excluded institution is withheld whole
 /// (some source does not name its institution, so its records cannot be told
 /// apart), `$4` k (NULL for none).
@@ -242,11 +298,7 @@ pub fn class_row(plan: &ViewPlan, index: usize) -> Option<String> {
 /// the stored token and offset (kept across refreshes and key rotations, computed
 /// only for new persons), and the class: md5 of every distinct generalized
 /// quasi-identifier row the views show of the person, across all tables.
-pub fn person_map_sql(plans: &[ViewPlan]) -> String {
-    let persons: Vec<String> = plans
-        .iter()
-        .map(|p| format!("SELECT {}::bigint AS person_id FROM {} s", p.person, p.source))
-        .collect();
+pub fn person_map_sql(plans: &[ViewPlan], persons: &str) -> String {
     let mut qi: Vec<String> = plans
         .iter()
         .enumerate()
@@ -263,20 +315,21 @@ pub fn person_map_sql(plans: &[ViewPlan]) -> String {
         qi.push("SELECT NULL::bigint AS person_id, NULL::text AS v WHERE false".into());
     }
     format!(
-        "WITH src AS (
-    SELECT DISTINCT x.person_id FROM ({persons}) x WHERE x.person_id IS NOT NULL
-), consent AS (
-    SELECT src.person_id, count(l.person_id) AS records, count(e.person_id) AS eligible,
+        "WITH linked AS (
+    SELECT l.person_id, count(*) AS records, count(e.person_id) AS eligible,
            array_agg(DISTINCT l.institution_code ORDER BY l.institution_code)
-               FILTER (WHERE l.person_id IS NOT NULL AND e.person_id IS NULL) AS excluded
-      FROM src
-      LEFT JOIN medanon.person_link l ON l.person_id = src.person_id
+               FILTER (WHERE e.person_id IS NULL) AS excluded
+      FROM medanon.person_link l
       LEFT JOIN medanon.eligible_records e
         ON e.institution_code = l.institution_code AND e.local_patient_id = l.local_patient_id
-     GROUP BY src.person_id
+     WHERE l.person_id IN (SELECT p.person_id FROM {persons} p)
+     GROUP BY l.person_id
+), consent AS (
+    SELECT p.person_id, coalesce(k.records, 0) AS records, coalesce(k.eligible, 0) AS eligible, k.excluded
+      FROM {persons} p LEFT JOIN linked k ON k.person_id = p.person_id
 ), m AS (
     SELECT c.person_id, c.excluded AS excluded_institutions,
-           coalesce(old.token, medanon.tokenize(c.person_id::text, $2)) AS token,
+           coalesce(old.token, left(medanon.tokenize(c.person_id::text, $2), 32)::uuid) AS token,
            coalesce(old.date_offset, medanon.date_offset(c.person_id::text, $2)) AS date_offset,
            CASE WHEN c.records = 0 THEN 'unlinked'
                 WHEN c.eligible = 0 OR ($3 AND c.excluded IS NOT NULL) THEN 'consent'
@@ -306,18 +359,16 @@ ON CONFLICT (contract_id, person_id) DO UPDATE
        class_key = EXCLUDED.class_key, changed_at = now()
  WHERE (cp.state, cp.excluded_institutions, cp.class_key)
        IS DISTINCT FROM (EXCLUDED.state, EXCLUDED.excluded_institutions, EXCLUDED.class_key)",
-        persons = persons.join(" UNION ALL "),
         qi = qi.join("\n    UNION ALL\n    "),
     )
 }
 
 /// Deletes from the map the persons no source holds any more. `$1` the contract id.
-pub fn gone_persons_sql(plans: &[ViewPlan]) -> String {
-    let mut sql = String::from("DELETE FROM medanon.contract_person m WHERE m.contract_id = $1");
-    for p in plans {
-        let _ = write!(sql, " AND NOT EXISTS (SELECT FROM {} s WHERE {} = m.person_id)", p.source, p.person);
-    }
-    sql
+pub fn gone_persons_sql(persons: &str) -> String {
+    format!(
+        "DELETE FROM medanon.contract_person m WHERE m.contract_id = $1 \
+         AND NOT EXISTS (SELECT FROM {persons} p WHERE p.person_id = m.person_id)"
+    )
 }
 
 #[cfg(test)]
@@ -392,34 +443,39 @@ mod tests {
     fn patient_view_keeps_source_order_and_drops_what_is_not_named() {
         let p = plan(&contract(), 0, &patient()).unwrap();
         assert_eq!(p.name, "patient");
-        assert!(p.select.starts_with("SELECT m.token AS \"person_id\", CASE WHEN pg_catalog.isfinite(s.\"birth_date\")"), "{}", p.select);
-        assert!(!p.select.contains("\"name\""), "a dropped column is not exposed");
-        assert!(!p.select.contains("blood_type"), "an unnamed column is not exposed");
-        let order: Vec<usize> = ["birth_date", "sex", "postal_code", "address"]
-            .iter()
-            .map(|c| p.select.find(&format!("AS \"{c}\"")).unwrap())
-            .collect();
-        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+        let names: Vec<&str> = p.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["person_id", "birth_date", "sex", "postal_code", "address"], "source order; name and blood_type not exposed");
         assert_eq!(p.quasi_identifiers.len(), 4);
         assert_eq!(p.person_token_column.as_deref(), Some("person_id"));
-        assert!(p.select.contains("m.contract_id = 'c2026_001'"));
-        assert!(p.select.ends_with("WHERE m.state = 'visible' AND CURRENT_DATE <= '2027-03-31'::date"), "{}", p.select);
         assert_eq!(p.institution_filter, None);
         assert_eq!(class_row(&p, 0).unwrap(), format!("'0:' || ROW({})::text", p.quasi_identifiers.join(", ")));
-        assert!(p.select.contains("medanon.generalize_age(s.\"birth_date\", '2026-04-01'::date, 5, 90)"));
-        assert!(p.select.contains("medanon.postal_prefix(s.\"postal_code\"::text, 3)"));
-        assert!(p.select.contains("medanon.prefecture_of(s.\"address\"::text)"));
-        assert!(!p.select.contains("tokenize") && !p.select.contains("shift_date"), "no keyed function in a view");
+        let m = materialize_select(&p, "c2026_001");
+        assert!(m.starts_with("SELECT m.token AS \"_token\", CASE WHEN pg_catalog.isfinite(s.\"birth_date\")"), "{m}");
+        assert!(m.contains("medanon.generalize_age(s.\"birth_date\", '2026-04-01'::date, 5, 90) END AS \"birth_date\""));
+        assert!(m.contains("medanon.postal_prefix(s.\"postal_code\"::text, 3) AS \"postal_code\""));
+        assert!(m.contains("medanon.prefecture_of(s.\"address\"::text) AS \"address\""));
+        assert!(m.ends_with("m.person_id = s.\"person_id\" AND m.contract_id = 'c2026_001' WHERE m.state = 'visible'"), "{m}");
+        assert!(!m.contains("\"name\"") && !m.contains("blood_type"));
+        let v = view_select(&p, "\"contract_c2026_001_data\".\"t0_g1\"", "2027-03-31");
+        assert_eq!(
+            v,
+            "SELECT d.\"_token\" AS \"person_id\", d.\"birth_date\", d.\"sex\", d.\"postal_code\", d.\"address\" \
+             FROM \"contract_c2026_001_data\".\"t0_g1\" d WHERE CURRENT_DATE <= '2027-03-31'::date"
+        );
+        for sql in [&m, &v] {
+            assert!(!sql.contains("tokenize") && !sql.contains("shift_date") && !sql.contains("date_offset("), "no keyed function");
+        }
     }
 
     #[test]
     fn visit_view_shifts_codes_and_filters_institutions() {
         let p = plan(&contract(), 1, &visit()).unwrap();
-        assert!(p.select.contains("(s.\"visit_date\" + m.date_offset) AS \"visit_date\""));
-        assert!(p.select.contains("CASE WHEN s.\"lab_value\" > '500'::numeric THEN '500'::numeric ELSE s.\"lab_value\" END"));
+        let m = materialize_select(&p, "c2026_001");
+        assert!(m.contains("(s.\"visit_date\" + m.date_offset) AS \"visit_date\""));
+        assert!(m.contains("CASE WHEN s.\"lab_value\" > '500'::numeric THEN '500'::numeric ELSE s.\"lab_value\" END"));
         // 1.5 as a floor of an integer column: values below 2 become 2.
-        assert!(p.select.contains("CASE WHEN s.\"days\" < 2 THEN 2::integer ELSE s.\"days\" END"), "{}", p.select);
-        assert!(p.select.contains("s.\"institution_code\"::text <> ALL (m.excluded_institutions)"));
+        assert!(m.contains("CASE WHEN s.\"days\" < 2 THEN 2::integer ELSE s.\"days\" END"), "{m}");
+        assert!(m.ends_with("AND (m.excluded_institutions IS NULL OR s.\"institution_code\"::text <> ALL (m.excluded_institutions))"));
         assert!(p.quasi_identifiers.is_empty(), "institution_code is not exposed, so it is no quasi-identifier here");
         assert_eq!(class_row(&p, 1), None);
     }
@@ -428,18 +484,20 @@ mod tests {
     fn the_person_map_reads_every_source_and_classes_from_quasi_identifiers() {
         let c = contract();
         let plans = vec![plan(&c, 0, &patient()).unwrap(), plan(&c, 1, &visit()).unwrap()];
-        let sql = person_map_sql(&plans);
-        assert!(sql.contains("SELECT s.\"person_id\"::bigint AS person_id FROM \"clinical\".\"patient\" s UNION ALL SELECT s.\"person_id\"::bigint AS person_id FROM \"clinical\".\"visit\" s"));
+        let persons = persons_select(&plans);
+        assert!(persons.contains("SELECT s.\"person_id\"::bigint AS person_id FROM \"clinical\".\"patient\" s UNION ALL SELECT s.\"person_id\"::bigint AS person_id FROM \"clinical\".\"visit\" s"));
+        let sql = person_map_sql(&plans, "\"d\".\"_persons\"");
+        assert!(sql.contains("FROM \"d\".\"_persons\" p LEFT JOIN linked k"));
         // Only the patient view exposes quasi-identifiers, so only it feeds the class.
         assert_eq!(sql.matches("AS v FROM").count(), 1, "{sql}");
         assert!(sql.contains(&plans[0].quasi_identifiers[0]));
         for param in ["$1", "$2", "$3", "$4"] {
             assert!(sql.contains(param), "{param}");
         }
-        let gone = gone_persons_sql(&plans);
-        assert_eq!(gone.matches("NOT EXISTS").count(), 2);
+        let gone = gone_persons_sql("\"d\".\"_persons\"");
+        assert!(gone.ends_with("NOT EXISTS (SELECT FROM \"d\".\"_persons\" p WHERE p.person_id = m.person_id)"));
         // Without any quasi-identifier, everyone falls into one class.
-        let none = person_map_sql(&plans[1..]);
+        let none = person_map_sql(&plans[1..], "\"d\".\"_persons\"");
         assert!(none.contains("WHERE false"));
     }
 
@@ -477,7 +535,14 @@ mod tests {
         let rule = c.spec.tables[0].columns.remove("sex").unwrap();
         c.spec.tables[0].columns.insert("se\"x".into(), rule);
         let p = plan(&c, 0, &s).unwrap();
-        assert!(p.select.contains("FROM \"x\"\"; DROP TABLE t; --\".\"patient\" s"), "{}", p.select);
-        assert!(p.select.contains("s.\"se\"\"x\" AS \"se\"\"x\""));
+        let m = materialize_select(&p, "c2026_001");
+        assert!(m.contains("FROM \"x\"\"; DROP TABLE t; --\".\"patient\" s"), "{m}");
+        assert!(m.contains("s.\"se\"\"x\" AS \"se\"\"x\""));
+        let mut reserved = patient();
+        reserved.columns[3].name = TOKEN_COLUMN.into();
+        let mut c2 = contract();
+        let rule = c2.spec.tables[0].columns.remove("sex").unwrap();
+        c2.spec.tables[0].columns.insert(TOKEN_COLUMN.into(), rule);
+        assert_eq!(plan(&c2, 0, &reserved).unwrap_err().column, TOKEN_COLUMN);
     }
 }

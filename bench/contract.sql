@@ -1,0 +1,99 @@
+-- Contract benchmarks (issue 5), run by scripts/bench.sh:
+--  1. publish_contract over :persons persons and :visits visit rows (target: under a minute);
+--  2. refresh_contract after 1% new persons and data (target: under a minute);
+--  3. two analyst queries (filter and aggregate) on the contract's visit view against
+--     the same queries on the raw table, alternated, best of :runs (target: 1.3x at most).
+-- The persons are linked and notified directly (the linker has its own benchmark);
+-- 1,000 of them have opted out.
+\set QUIET on
+\pset footer off
+SET client_min_messages = warning;
+DROP SCHEMA IF EXISTS bench_clinical, contract_bench_c CASCADE;
+DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'bench_lab') THEN CREATE ROLE bench_lab; END IF;
+END $$;
+RESET client_min_messages;
+\i bench/harness.sql
+
+CREATE SCHEMA bench_clinical;
+SELECT count(medanon.register_institution('B' || i, 'Hospital ' || i, 'hospital')) FROM generate_series(0, 19) i;
+-- Links and notifications for every person, as link_patients and record_notification would leave them.
+INSERT INTO medanon.person (person_id) SELECT i FROM generate_series(1::bigint, :persons) i;
+INSERT INTO medanon.person_link (institution_code, local_patient_id, person_id, block)
+SELECT 'B' || (i % 20), 'p' || i, i, i FROM generate_series(1::bigint, :persons) i;
+INSERT INTO medanon.notification (institution_code, local_patient_id, notified_at, method)
+SELECT 'B' || (i % 20), 'p' || i, now() - interval '90 days', 'written' FROM generate_series(1::bigint, :persons) i;
+SELECT count(medanon.opt_out('B' || (i % 20), 'p' || i)) FROM generate_series(1, :persons, :persons / 1000) i;
+
+CREATE TABLE bench_clinical.patient AS
+SELECT i::bigint AS person_id, DATE '1930-01-01' + (i * 7919 % 32000)::int AS birth_date, (1 + i % 2)::smallint AS sex,
+       (ARRAY['東京都千代田区', '大阪府大阪市北区', '北海道札幌市中央区', '福岡県福岡市博多区', '愛知県名古屋市中区'])[1 + i % 5] AS address
+  FROM generate_series(1::bigint, :persons) i;
+CREATE TABLE bench_clinical.visit AS
+SELECT 1 + (g * 104729) % :persons AS person_id, 'B' || ((1 + (g * 104729) % :persons) % 20) AS institution_code,
+       DATE '2019-04-01' + (g % 2557)::int AS visit_date,
+       (ARRAY['I10', 'E11.9', 'J45.9', 'E78.5', 'K21.9', 'M54.5', 'F32.9', 'N18.3'])[1 + (g * 31) % 8] AS icd10,
+       round((40 + (g * 7) % 300)::numeric, 1) AS lab_value
+  FROM generate_series(1::bigint, :visits) g;
+CREATE INDEX ON bench_clinical.visit (person_id);
+VACUUM ANALYZE bench_clinical.patient, bench_clinical.visit, medanon.person_link, medanon.notification;
+SELECT medanon.register_source('bench_clinical.patient', 'person_id'),
+       medanon.register_source('bench_clinical.visit', 'person_id', 'institution_code');
+SELECT count(medanon.classify(t::regclass, c, cls)) FROM (VALUES
+  ('bench_clinical.patient', 'person_id', 'identifier'), ('bench_clinical.patient', 'birth_date', 'quasi_identifier'),
+  ('bench_clinical.patient', 'sex', 'quasi_identifier'), ('bench_clinical.patient', 'address', 'quasi_identifier'),
+  ('bench_clinical.visit', 'person_id', 'identifier'), ('bench_clinical.visit', 'institution_code', 'quasi_identifier'),
+  ('bench_clinical.visit', 'visit_date', 'static'), ('bench_clinical.visit', 'icd10', 'semi_static'),
+  ('bench_clinical.visit', 'lab_value', 'dynamic')) v(t, c, cls);
+SELECT medanon.create_contract('{"id": "bench_c", "grantee": "bench_lab", "purpose": "benchmark", "approved_on": "2026-01-01",
+  "expires_on": "2099-12-31", "kind": "anonymized", "k": 5, "reference_date": "2026-04-01",
+  "tables": [{"source": "bench_clinical.patient", "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 10, "top": 90}},
+                                                             "sex": "keep", "address": "prefecture"}},
+             {"source": "bench_clinical.visit", "columns": {"person_id": "token", "visit_date": "shift", "icd10": "keep",
+                                                           "lab_value": {"top_code": 250}}}]}');
+
+CREATE TEMP TABLE contract_results (n int, benchmark text, medanon_ms numeric, baseline text, baseline_ms numeric);
+INSERT INTO contract_results
+SELECT 1, 'publish_contract: ' || :persons || ' persons, ' || :visits || ' visits', pg_temp.elapsed_ms($$SELECT medanon.publish_contract('bench_c')$$),
+       'target: under 60,000 ms', NULL;
+VACUUM ANALYZE medanon.contract_person;
+-- 1% new persons, linked and notified, and 1% more visits.
+INSERT INTO medanon.person (person_id) SELECT i FROM generate_series((:persons + 1)::bigint, :persons + :persons / 100) i;
+INSERT INTO medanon.person_link (institution_code, local_patient_id, person_id, block)
+SELECT 'B' || (i % 20), 'p' || i, i, i FROM generate_series((:persons + 1)::bigint, :persons + :persons / 100) i;
+INSERT INTO medanon.notification (institution_code, local_patient_id, notified_at, method)
+SELECT 'B' || (i % 20), 'p' || i, now() - interval '90 days', 'written' FROM generate_series((:persons + 1)::bigint, :persons + :persons / 100) i;
+INSERT INTO bench_clinical.patient
+SELECT i, DATE '1930-01-01' + (i * 7919 % 32000)::int, (1 + i % 2)::smallint, '東京都千代田区' FROM generate_series((:persons + 1)::bigint, :persons + :persons / 100) i;
+INSERT INTO bench_clinical.visit
+SELECT 1 + (g * 7) % (:persons + :persons / 100), 'B' || ((1 + (g * 7) % (:persons + :persons / 100)) % 20), DATE '2026-01-01' + (g % 90)::int,
+       'I10', 120 FROM generate_series(1, :visits / 100) g;
+VACUUM ANALYZE bench_clinical.patient, bench_clinical.visit;
+INSERT INTO contract_results
+SELECT 2, 'refresh_contract: +1% persons and visits', pg_temp.elapsed_ms($$SELECT medanon.refresh_contract('bench_c')$$),
+       'target: under 60,000 ms', NULL;
+VACUUM ANALYZE medanon.contract_person;
+
+-- The analyst's queries, on the view and on the raw table.
+INSERT INTO contract_results SELECT 3, 'view: icd10, count, avg(lab) WHERE lab_value > 100', p.ours_ms,
+  'the same on the raw table', p.theirs_ms
+  FROM pg_temp.best_pair('SELECT icd10, count(*), avg(lab_value) FROM contract_bench_c.visit WHERE lab_value > 100 GROUP BY icd10',
+                         'SELECT icd10, count(*), avg(lab_value) FROM bench_clinical.visit WHERE lab_value > 100 GROUP BY icd10', :runs) p;
+INSERT INTO contract_results SELECT 4, 'view: persons per month with E11.9 (count distinct)', p.ours_ms,
+  'the same on the raw table', p.theirs_ms
+  FROM pg_temp.best_pair($q$SELECT date_trunc('month', visit_date), count(DISTINCT person_id) FROM contract_bench_c.visit
+                            WHERE icd10 = 'E11.9' GROUP BY 1$q$,
+                         $q$SELECT date_trunc('month', visit_date), count(DISTINCT person_id) FROM bench_clinical.visit
+                            WHERE icd10 = 'E11.9' GROUP BY 1$q$, :runs) p;
+\unset QUIET
+SELECT benchmark, medanon_ms, baseline, baseline_ms, round(medanon_ms / nullif(baseline_ms, 0), 3) AS ratio
+  FROM contract_results ORDER BY n;
+SELECT * FROM medanon.contract_report('bench_c');
+\set QUIET on
+\pset format unaligned
+\pset tuples_only on
+\o :outfile
+SELECT '| ' || benchmark || ' | ' || round(medanon_ms, 1) || ' | ' || baseline || ' | ' || coalesce(baseline_ms::text, '') || ' | '
+       || coalesce('**' || round(medanon_ms / nullif(baseline_ms, 0), 3) || '**', '') || ' |'
+  FROM contract_results ORDER BY n;
+\o
