@@ -204,7 +204,13 @@ fn load_active() -> ActiveKey {
 /// The first call in a backend, and the first after a rotation, loads the key;
 /// every other call is a hash lookup.
 pub fn with_domain_key<R>(purpose: Purpose, domain: &[u8], f: impl FnOnce(&DomainKey) -> R) -> R {
-    if STALE.get() || ACTIVE.with(|a| a.borrow().is_none()) {
+    let missing = ACTIVE.with(|a| a.borrow().is_none());
+    // During a parallel operation a cached key serves the rest of the statement:
+    // loading runs SPI, which cannot start a command in parallel mode once the
+    // transaction has written (a rotation is seen from the next statement on).
+    // STALE stays set, so the key is reloaded after it.
+    let keep_cached = !missing && unsafe { pg_sys::IsInParallelMode() };
+    if (STALE.get() || missing) && !keep_cached {
         STALE.set(false);
         // Load outside any borrow: SPI may process invalidations, which call back into us.
         let fresh = load_active();
@@ -235,6 +241,12 @@ pub fn with_domain_key<R>(purpose: Purpose, domain: &[u8], f: impl FnOnce(&Domai
         active.recent[slot] = Some((domain.to_vec(), key));
         out
     })
+}
+
+/// Loads the active keys now, if they are not cached: a statement that may run in
+/// parallel after the transaction has written calls this first (see above).
+pub fn preload() {
+    with_domain_key(Purpose::Token, b"", |_| ());
 }
 
 /// The id of the active key, as the cache sees it (for tests and reports).
