@@ -337,7 +337,7 @@ RESET ROLE;
 \echo 'Lab A logs in and writes plain SQL against its views: the gap from a visit to the next is kept (one offset per person):'
 SET ROLE demo_lab_a;
 \d contract_c2026_001.visit
-SELECT left(person_id, 12) || '…' AS person, visit_date, department, icd10,
+SELECT left(person_id::text, 13) || '…' AS person, visit_date, department, icd10,
        visit_date - lag(visit_date) OVER (ORDER BY visit_date) AS days_since_last
   FROM (SELECT DISTINCT ON (visit_date) * FROM contract_c2026_001.visit
          WHERE person_id = (SELECT person_id FROM contract_c2026_001.visit GROUP BY 1 HAVING count(DISTINCT visit_date) >= 4
@@ -364,7 +364,7 @@ SELECT cell, persons, suppression
 RESET ROLE;
 
 \echo 'One person, two contracts: unrelated tokens and offsets (the operator''s map; analysts never see it):'
-SELECT left(a.token, 16) || '…' AS token_in_a, left(b.token, 16) || '…' AS token_in_b,
+SELECT a.token AS token_in_a, b.token AS token_in_b,
        a.date_offset AS offset_in_a, b.date_offset AS offset_in_b
   FROM medanon.contract_person a JOIN medanon.contract_person b USING (person_id)
  WHERE a.contract_id = 'c2026_001' AND b.contract_id = 'c2026_002' AND a.state = 'visible' AND b.state = 'visible'
