@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make bench: build medanon with release LTO (profile dist), start a private
 # cluster, and run the benchmarks in bench/. Prints markdown rows for BENCHMARKS.md.
+# MEDANON_BENCH_ONLY=contract (or foundation, link, risk; comma-separated) runs
+# only those sections.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -10,7 +12,9 @@ ROWS=${MEDANON_BENCH_ROWS:-2000000}
 RUNS=${MEDANON_BENCH_RUNS:-5}
 SOCK="$ROOT/target/clusters/bench"
 OUT="$ROOT/target/bench"
+ONLY=${MEDANON_BENCH_ONLY:-foundation,link,risk,contract}
 mkdir -p "$OUT"
+section() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 echo "== build and install medanon (profile dist: release + fat LTO) =="
 cargo pgrx install --profile dist --pg-config "$PG_CONFIG" 2>&1 | grep -E "Finished|error" || true
@@ -21,16 +25,19 @@ psql() { command psql -X -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$
 psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench" -c "CREATE DATABASE medanon_bench"
 psql -q -d medanon_bench -c "CREATE EXTENSION medanon"
 
+if section foundation; then
 echo "== foundation: $ROWS rows, best of $RUNS, one core =="
 psql -d medanon_bench -v rows="$ROWS" -v runs="$RUNS" -v outfile="$OUT/foundation.md" -f bench/foundation.sql
 echo
 echo "markdown rows (target/bench/foundation.md):"
 cat "$OUT/foundation.md"
+fi
 
 LINK_PATIENTS=${MEDANON_BENCH_LINK_PATIENTS:-560000}
+cargo build -q --release -p medanon-synth
+if section link; then
 echo
 echo "== linkage: synthetic data of $LINK_PATIENTS patients (about 1M staging records), seed 11 =="
-cargo build -q --release -p medanon-synth
 psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench_link" -c "CREATE DATABASE medanon_bench_link"
 target/release/medanon-synth --patients "$LINK_PATIENTS" --seed 11 --visits-per-patient 0 | psql -q -d medanon_bench_link >/dev/null
 psql -q -d medanon_bench_link -c "CREATE EXTENSION medanon" -c "VACUUM ANALYZE synth.registration"
@@ -42,10 +49,12 @@ echo
 echo "== consent: eligible_persons over the linked records =="
 psql -d medanon_bench_link -v outfile="$OUT/consent.md" -f bench/consent.sql
 cat "$OUT/consent.md"
+fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(date -u +%Y-%m-%d)"
 
 RISK_ROWS=${MEDANON_BENCH_RISK_ROWS:-10000000}
 RISK_PATIENTS=${MEDANON_BENCH_RISK_PATIENTS:-1000000}
+if section risk; then
 echo
 echo "== risk: k_anonymity on $RISK_ROWS rows; suggest_generalization on $RISK_PATIENTS synthetic persons =="
 psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench_risk" -c "CREATE DATABASE medanon_bench_risk"
@@ -55,3 +64,18 @@ psql -d medanon_bench_risk -v big_rows="$RISK_ROWS" -v runs=5 -v outfile="$OUT/r
 echo
 echo "markdown rows (target/bench/risk.md):"
 cat "$OUT/risk.md"
+fi
+
+CONTRACT_PERSONS=${MEDANON_BENCH_CONTRACT_PERSONS:-1000000}
+CONTRACT_VISITS=${MEDANON_BENCH_CONTRACT_VISITS:-10000000}
+if section contract; then
+echo
+echo "== contracts: publish and refresh over $CONTRACT_PERSONS persons; analyst queries on $CONTRACT_VISITS visit rows =="
+psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench_contract" -c "CREATE DATABASE medanon_bench_contract"
+psql -q -d medanon_bench_contract -c "CREATE EXTENSION medanon"
+psql -d medanon_bench_contract -v persons="$CONTRACT_PERSONS" -v visits="$CONTRACT_VISITS" -v runs="$RUNS" \
+    -v outfile="$OUT/contract.md" -f bench/contract.sql
+echo
+echo "markdown rows (target/bench/contract.md):"
+cat "$OUT/contract.md"
+fi
