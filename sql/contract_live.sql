@@ -248,7 +248,7 @@ RETURN (SELECT s.person_column::text
 
 -- The schemas a contract has: its views and its snapshots (from the ledger).
 CREATE FUNCTION _contract_schemas(id text) RETURNS SETOF name
-LANGUAGE sql STABLE
+LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT n.nspname FROM pg_namespace n

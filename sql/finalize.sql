@@ -202,7 +202,7 @@ COMMENT ON FUNCTION create_contract(jsonb) IS
 COMMENT ON FUNCTION postal_prefix(text, integer) IS
     'The first digits (0-7) of a postal code, the rest masked: 123-****. NULL for a value that is not a postal code (contract views use it, so one bad record never stops a query); digits out of range: 22023.';
 COMMENT ON FUNCTION publish_contract(text) IS
-    'Publishes a created contract: fills its person map (per-contract tokens, date offsets, consent and k states), creates schema contract_<id> with one security_barrier view per source, grants it to the grantee only, and records it in the ledger. Returns rows and persons as jsonb.';
+    'Publishes a created contract: fills its person map (per-contract tokens, date offsets, consent and k states), writes the visible rows of each source, anonymized, into contract_<id>_data and creates schema contract_<id> with one view per source over them, grants it to the grantee only, and records it in the ledger. Returns rows and persons as jsonb.';
 COMMENT ON FUNCTION refresh_contract(text) IS
     'Takes new persons and data into a published contract: consent, classes and k are recomputed, tokens and offsets of known persons kept. Recorded in the ledger; returns rows and persons as jsonb.';
 COMMENT ON FUNCTION revoke_contract(text) IS

@@ -1,6 +1,8 @@
 //! The keyring survives pg_dump and pg_restore (pg_extension_config_dump), so a
-//! restored warehouse gives the same tokens and date offsets; and only a role that
-//! may read the keys can dump them.
+//! restored warehouse gives the same tokens and date offsets; links, consent,
+//! contracts (map, views, snapshots) and the provision ledger come back as they
+//! were, and the restored contract still withholds an opt-out; only a role that may
+//! read the keys can dump them.
 
 use medanon_integration::*;
 
@@ -8,36 +10,66 @@ const PROBE: &str = "SELECT medanon.tokenize('12345', 'patient'), medanon.date_o
                      medanon.active_key_id(), (SELECT count(*) FROM medanon.keyring)::int,
                      (SELECT string_agg(l::text, ';' ORDER BY institution_code, local_patient_id) FROM medanon.person_link l),
                      (SELECT string_agg(o::text, ';' ORDER BY opt_out_id) FROM medanon.opt_out o),
-                     (SELECT string_agg(e::text, ';' ORDER BY person_id, institution_code) FROM medanon.eligible_persons e)";
+                     (SELECT string_agg(e::text, ';' ORDER BY person_id, institution_code) FROM medanon.eligible_persons e),
+                     (SELECT string_agg(m::text, ';' ORDER BY contract_id, person_id) FROM medanon.contract_person m),
+                     (SELECT string_agg(v::text, ';' ORDER BY v::text) FROM contract_it_d.visit v),
+                     (SELECT string_agg(v::text, ';' ORDER BY v::text) FROM contract_it_d_snap_1.visit v),
+                     (SELECT string_agg(format('%s %s %s %s %s %s', entry_id, event, contract_id, spec_sha256, row_count, detail),
+                                        ';' ORDER BY entry_id) FROM medanon.provision_ledger)";
 
-type Probe = (String, i32, i32, i32, Option<String>, Option<String>, Option<String>);
+type Probe = (String, i32, i32, i32, Vec<Option<String>>);
 
 fn probe(client: &mut postgres::Client) -> Probe {
     let row = client.query_one(PROBE, &[]).unwrap();
-    (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4), row.get(5), row.get(6))
+    (row.get(0), row.get(1), row.get(2), row.get(3), (4..11).map(|i| row.get(i)).collect())
 }
 
 #[test]
 fn tokens_and_offsets_are_the_same_after_dump_and_restore() {
+    let mut su = superuser();
+    su.batch_execute(
+        "DROP SCHEMA IF EXISTS contract_it_d, contract_it_d_data, contract_it_d_snap_1 CASCADE;
+         DROP TABLE IF EXISTS public.it_visit;
+         DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_d') THEN CREATE ROLE it_lab_d LOGIN; END IF;
+         END $$;",
+    )
+    .unwrap();
     let mut su = fresh_install();
-    // A rotated keyring: one retired install key, one active rotated key; links and
-    // a consent ledger.
+    // A rotated keyring: one retired install key, one active rotated key; links, a
+    // consent ledger, and a published contract with a snapshot.
     su.batch_execute(
         "SELECT medanon.rotate_key();
          CREATE TABLE public.it_staging (institution_code text, local_patient_id text, name_kana text,
              birth_date text, sex text, insurer_number text, insured_symbol text, insured_number text);
          INSERT INTO public.it_staging VALUES ('H1', 'a', 'サトウタロウ', '1975-03-01', '1', '', '', ''),
                                              ('H2', 'b', 'ｻﾄｳ ﾀﾛｳ', 'S50.3.1', 'M', '', '', ''),
-                                             ('H1', 'c', 'ヤマダハナコ', '1980-05-05', '2', '06123456', '1', '2');
+                                             ('H1', 'c', 'ヤマダハナコ', '1980-05-05', '2', '06123456', '1', '2'),
+                                             ('H1', 'd', 'スズキイチロウ', '1985-01-01', '1', '', '', ''),
+                                             ('H1', 'e', 'タナカハナ', '1990-02-02', '2', '', '', ''),
+                                             ('H2', 'f', 'イトウジロウ', '1970-07-07', '1', '', '', '');
          SELECT medanon.link_patients('public.it_staging');
          SELECT medanon.register_institution('H1', 'Hospital', 'hospital'), medanon.register_institution('H2', 'Clinic', 'clinic');
          SELECT medanon.record_notification(institution_code, local_patient_id, now() - interval '40 days') FROM public.it_staging;
          SELECT medanon.opt_out('H1', 'c', 'bereaved_family', 'child', 'all', now());
+         CREATE TABLE public.it_visit AS
+         SELECT l.person_id, l.institution_code, DATE '2025-01-01' + g AS visit_date, 'I10'::text AS icd10
+           FROM medanon.person_link l, generate_series(1, 3) g;
+         SELECT medanon.register_source('public.it_visit', 'person_id', 'institution_code');
+         SELECT medanon.classify('public.it_visit', c, cls) FROM (VALUES ('person_id', 'identifier'),
+             ('institution_code', 'quasi_identifier'), ('visit_date', 'static'), ('icd10', 'semi_static')) v(c, cls);
+         SELECT medanon.create_contract('{\"id\": \"it_d\", \"grantee\": \"it_lab_d\", \"purpose\": \"restore\",
+             \"approved_on\": \"2026-01-01\", \"expires_on\": \"2099-01-01\", \"kind\": \"anonymized\", \"k\": 2,
+             \"tables\": [{\"source\": \"public.it_visit\",
+                          \"columns\": {\"person_id\": \"token\", \"visit_date\": \"shift\", \"icd10\": \"keep\"}}]}');
+         SELECT medanon.publish_contract('it_d');
+         SELECT medanon.release_snapshot('it_d');
          DROP TABLE public.it_staging;",
     )
     .unwrap();
     let before = probe(&mut su);
     assert_eq!(before.3, 3, "pseudonym install key, link key, rotated pseudonym key");
+    assert!(before.4.iter().all(|p| p.is_some()), "every probe has something to compare: {:?}", before.4);
     let max_id: i32 = su.query_one("SELECT max(key_id) FROM medanon.keyring", &[]).unwrap().get(0);
 
     let dump = std::env::temp_dir().join(format!("medanon-it-{}.dump", std::process::id()));
@@ -57,8 +89,15 @@ fn tokens_and_offsets_are_the_same_after_dump_and_restore() {
 
     let mut restored = connect_to("medanon_it_restored", "postgres");
     let after = probe(&mut restored);
-    assert!(before.6.is_some(), "someone should be eligible before the dump");
-    assert_eq!(before, after, "token, offset, keys, person_link, opt-outs and eligibility after restore");
+    assert_eq!(
+        before, after,
+        "token, offset, keys, person_link, opt-outs, eligibility, contract map, view, snapshot and ledger after restore"
+    );
+    // The restored contract is live: an opt-out there takes the person out of its view.
+    let shown = |c: &mut postgres::Client| -> i64 { c.query_one("SELECT count(DISTINCT person_id) FROM contract_it_d.visit", &[]).unwrap().get(0) };
+    let persons = shown(&mut restored);
+    restored.batch_execute("SELECT medanon.opt_out('H1', 'a', 'self')").unwrap();
+    assert_eq!(shown(&mut restored), persons - 1);
     // The sequence came along too: the next rotation does not reuse an id.
     let next: i32 = restored.query_one("SELECT medanon.rotate_key()", &[]).unwrap().get(0);
     assert_eq!(next, max_id + 1);
@@ -69,6 +108,7 @@ fn tokens_and_offsets_are_the_same_after_dump_and_restore() {
     assert_eq!(one_active, 1);
     drop(restored);
     su.batch_execute("DROP DATABASE medanon_it_restored").unwrap();
+    su.batch_execute("SELECT medanon.revoke_contract('it_d'); DROP TABLE public.it_visit").unwrap();
 }
 
 #[test]

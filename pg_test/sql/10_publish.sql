@@ -92,7 +92,8 @@ SELECT birth_date AS age_band, sex, postal_code, address, count(*) AS persons
 SELECT count(*) AS visits, count(p.person_id) AS joined, count(DISTINCT v.person_id) AS persons,
        min(length(v.person_id::text)) AS token_length, max(lab_value) AS max_lab
   FROM contract_ca.visit v LEFT JOIN contract_ca.patient p USING (person_id);
--- Leaky functions see only the rows the view shows (security_barrier).
+-- A leaky function sees only the rows the view shows: withheld persons' rows are not
+-- in the data table at all, so there is nothing under the view to leak.
 CREATE TEMP TABLE seen (postal_code text);
 CREATE FUNCTION pg_temp.peek(t text) RETURNS boolean LANGUAGE plpgsql COST 0.0000001 AS $$
 BEGIN INSERT INTO seen VALUES (t); RETURN true; END $$;
@@ -214,6 +215,26 @@ SELECT (SELECT count(*) FROM contract_ca_snap_1.patient) = :snap_rows_before AS 
 SELECT event, contract_id, row_count IS NOT NULL AS rows, person_count IS NOT NULL AS persons, length(spec_sha256) AS sha
   FROM medanon.provision_ledger ORDER BY entry_id;
 DELETE FROM medanon.provision_ledger;
+
+-- A pseudonymized contract (仮名加工医療情報): for a registered certified user only,
+-- no k, exact dates kept; identifiers still tokenized.
+SELECT medanon.register_certified_user('regress_lab_b');
+SET ROLE regress_etl;
+SELECT medanon.create_contract('{"id": "cp", "grantee": "regress_lab_b", "purpose": "pseudonymized research", "approved_on": "2026-11-01", "expires_on": "2099-03-31", "kind": "pseudonymized", "tables": [{"source": "clinical.patient", "columns": {"person_id": "token", "birth_date": "keep", "postal_code": "keep"}}, {"source": "clinical.visit", "columns": {"person_id": "token", "visit_date": "keep", "icd10": "keep"}}]}');
+SELECT medanon.publish_contract('cp') -> 'persons' AS persons_p;
+RESET ROLE;
+SET ROLE regress_lab_b;
+-- Exact birth dates, one person per class: nothing suppressed for want of k.
+SELECT count(*) AS patients, count(DISTINCT birth_date) AS distinct_birth_dates FROM contract_cp.patient;
+RESET ROLE;
+SELECT count(*) AS visits_with_exact_dates
+  FROM contract_cp.visit v JOIN medanon.contract_person m ON m.contract_id = 'cp' AND m.token = v.person_id
+  JOIN clinical.visit r ON r.person_id = m.person_id AND r.visit_date = v.visit_date AND r.icd10 = v.icd10;
+SELECT count(*) AS tokens_shared_with_ca FROM medanon.contract_person a JOIN medanon.contract_person b USING (token)
+ WHERE a.contract_id = 'cp' AND b.contract_id = 'ca';
+SET ROLE regress_etl;
+SELECT medanon.revoke_contract('cp');
+RESET ROLE;
 
 -- The views show nothing after expires_on: the condition is in each view, and
 -- expire_contracts closes contracts past it.

@@ -266,8 +266,14 @@ fn write_data(
             None,
             &[],
         )?;
+        // A plain view, not security_barrier: the data table holds only what the
+        // grantee may see (withheld persons' rows are deleted, not filtered), and the
+        // expiry condition has no column in it, so PostgreSQL evaluates it once, as a
+        // gate, before any row is read and before any function of the analyst's runs.
+        // Flattening saves a projection per row (1.27x of the raw query -> 1.24x for
+        // count(DISTINCT) over 10M rows in make bench).
         let define = if mode == Mode::Publish { "CREATE VIEW" } else { "CREATE OR REPLACE VIEW" };
-        let mut ddl = format!("{define} {view} WITH (security_barrier) AS {};", view_select(p, &data, expires));
+        let mut ddl = format!("{define} {view} AS {};", view_select(p, &data, expires));
         if mode == Mode::Publish {
             ddl.push_str(&format!(
                 "COMMENT ON VIEW {view} IS {};

@@ -138,6 +138,23 @@ mod tests {
         ]);
     }
 
+    /// postal_prefix is the lenient form for contract views: what generalize_postal_code
+    /// refuses as a value gives NULL, but a bad digit count is still an error.
+    #[pg_test]
+    fn postal_prefix_cases() {
+        check(&[
+            ("medanon.postal_prefix('〒123-4567', 3)", Val(Some("123-****"))),
+            ("medanon.postal_prefix('１２３－４５６７', 3)", Val(Some("123-****"))),
+            ("medanon.postal_prefix('1234567', 0)", Val(Some("***-****"))),
+            ("medanon.postal_prefix(NULL, 3)", Val(None)),
+            ("medanon.postal_prefix('123-456', 3)", Val(None)),
+            ("medanon.postal_prefix('', 3)", Val(None)),
+            ("medanon.postal_prefix('unknown', 3)", Val(None)),
+            ("medanon.postal_prefix('1234567', 8)", Fails("22023")),
+            ("medanon.postal_prefix('garbage', -1)", Fails("22023")),
+        ]);
+    }
+
     #[pg_test]
     fn prefecture_and_region_cases() {
         check(&[
@@ -391,13 +408,20 @@ mod tests {
                                    'normalize_insured_symbol','normalize_insured_number','_dice')
                         AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname IN ('link_patients','create_contract') AND p.provolatile = 'v' AND p.proparallel = 'u')
+                 OR (p.proname IN ('publish_contract','refresh_contract','release_snapshot','revoke_contract',
+                                   'expire_contracts','_contract_withhold','_contract_close','_contract_on_opt_out',
+                                   '_contract_on_link')
+                        AND p.provolatile = 'v' AND p.proparallel = 'u')
+                 OR (p.proname IN ('contract_report','_contract_person_column','_contract_schemas')
+                        AND p.provolatile = 's' AND p.proparallel = 's')
+                 OR (p.proname = 'safe_counts' AND p.provolatile = 's' AND p.proparallel = 'r')
                  OR (p.proname IN ('register_source','classify','register_certified_user')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname IN ('notice_wait_days','is_eligible') AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname IN ('register_institution','record_notification','opt_out','withdraw_opt_out',
                                    'check_intake','release_quarantine','ledger_append_only')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
-                 OR (p.proname IN ('generalize_age','truncate_date','parse_japanese_date','generalize_postal_code',
+                 OR (p.proname IN ('generalize_age','truncate_date','parse_japanese_date','generalize_postal_code','postal_prefix',
                                    'prefecture_of','region_of','top_code','bottom_code')
                         AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname IN ('rotate_key','_install_first_key','keyring_restore_guard')
