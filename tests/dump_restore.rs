@@ -12,8 +12,8 @@ const PROBE: &str = "SELECT medanon.tokenize('12345', 'patient'), medanon.date_o
                      (SELECT string_agg(o::text, ';' ORDER BY opt_out_id) FROM medanon.opt_out o),
                      (SELECT string_agg(e::text, ';' ORDER BY person_id, institution_code) FROM medanon.eligible_persons e),
                      (SELECT string_agg(m::text, ';' ORDER BY contract_id, person_id) FROM medanon.contract_person m),
-                     (SELECT string_agg(v::text, ';' ORDER BY v::text) FROM contract_it_d.visit v),
-                     (SELECT string_agg(v::text, ';' ORDER BY v::text) FROM contract_it_d_snap_1.visit v),
+                     (SELECT string_agg(v::text, ';' ORDER BY v::text) FROM contract_it_d.it_visit v),
+                     (SELECT string_agg(v::text, ';' ORDER BY v::text) FROM contract_it_d_snap_1.it_visit v),
                      (SELECT string_agg(format('%s %s %s %s %s %s', entry_id, event, contract_id, spec_sha256, row_count, detail),
                                         ';' ORDER BY entry_id) FROM medanon.provision_ledger)";
 
@@ -94,7 +94,7 @@ fn tokens_and_offsets_are_the_same_after_dump_and_restore() {
         "token, offset, keys, person_link, opt-outs, eligibility, contract map, view, snapshot and ledger after restore"
     );
     // The restored contract is live: an opt-out there takes the person out of its view.
-    let shown = |c: &mut postgres::Client| -> i64 { c.query_one("SELECT count(DISTINCT person_id) FROM contract_it_d.visit", &[]).unwrap().get(0) };
+    let shown = |c: &mut postgres::Client| -> i64 { c.query_one("SELECT count(DISTINCT person_id) FROM contract_it_d.it_visit", &[]).unwrap().get(0) };
     let persons = shown(&mut restored);
     restored.batch_execute("SELECT medanon.opt_out('H1', 'a', 'self')").unwrap();
     assert_eq!(shown(&mut restored), persons - 1);
