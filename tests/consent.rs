@@ -5,9 +5,6 @@
 
 use medanon_integration::*;
 use postgres::error::SqlState;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 /// Three patients at two institutions, notified 40 days ago, linked; a view in the
 /// shape the contracts will have, readable by an analyst role only through it.
@@ -51,39 +48,12 @@ fn no_query_started_after_an_opt_out_commits_sees_the_person() {
     let mut analyst = connect_as("it_analyst");
     assert_sqlstate(&mut analyst, "SELECT * FROM medanon.person_link", SqlState::INSUFFICIENT_PRIVILEGE);
     assert_sqlstate(&mut analyst, "SELECT * FROM medanon.eligible_persons", SqlState::INSUFFICIENT_PRIVILEGE);
-
-    // (started, finished, saw the person) for every analyst query.
-    let log: Arc<Mutex<Vec<(Instant, Instant, bool)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let reader = {
-        let (log, stop) = (log.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let query = analyst.prepare("SELECT count(*) FROM it_contract.patients WHERE person_id = $1").unwrap();
-            while !stop.load(Ordering::SeqCst) {
-                let started = Instant::now();
-                let seen: i64 = analyst.query_one(&query, &[&target]).unwrap().get(0);
-                log.lock().unwrap().push((started, Instant::now(), seen > 0));
-            }
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
     // The opt-out names the person's record at H1; scope all reaches the H2 record too.
-    let mut etl = connect_as("it_etl");
-    etl.batch_execute("BEGIN; SELECT medanon.opt_out('H1', 'a', 'self'); SELECT pg_sleep(0.1);").unwrap();
-    let before_commit = Instant::now();
-    etl.batch_execute("COMMIT").unwrap();
-    let committed = Instant::now();
-    std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::SeqCst);
-    reader.join().unwrap();
-
-    let log = log.lock().unwrap();
-    let seen_before = log.iter().filter(|(_, done, seen)| *done < before_commit && *seen).count();
-    let after: Vec<_> = log.iter().filter(|(started, ..)| *started > committed).collect();
-    assert!(seen_before > 0, "the person should be visible before the opt-out ({} queries)", log.len());
-    assert!(after.len() > 10, "too few queries after the commit to tell ({})", after.len());
-    let leaks = after.iter().filter(|(.., seen)| *seen).count();
-    assert_eq!(leaks, 0, "{leaks} of {} queries started after the commit saw the person", after.len());
+    let race = race_an_opt_out(
+        vec![(analyst, "SELECT count(*) FROM it_contract.patients WHERE person_id = $1::text::bigint".into(), target.to_string())],
+        "SELECT medanon.opt_out('H1', 'a', 'self')",
+    );
+    assert_opt_out_was_immediate(&race);
     // The other persons are still there.
     let others: i64 = su.query_one("SELECT count(*) FROM it_contract.patients", &[]).unwrap().get(0);
     assert_eq!(others, 2);

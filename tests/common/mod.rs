@@ -75,3 +75,69 @@ pub fn connect_to(dbname: &str, role: &str) -> Client {
         .connect(NoTls)
         .unwrap_or_else(|e| panic!("connect to {dbname} as {role}: {e}"))
 }
+
+/// What the analysts' queries saw around the commit of an opt-out.
+#[derive(Debug)]
+pub struct OptOutRace {
+    /// Queries in all.
+    pub queries: usize,
+    /// Queries that finished before the commit began and saw the person.
+    pub seen_before: usize,
+    /// Queries that started after the commit returned.
+    pub after: usize,
+    /// Of those, the ones that saw the person: each is a breach of invariant 3.
+    pub leaks: usize,
+}
+
+/// Runs each probe (a connection, and a query with one text parameter that returns
+/// how many rows of the person it sees) in a loop on its own thread, commits
+/// `opt_out` as it_etl while they run, and reports what the queries saw.
+pub fn race_an_opt_out(probes: Vec<(Client, String, String)>, opt_out: &str) -> OptOutRace {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    // (started, finished, saw the person) for every query.
+    let log: Arc<Mutex<Vec<(Instant, Instant, bool)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = probes
+        .into_iter()
+        .map(|(mut client, sql, person)| {
+            let (log, stop) = (log.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let query = client.prepare(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                while !stop.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let seen: i64 = client.query_one(&query, &[&person]).unwrap().get(0);
+                    log.lock().unwrap().push((started, Instant::now(), seen > 0));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut etl = connect_as("it_etl");
+    etl.batch_execute(&format!("BEGIN; {opt_out}; SELECT pg_sleep(0.1);")).unwrap();
+    let before_commit = Instant::now();
+    etl.batch_execute("COMMIT").unwrap();
+    let committed = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    for r in readers {
+        r.join().expect("a reader failed");
+    }
+    let log = log.lock().unwrap();
+    let after: Vec<_> = log.iter().filter(|(started, ..)| *started > committed).collect();
+    OptOutRace {
+        queries: log.len(),
+        seen_before: log.iter().filter(|(_, done, seen)| *done < before_commit && *seen).count(),
+        after: after.len(),
+        leaks: after.iter().filter(|(.., seen)| *seen).count(),
+    }
+}
+
+/// The assertions of invariant 3 on a race: the person was visible, enough
+/// queries ran after the commit to tell, and none of them saw the person.
+pub fn assert_opt_out_was_immediate(race: &OptOutRace) {
+    assert!(race.seen_before > 0, "the person is visible before the opt-out: {race:?}");
+    assert!(race.after > 10, "too few queries after the commit to tell: {race:?}");
+    assert_eq!(race.leaks, 0, "queries started after the commit saw the person: {race:?}");
+}
