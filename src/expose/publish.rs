@@ -7,8 +7,10 @@
 //!
 //! 1. the contract row is locked FOR UPDATE: consent triggers wait for it, and see
 //!    the new map when they go on (sql/contract_live.sql);
-//! 2. the person map is filled in one statement (`view::person_map_sql`): consent
-//!    state, token and offset (kept for persons already there), class, k state;
+//! 2. the contract's persons go into an analyzed scratch table, the map as it should
+//!    be now into another (`view::person_map_select`: consent state, token and
+//!    offset, kept for persons already there, class, k state), and the difference
+//!    into `medanon.contract_person` with plain INSERT and UPDATE;
 //! 3. the class counts are rebuilt from the map;
 //! 4. every source's visible rows, anonymized, are written into a new data table
 //!    in `contract_<id>_data` (owner only), with an index on the token, by which
