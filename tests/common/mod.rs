@@ -141,3 +141,67 @@ pub fn assert_opt_out_was_immediate(race: &OptOutRace) {
     assert!(race.after > 10, "too few queries after the commit to tell: {race:?}");
     assert_eq!(race.leaks, 0, "queries started after the commit saw the person: {race:?}");
 }
+
+/// 60 patients at H1, notified 40 days ago and linked; raw tables in it_clinical
+/// registered and classified; contract it_a for it_lab_a (k = 3) and it_b for
+/// it_lab_b (k = 2), both published by the ETL login.
+pub fn contract_warehouse() -> Client {
+    let mut su = superuser();
+    su.batch_execute(
+        "DROP SCHEMA IF EXISTS it_clinical, contract_it_a, contract_it_b, contract_it_a_data, contract_it_b_data, contract_it_a_snap_1
+             CASCADE;
+         DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_a') THEN CREATE ROLE it_lab_a LOGIN; END IF;
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_b') THEN CREATE ROLE it_lab_b LOGIN; END IF;
+         END $$;",
+    )
+    .expect("roles");
+    let mut su = fresh_install();
+    su.batch_execute(
+        "CREATE SCHEMA it_clinical;
+         CREATE TABLE it_clinical.staging (institution_code text, local_patient_id text, name_kana text,
+             birth_date text, sex text, insurer_number text, insured_symbol text, insured_number text);
+         INSERT INTO it_clinical.staging
+         SELECT 'H1', 'p' || i, 'ﾀﾅｶ ' || chr(12450 + i * 2), (DATE '1950-01-01' + i * 300)::text, (1 + i % 2)::text, '', '', ''
+           FROM generate_series(1, 60) i;
+         SELECT medanon.register_institution('H1', 'Hospital 1', 'hospital');
+         SELECT medanon.record_notification('H1', local_patient_id, now() - interval '40 days') FROM it_clinical.staging;
+         GRANT USAGE ON SCHEMA it_clinical TO it_etl;
+         GRANT SELECT ON ALL TABLES IN SCHEMA it_clinical TO it_etl;",
+    )
+    .expect("staging");
+    let mut etl = connect_as("it_etl");
+    etl.batch_execute("SELECT medanon.link_patients('it_clinical.staging')").expect("link");
+    su.batch_execute(
+        "CREATE TABLE it_clinical.patient AS
+         SELECT l.person_id, s.name_kana AS name, s.birth_date::date AS birth_date, s.sex::smallint AS sex,
+                '1' || (l.person_id % 2) || '0-0001' AS postal_code
+           FROM it_clinical.staging s JOIN medanon.person_link l USING (institution_code, local_patient_id);
+         CREATE TABLE it_clinical.visit AS
+         SELECT p.person_id, 'H1'::text AS institution_code, DATE '2024-01-01' + (p.person_id::int * 3 + g * 20) AS visit_date,
+                (ARRAY['I10', 'E11'])[1 + g % 2] AS icd10
+           FROM it_clinical.patient p, generate_series(1, 4) g;
+         GRANT SELECT ON ALL TABLES IN SCHEMA it_clinical TO it_etl;
+         SELECT medanon.register_source('it_clinical.patient', 'person_id');
+         SELECT medanon.register_source('it_clinical.visit', 'person_id', 'institution_code');
+         SELECT medanon.classify('it_clinical.patient', c, cls) FROM (VALUES ('person_id', 'identifier'), ('name', 'identifier'),
+             ('birth_date', 'quasi_identifier'), ('sex', 'quasi_identifier'), ('postal_code', 'quasi_identifier')) v(c, cls);
+         SELECT medanon.classify('it_clinical.visit', c, cls) FROM (VALUES ('person_id', 'identifier'),
+             ('institution_code', 'quasi_identifier'), ('visit_date', 'static'), ('icd10', 'semi_static')) v(c, cls);",
+    )
+    .expect("sources");
+    etl.batch_execute(
+        r#"SELECT medanon.create_contract('{"id": "it_a", "grantee": "it_lab_a", "purpose": "drug safety",
+              "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "anonymized", "k": 3, "reference_date": "2026-04-01",
+              "tables": [{"source": "it_clinical.patient", "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 50}}, "sex": "keep"}},
+                         {"source": "it_clinical.visit", "columns": {"person_id": "token", "visit_date": "shift", "icd10": "keep"}}]}');
+           SELECT medanon.create_contract('{"id": "it_b", "grantee": "it_lab_b", "purpose": "cohort",
+              "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "anonymized", "k": 2,
+              "tables": [{"source": "it_clinical.patient", "columns": {"person_id": "token", "sex": "keep"}},
+                         {"source": "it_clinical.visit", "columns": {"person_id": "token", "icd10": "keep"}}]}');
+           SELECT medanon.publish_contract('it_a');
+           SELECT medanon.publish_contract('it_b');"#,
+    )
+    .expect("publish");
+    su
+}

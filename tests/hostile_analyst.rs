@@ -1,0 +1,208 @@
+//! A hostile analyst (issue 7): the grantee of contract it_a logs in and tries to
+//! get at what it must not see. Every attack is named; each must fail with the
+//! expected SQLSTATE or return nothing it should not. `SECURITY.md` counts them.
+
+use medanon_integration::*;
+use postgres::error::SqlState;
+use postgres::Client;
+
+/// Attacks that must fail with 42501 insufficient_privilege.
+const REFUSED: &[(&str, &str)] = &[
+    ("read a raw table", "SELECT * FROM it_clinical.patient"),
+    ("read the staging table", "SELECT * FROM it_clinical.staging"),
+    ("read the keyring", "SELECT * FROM medanon.keyring"),
+    ("read person_link", "SELECT * FROM medanon.person_link"),
+    ("read the provision ledger", "SELECT * FROM medanon.provision_ledger"),
+    ("read the person map (tokens and offsets)", "SELECT * FROM medanon.contract_person"),
+    ("read the link quarantine (raw records)", "SELECT * FROM medanon.link_quarantine"),
+    ("read the intake quarantine (raw records)", "SELECT * FROM medanon.intake_quarantine"),
+    ("read the opt-out ledger", "SELECT * FROM medanon.opt_out"),
+    ("read another contract's view", "SELECT * FROM contract_it_b.patient"),
+    ("read its own contract's data tables directly", "SELECT * FROM contract_it_a_data.t0_g1"),
+    ("call tokenize", "SELECT medanon.tokenize('7', 'contract:it_a')"),
+    ("call shift_date(date)", "SELECT medanon.shift_date(date '2026-01-01', '7', 'contract:it_a')"),
+    ("call shift_date(timestamp)", "SELECT medanon.shift_date(timestamp '2026-01-01', '7', 'contract:it_a')"),
+    ("call shift_date(timestamptz)", "SELECT medanon.shift_date(timestamptz '2026-01-01', '7', 'contract:it_a')"),
+    ("call date_offset", "SELECT medanon.date_offset('7', 'contract:it_a')"),
+    ("call _link_id1", "SELECT medanon._link_id1('06139999', 'A', '1', '1970-01-01', '1')"),
+    ("call _link_id2", "SELECT medanon._link_id2('ﾀﾅｶ', '1970-01-01', '1')"),
+    ("call _link_block", "SELECT medanon._link_block('1970-01-01', '1')"),
+    ("call _link_clk", "SELECT medanon._link_clk('ﾀﾅｶ')"),
+    ("learn the active key id", "SELECT medanon.active_key_id()"),
+    ("rotate the key", "SELECT medanon.rotate_key()"),
+    ("publish its own contract", "SELECT medanon.refresh_contract('it_a')"),
+    ("take a snapshot", "SELECT medanon.release_snapshot('it_a')"),
+    ("revoke another contract", "SELECT medanon.revoke_contract('it_b')"),
+    ("read a contract report", "SELECT * FROM medanon.contract_report('it_a')"),
+    ("opt a patient out (write the ledger)", "SELECT medanon.opt_out('H1', 'p1')"),
+    ("create a table in medanon", "CREATE TABLE medanon.mine (x int)"),
+    ("create a function in medanon", "CREATE FUNCTION medanon.tokenize(text) RETURNS text LANGUAGE sql RETURN $1"),
+    ("create a view in its contract schema", "CREATE VIEW contract_it_a.mine AS SELECT 1"),
+    ("create a table in public", "CREATE TABLE public.mine (x int)"),
+    ("alter its view", "ALTER VIEW contract_it_a.patient RENAME TO p"),
+    ("drop its view", "DROP VIEW contract_it_a.patient"),
+    ("COPY a view to a program", "COPY (SELECT * FROM contract_it_a.patient) TO PROGRAM 'cat > /tmp/leak'"),
+    ("COPY a view to a server file", "COPY (SELECT * FROM contract_it_a.patient) TO '/tmp/leak.csv'"),
+    ("read a server file", "SELECT pg_read_file('postgresql.conf')"),
+    ("list the server's directory", "SELECT pg_ls_dir('.')"),
+    ("become the operator", "SET ROLE medanon_operator"),
+    ("become the auditor", "SET ROLE medanon_auditor"),
+    ("install an extension", "CREATE EXTENSION IF NOT EXISTS pgcrypto"),
+    ("count another contract's persons", "SELECT * FROM medanon.safe_counts('it_b', 'patient', ARRAY['sex'])"),
+];
+
+fn count(client: &mut Client, sql: &str) -> i64 {
+    client.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+}
+
+#[test]
+fn every_refused_attack_fails_with_42501() {
+    let _su = contract_warehouse();
+    let mut lab = connect_as("it_lab_a");
+    let mut failures = Vec::new();
+    for (attack, sql) in REFUSED {
+        let state = sqlstate_of(&mut lab, sql);
+        if state != Some(SqlState::INSUFFICIENT_PRIVILEGE) {
+            failures.push(format!("{attack}: {sql} gave {state:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "attacks that did not fail with 42501:\n{}", failures.join("\n"));
+    assert!(REFUSED.len() >= 30);
+}
+
+#[test]
+fn a_leaky_function_sees_only_the_rows_the_view_shows() {
+    let mut su = contract_warehouse();
+    // Opt one person out: the person's rows are gone, not hidden behind a filter.
+    let mut etl = connect_as("it_etl");
+    etl.batch_execute("SELECT medanon.opt_out('H1', 'p3', 'self')").unwrap();
+    let raw_persons = count(&mut su, "SELECT count(*) FROM it_clinical.patient");
+    let mut lab = connect_as("it_lab_a");
+    lab.batch_execute(
+        "CREATE TEMP TABLE seen (token uuid);
+         CREATE FUNCTION pg_temp.leak(t uuid) RETURNS boolean LANGUAGE plpgsql COST 0.0000001
+           AS $$ BEGIN INSERT INTO seen VALUES (t); RETURN true; END $$;",
+    )
+    .unwrap();
+    let returned = count(&mut lab, "SELECT count(*) FROM contract_it_a.patient WHERE pg_temp.leak(person_id)");
+    let seen = count(&mut lab, "SELECT count(*) FROM seen");
+    assert_eq!(seen, returned, "the function saw rows the view did not return");
+    assert!(returned < raw_persons, "the opted-out person is not shown ({returned} of {raw_persons})");
+}
+
+#[test]
+fn catalogs_and_plans_leak_neither_raw_statistics_nor_keys() {
+    let mut su = contract_warehouse();
+    su.batch_execute("ANALYZE it_clinical.patient, it_clinical.visit").unwrap();
+    let keys: Vec<String> =
+        su.query("SELECT encode(material, 'hex') FROM medanon.keyring", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let mut lab = connect_as("it_lab_a");
+    // pg_stats shows statistics (most common values, histograms) of readable tables only.
+    assert_eq!(count(&mut lab, "SELECT count(*) FROM pg_stats WHERE schemaname IN ('it_clinical', 'medanon')"), 0);
+    assert_eq!(count(&mut lab, "SELECT count(*) FROM pg_seclabels"), 0);
+    // EXPLAIN shows the data table and the expiry gate, never a key or a raw table.
+    let plan: String = lab
+        .query("EXPLAIN (VERBOSE) SELECT * FROM contract_it_a.visit WHERE icd10 = 'I10'", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(plan.contains("CURRENT_DATE"), "{plan}");
+    assert!(!plan.contains("it_clinical"), "a raw table in the plan: {plan}");
+    for key in &keys {
+        assert!(!plan.contains(key.as_str()), "key material in EXPLAIN");
+    }
+    // Other sessions' statements (which may name patients) are hidden.
+    let mut etl = connect_as("it_etl");
+    let sleeper = std::thread::spawn(move || etl.batch_execute("SELECT pg_sleep(1), 'p7-secret-marker'").unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let marker = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%p7-secret-marker%' AND pid <> pg_backend_pid()";
+    let to_superuser = count(&mut su, marker);
+    let to_analyst = count(&mut lab, marker);
+    sleeper.join().unwrap();
+    assert_eq!(to_superuser, 1, "the statement was running (the check would be vacuous otherwise)");
+    assert_eq!(to_analyst, 0, "the operator's statement text is visible to the analyst");
+}
+
+#[test]
+fn granting_its_view_to_another_role_gives_nothing() {
+    let _su = contract_warehouse();
+    let mut lab = connect_as("it_lab_a");
+    // Without GRANT OPTION this is only a warning; the other role still reads nothing.
+    lab.batch_execute("GRANT SELECT ON contract_it_a.patient TO it_lab_b").unwrap();
+    let mut other = connect_as("it_lab_b");
+    assert_sqlstate(&mut other, "SELECT * FROM contract_it_a.patient", SqlState::INSUFFICIENT_PRIVILEGE);
+}
+
+/// No function an analyst may execute uses a key: the analyst has no oracle to
+/// brute-force tokens with (DESIGN.md invariant 1).
+#[test]
+fn no_function_the_analyst_can_call_touches_a_key() {
+    let _su = contract_warehouse();
+    let mut lab = connect_as("it_lab_a");
+    let callable: Vec<String> = lab
+        .query(
+            "SELECT DISTINCT p.proname::text FROM pg_proc p
+              WHERE p.pronamespace = 'medanon'::regnamespace AND has_function_privilege(p.oid, 'EXECUTE')
+              ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let keyed = [
+        "tokenize", "shift_date", "date_offset", "active_key_id", "rotate_key", "_install_first_key", "_link_id1",
+        "_link_id2", "_link_block", "_link_clk", "_link_problem", "link_patients", "publish_contract",
+        "refresh_contract", "release_snapshot", "_contract_withhold",
+    ];
+    let exposed: Vec<&String> = callable.iter().filter(|f| keyed.contains(&f.as_str())).collect();
+    assert!(exposed.is_empty(), "keyed functions the analyst can call: {exposed:?}");
+    assert!(callable.contains(&"safe_counts".to_string()) && callable.contains(&"generalize_age".to_string()));
+}
+
+/// Every SECURITY DEFINER function runs with `search_path = pg_catalog, pg_temp`:
+/// a caller whose search_path puts look-alike functions and operators first never
+/// gets them run as the owner. The operator plays the attacker here (it can create
+/// a schema, and its calls reach the definer functions through the triggers).
+#[test]
+fn a_shadow_search_path_never_runs_as_the_owner() {
+    let mut su = contract_warehouse();
+    su.batch_execute(
+        "DROP SCHEMA IF EXISTS it_shadow CASCADE;
+         CREATE SCHEMA it_shadow AUTHORIZATION it_etl;
+         CREATE TABLE it_shadow.calls (what text, by_whom name DEFAULT current_user);
+         GRANT ALL ON it_shadow.calls TO PUBLIC;",
+    )
+    .unwrap();
+    let mut etl = connect_as("it_etl");
+    etl.batch_execute(
+        "CREATE FUNCTION it_shadow.now() RETURNS timestamptz LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO it_shadow.calls (what) VALUES ('now'); RETURN pg_catalog.now(); END $$;
+         CREATE FUNCTION it_shadow.eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO it_shadow.calls (what) VALUES ('='); RETURN $1 OPERATOR(pg_catalog.=) $2; END $$;
+         CREATE OPERATOR it_shadow.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = it_shadow.eq);
+         CREATE FUNCTION it_shadow.format(text, VARIADIC text[]) RETURNS text LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO it_shadow.calls (what) VALUES ('format'); RETURN pg_catalog.format($1, VARIADIC $2); END $$;
+         CREATE FUNCTION it_shadow.unnest(anyarray) RETURNS SETOF anyelement LANGUAGE plpgsql AS
+           $$ BEGIN INSERT INTO it_shadow.calls (what) VALUES ('unnest'); RETURN QUERY SELECT * FROM pg_catalog.unnest($1); END $$;
+         SET search_path = it_shadow, pg_catalog, public;
+         SELECT medanon.opt_out('H1', 'p4', 'self');
+         SELECT medanon.refresh_contract('it_a');
+         SELECT medanon.release_snapshot('it_a');
+         SELECT medanon.revoke_contract('it_b');
+         SELECT * FROM medanon.contract_report('it_a');
+         SELECT medanon._contract_person_column('it_a', 'patient');",
+    )
+    .unwrap();
+    let calls: Vec<(String, String)> = su
+        .query("SELECT what, by_whom::text FROM it_shadow.calls", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let as_owner: Vec<_> = calls.iter().filter(|(_, who)| who != "it_etl").collect();
+    assert!(as_owner.is_empty(), "shadow objects ran with another user's rights: {as_owner:?}");
+    su.batch_execute("DROP SCHEMA it_shadow CASCADE").unwrap();
+}
