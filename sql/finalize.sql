@@ -35,6 +35,16 @@ CREATE FUNCTION tokenize(value text, domain text) RETURNS text
     LANGUAGE c STABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'medanon_tokenize';
 
+-- Functions whose spec is jsonb take it as text in Rust: pgrx's jsonb argument
+-- conversion reports JSON nested deeper than 128 levels as an internal error
+-- (XX000); the Rust side parses the text and refuses it with 22023.
+CREATE FUNCTION create_contract(spec jsonb) RETURNS text
+    LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
+    RETURN medanon._create_contract(spec::text);
+CREATE FUNCTION suggest_generalization(rel regclass, spec jsonb, k integer, max_suppression double precision) RETURNS jsonb
+    LANGUAGE sql STABLE STRICT PARALLEL RESTRICTED
+    RETURN medanon._suggest_generalization(rel, spec::text, k, max_suppression);
+
 -- link_report: what linking has done so far, for the operator. Plain SQL over the
 -- link tables, which medanon_operator may read.
 CREATE FUNCTION link_report() RETURNS jsonb
@@ -88,6 +98,7 @@ BEGIN
         '_link_block(text, text)',
         '_link_clk(text)',
         'create_contract(jsonb)',
+        '_create_contract(text)',
         'register_institution(text, text, text)',
         'record_notification(text, text, timestamptz, text)',
         'opt_out(text, text, text, text, text, timestamptz)',
@@ -199,6 +210,9 @@ COMMENT ON FUNCTION suggest_generalization(regclass, jsonb, integer, double prec
     'Searches the generalization lattice (Flash-style) for the lowest-loss levels that reach k with at most max_suppression of persons suppressed.';
 COMMENT ON FUNCTION create_contract(jsonb) IS
     'Checks a contract spec (every refusal names its key), stores the contract and records it in the provision ledger; returns its id.';
+COMMENT ON FUNCTION _create_contract(text) IS 'Internal to create_contract: the spec as text.';
+COMMENT ON FUNCTION _suggest_generalization(regclass, text, integer, double precision) IS
+    'Internal to suggest_generalization: the spec as text.';
 COMMENT ON FUNCTION postal_prefix(text, integer) IS
     'The first digits (0-7) of a postal code, the rest masked: 123-****. NULL for a value that is not a postal code (contract views use it, so one bad record never stops a query); digits out of range: 22023.';
 COMMENT ON FUNCTION publish_contract(text) IS

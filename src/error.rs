@@ -51,3 +51,16 @@ impl<T> OrRaise<T> for Result<T, InputError> {
         }
     }
 }
+
+/// A jsonb argument, received as its text and parsed here, so that JSON nested too
+/// deeply for serde_json is a clear 22023 and not a conversion failure (XX000).
+pub fn json_arg(name: &str, text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{name} cannot be read"),
+            Some(e.to_string()),
+            Some("JSON may nest at most 128 levels".into()),
+        )
+    })
+}

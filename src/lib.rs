@@ -248,9 +248,12 @@ mod functions {
 
     // --- Contracts ----------------------------------------------------------------
 
+    /// `create_contract(spec jsonb)` is a SQL wrapper (sql/finalize.sql) that passes
+    /// the spec as text: pgrx's jsonb argument conversion fails as XX000 on JSON nested
+    /// deeper than serde_json's limit, where this parse refuses it with 22023.
     #[pg_extern(volatile, strict, parallel_unsafe)]
-    fn create_contract(spec: pgrx::JsonB) -> String {
-        crate::expose::create::create_contract(&spec)
+    fn _create_contract(spec: &str) -> String {
+        crate::expose::create::create_contract(&crate::error::json_arg("spec", spec))
     }
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
@@ -314,9 +317,11 @@ mod functions {
         crate::risk::risk_profile(rel.oid(), &quasi_identifiers, person_column, k)
     }
 
+    /// Behind the SQL wrapper `suggest_generalization(regclass, jsonb, ...)`, for the
+    /// reason given at `_create_contract`.
     #[pg_extern(stable, strict, parallel_restricted)]
-    fn suggest_generalization(rel: PgRelation, spec: pgrx::JsonB, k: i32, max_suppression: f64) -> pgrx::JsonB {
-        crate::risk::suggest_generalization(rel.oid(), &spec.0, k, max_suppression)
+    fn _suggest_generalization(rel: PgRelation, spec: &str, k: i32, max_suppression: f64) -> pgrx::JsonB {
+        crate::risk::suggest_generalization(rel.oid(), &crate::error::json_arg("spec", spec), k, max_suppression)
     }
 
     /// PARALLEL RESTRICTED: it runs a query through SPI, which may read a

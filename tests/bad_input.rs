@@ -180,3 +180,73 @@ fn no_input_surfaces_as_xx000_or_crashes_the_backend() {
     assert!(failures.is_empty(), "{} of {calls} calls failed:\n{}", failures.len(), failures.join("\n"));
     println!("{calls} calls, no XX000, no crash");
 }
+
+/// Hostile contract specs get a specific SQLSTATE, never XX000; and names built to
+/// break quoting (quotes, spaces, semicolons, emoji) go through publish intact.
+#[test]
+fn hostile_specs_are_refused_and_hostile_names_stay_quoted() {
+    let mut su = fresh_install();
+    su.batch_execute(
+        r#"DROP SCHEMA IF EXISTS "it bad""; DROP", contract_it_q, contract_it_q_data CASCADE;
+           CREATE SCHEMA "it bad""; DROP";
+           CREATE TABLE "it bad""; DROP"."vi""sit; --" ("pe""rson" bigint, "na me😀" text, "when" date);
+           INSERT INTO "it bad""; DROP"."vi""sit; --" SELECT l.person_id, 'x', DATE '2025-01-01' FROM medanon.person_link l;
+           SELECT medanon.register_source('"it bad""; DROP"."vi""sit; --"', 'pe"rson');
+           SELECT medanon.classify('"it bad""; DROP"."vi""sit; --"', c, cls)
+             FROM (VALUES ('pe"rson', 'identifier'), ('na me😀', 'semi_static'), ('when', 'static')) v(c, cls);"#,
+    )
+    .unwrap();
+    let base = r#"{"id": "it_q", "grantee": "it_etl", "purpose": "x", "approved_on": "2026-01-01", "expires_on": "2099-01-01",
+                   "kind": "anonymized", "k": 2, "tables": TABLES}"#;
+    let deep = format!("{}1{}", "[".repeat(5000), "]".repeat(5000));
+    let many: Vec<String> = (0..10_000).map(|i| format!(r#"{{"source": "it_bad_{i}.t", "columns": {{"a": "keep"}}}}"#)).collect();
+    let huge_key = "k".repeat(1 << 20);
+    let cases: Vec<(String, postgres::error::SqlState)> = vec![
+        (base.replace("TABLES", &format!(r#"[{{"source": "x", "columns": {{"a": {{"top_code": {deep}}}}}}}]"#)), SqlState::INVALID_PARAMETER_VALUE),
+        (base.replace("TABLES", &format!("[{}]", many.join(","))), SqlState::UNDEFINED_TABLE),
+        (base.replace("TABLES", r#"[{"source": "pg_catalog.pg_authid; DROP TABLE medanon.keyring", "columns": {"rolname": "keep"}}]"#),
+         SqlState::INVALID_NAME),
+        (base.replace("TABLES", r#"[{"source": "pg_catalog.pg_authid", "columns": {"rolpassword": "keep"}}]"#),
+         SqlState::INVALID_PARAMETER_VALUE),
+        (base.replace("TABLES", &format!(r#"[{{"source": "x", "columns": {{"{huge_key}": "keep"}}}}]"#)), SqlState::UNDEFINED_TABLE),
+        (base.replace("TABLES", "[]").replace("it_q", "it q\\\"; DROP SCHEMA medanon CASCADE; --"), SqlState::INVALID_PARAMETER_VALUE),
+        (base.replace("TABLES", "[]").replace("it_q", "it q\"; DROP"), SqlState::INVALID_TEXT_REPRESENTATION),
+        (base.replace("TABLES", "null"), SqlState::INVALID_PARAMETER_VALUE),
+        (base.replace("\"k\": 2", "\"k\": 1e400").replace("TABLES", "[]"), SqlState::INVALID_PARAMETER_VALUE),
+    ];
+    let mut etl = connect_as("it_etl");
+    for (spec, expected) in &cases {
+        let state = match etl.query("SELECT medanon.create_contract($1::text::jsonb)", &[spec]) {
+            Ok(_) => None,
+            Err(e) => e.code().cloned(),
+        };
+        assert_eq!(state.as_ref(), Some(expected), "spec {:.120}", spec);
+    }
+    // The hostile names, published and read back through the view.
+    let spec = base.replace(
+        "TABLES",
+        r#"[{"source": "\"it bad\"\"; DROP\".\"vi\"\"sit; --\"", "columns": {"pe\"rson": "token", "na me😀": "keep", "when": "shift"}}]"#,
+    );
+    su.batch_execute(r#"GRANT USAGE ON SCHEMA "it bad""; DROP" TO it_etl; GRANT SELECT ON ALL TABLES IN SCHEMA "it bad""; DROP" TO it_etl"#)
+        .unwrap();
+    etl.query("SELECT medanon.create_contract($1::text::jsonb)", &[&spec]).expect("a spec with hostile names is valid");
+    etl.batch_execute("SELECT medanon.publish_contract('it_q')").expect("publish quotes every name");
+    let columns: Vec<String> = su
+        .query(
+            "SELECT column_name::text FROM information_schema.columns
+              WHERE table_schema = 'contract_it_q' AND table_name = 'vi\"sit; --' ORDER BY ordinal_position",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(columns, ["pe\"rson", "na me😀", "when"]);
+    let rows: i64 = etl.query_one(r#"SELECT count(*) FROM contract_it_q."vi""sit; --""#, &[]).unwrap().get(0);
+    let linked: i64 = su.query_one("SELECT count(*) FROM medanon.person_link", &[]).unwrap().get(0);
+    assert_eq!(rows, linked, "every linked person's row, and nothing dropped along the way");
+    let keyring: i64 = su.query_one("SELECT count(*) FROM medanon.keyring", &[]).unwrap().get(0);
+    assert!(keyring >= 2, "the keyring is still there");
+    etl.batch_execute("SELECT medanon.revoke_contract('it_q')").unwrap();
+    su.batch_execute(r#"DROP SCHEMA "it bad""; DROP" CASCADE"#).unwrap();
+}

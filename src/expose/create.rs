@@ -170,8 +170,8 @@ pub fn check_catalog(c: &Contract, creating: bool) {
 
 /// `create_contract(spec)`: checks the spec, stores the contract, records it in the
 /// provision ledger, and returns its id.
-pub fn create_contract(spec: &JsonB) -> String {
-    let text = spec.0.to_string();
+pub fn create_contract(spec: &serde_json::Value) -> String {
+    let text = spec.to_string();
     let contract = match parse(&text, today()) {
         Ok(c) => c,
         Err(e) => refuse(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, &e.path, e.message, None),
@@ -199,7 +199,7 @@ pub fn create_contract(spec: &JsonB) -> String {
                 contract.expires_on.to_string().into(),
                 s.k.into(),
                 reference.into(),
-                JsonB(spec.0.clone()).into(),
+                JsonB(spec.clone()).into(),
                 sha.as_str().into(),
             ],
         )?;

@@ -407,7 +407,9 @@ mod tests {
                  OR (p.proname IN ('normalize_kana','normalize_kanji_name','normalize_sex','normalize_insurer_number',
                                    'normalize_insured_symbol','normalize_insured_number','_dice')
                         AND p.provolatile = 'i' AND p.proparallel = 's')
-                 OR (p.proname IN ('link_patients','create_contract') AND p.provolatile = 'v' AND p.proparallel = 'u')
+                 OR (p.proname IN ('link_patients','create_contract','_create_contract')
+                        AND p.provolatile = 'v' AND p.proparallel = 'u')
+                 OR (p.proname = '_suggest_generalization' AND p.provolatile = 's' AND p.proparallel = 'r')
                  OR (p.proname IN ('publish_contract','refresh_contract','release_snapshot','revoke_contract',
                                    'expire_contracts','_contract_withhold','_contract_close','_contract_on_opt_out',
                                    '_contract_on_link')
