@@ -190,7 +190,8 @@ pub fn parse(json: &str, today: Ymd) -> Result<Contract, SpecError> {
         let message = e.inner().to_string();
         // serde_json appends " at line L column C"; the path says where already.
         let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-        err(if path == "." { "(spec)".to_string() } else { path }, message)
+        // The root, or an unknown key that is the empty string: name the spec itself.
+        err(if path == "." || path.is_empty() { "(spec)".to_string() } else { path }, message)
     })?;
     let id_ok = !spec.id.is_empty()
         && spec.id.len() <= 40
@@ -306,6 +307,51 @@ mod tests {
     fn pseudonymized_contracts_may_leave_out_k() {
         let json = with(r#""kind": "anonymized", "k": 5"#, r#""kind": "pseudonymized""#);
         assert_eq!(parse(&json, TODAY).unwrap().spec.k, None);
+    }
+
+    use proptest::prelude::*;
+
+    /// Arbitrary JSON, nested a few levels, with the spec's own keys mixed in so the
+    /// parser gets past its first checks.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        let key = prop_oneof![
+            Just("id".to_string()), Just("k".to_string()), Just("tables".to_string()), Just("columns".to_string()),
+            Just("source".to_string()), Just("age_band".to_string()), Just("top_code".to_string()), "[a-z_]{0,8}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| Value::from(n)),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "\\PC{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::btree_map(key.clone(), inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
+            let _ = parse(&text, TODAY);
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics_and_refusals_name_a_key(value in json()) {
+            if let Err(e) = parse(&value.to_string(), TODAY) {
+                prop_assert!(!e.path.is_empty() && !e.message.is_empty(), "{e:?}");
+            }
+        }
+
+        #[test]
+        fn the_example_with_any_one_rule_replaced_never_panics(rule in json()) {
+            let json = with(r#""icd10": "keep""#, &format!(r#""icd10": {rule}"#));
+            let _ = parse(&json, TODAY);
+        }
     }
 
     #[test]

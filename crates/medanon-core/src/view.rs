@@ -438,6 +438,26 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// A quoted identifier or literal is one token: its inside has only doubled
+        /// quotes, so no input closes it early (the heart of "no SQL from a user's string").
+        #[test]
+        fn quoting_closes_only_at_the_end(s in "\\PC{0,40}") {
+            let id = ident(&s);
+            let inner = &id[1..id.len() - 1];
+            proptest::prop_assert!(id.starts_with('"') && id.ends_with('"'));
+            proptest::prop_assert_eq!(inner.replace("\"\"", ""), s.replace('"', ""));
+            let lit = literal(&s);
+            let body = lit.strip_prefix('E').unwrap_or(&lit);
+            let inner = &body[1..body.len() - 1];
+            proptest::prop_assert!(body.starts_with('\'') && body.ends_with('\''));
+            proptest::prop_assert!(!inner.replace("''", "").contains('\''));
+            if lit.starts_with('E') {
+                proptest::prop_assert!(!inner.replace("\\\\", "").contains('\\'));
+            }
+        }
+    }
+
     #[test]
     fn quoting() {
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
