@@ -188,20 +188,39 @@ fn a_shadow_search_path_never_runs_as_the_owner() {
          CREATE FUNCTION it_shadow.unnest(anyarray) RETURNS SETOF anyelement LANGUAGE plpgsql AS
            $$ BEGIN INSERT INTO it_shadow.calls (what) VALUES ('unnest'); RETURN QUERY SELECT * FROM pg_catalog.unnest($1); END $$;
          SET search_path = it_shadow, pg_catalog, public;
-         SELECT medanon.opt_out('H1', 'p4', 'self');
+         -- In the attacker's own statements the look-alikes do take over:
+         SELECT now() = now(), 1::bigint = 1::bigint;
+         -- and then every path into a SECURITY DEFINER function or the owner's work:
+         SELECT medanon.opt_out('H1', 'p4', 'self');                  -- _contract_on_opt_out, _contract_withhold
+         SELECT medanon.link_patients('it_clinical.staging');        -- _contract_on_link (person_link triggers)
          SELECT medanon.refresh_contract('it_a');
          SELECT medanon.release_snapshot('it_a');
-         SELECT medanon.revoke_contract('it_b');
+         SELECT medanon.revoke_contract('it_b');                     -- revoke_contract, _contract_close
+         SELECT medanon.expire_contracts();
          SELECT * FROM medanon.contract_report('it_a');
          SELECT medanon._contract_person_column('it_a', 'patient');",
     )
     .unwrap();
+    let definers: Vec<String> = su
+        .query("SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'medanon'::regnamespace AND p.prosecdef ORDER BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        definers,
+        ["_contract_close", "_contract_on_link", "_contract_on_opt_out", "_contract_person_column", "_contract_withhold",
+         "expire_contracts", "revoke_contract"],
+        "a new SECURITY DEFINER function needs a path in this test"
+    );
     let calls: Vec<(String, String)> = su
         .query("SELECT what, by_whom::text FROM it_shadow.calls", &[])
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    let by_attacker = calls.iter().filter(|(_, who)| who == "it_etl").count();
+    assert!(by_attacker >= 2, "the look-alikes must intercept the attacker's own calls, or this test proves nothing: {calls:?}");
     let as_owner: Vec<_> = calls.iter().filter(|(_, who)| who != "it_etl").collect();
     assert!(as_owner.is_empty(), "shadow objects ran with another user's rights: {as_owner:?}");
     su.batch_execute("DROP SCHEMA it_shadow CASCADE").unwrap();
