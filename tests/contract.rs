@@ -70,30 +70,14 @@ fn an_analyst_reads_its_own_views_and_nothing_else() {
     let after: i64 = lab_a.query_one("SELECT count(*) FROM contract_it_a.patient", &[]).unwrap().get(0);
     assert_eq!(after, patients);
     // Everything the analyst may read is in its own contract's schema.
-    let readable: Vec<String> = lab_a
-        .query(
-            "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    let readable = strings(&mut lab_a, "SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f') AND has_table_privilege(c.oid, 'SELECT')
                 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-              ORDER BY 1",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+              ORDER BY 1");
     assert_eq!(readable, vec!["contract_it_a.patient", "contract_it_a.visit"]);
     // The only SECURITY DEFINER function it may call returns a column name.
-    let definer: Vec<String> = lab_a
-        .query(
-            "SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'medanon'::regnamespace AND p.prosecdef
-                AND has_function_privilege(p.oid, 'EXECUTE') ORDER BY 1",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let definer = strings(&mut lab_a, "SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'medanon'::regnamespace AND p.prosecdef
+                AND has_function_privilege(p.oid, 'EXECUTE') ORDER BY 1");
     assert_eq!(definer, vec!["_contract_person_column"]);
     // safe_counts on its own view works, with small cells hidden.
     let cells = lab_a.query("SELECT cell::text, persons FROM medanon.safe_counts('it_a', 'visit', ARRAY['icd10'])", &[]).unwrap();

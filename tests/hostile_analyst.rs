@@ -94,8 +94,7 @@ fn a_leaky_function_sees_only_the_rows_the_view_shows() {
 fn catalogs_and_plans_leak_neither_raw_statistics_nor_keys() {
     let mut su = contract_warehouse();
     su.batch_execute("ANALYZE it_clinical.patient, it_clinical.visit").unwrap();
-    let keys: Vec<String> =
-        su.query("SELECT encode(material, 'hex') FROM medanon.keyring", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let keys = strings(&mut su, "SELECT encode(material, 'hex') FROM medanon.keyring");
     let mut lab = connect_as("it_lab_a");
     // pg_stats shows statistics (most common values, histograms) of readable tables only.
     assert_eq!(count(&mut lab, "SELECT count(*) FROM pg_stats WHERE schemaname IN ('it_clinical', 'medanon')"), 0);
@@ -141,17 +140,9 @@ fn granting_its_view_to_another_role_gives_nothing() {
 fn no_function_the_analyst_can_call_touches_a_key() {
     let _su = contract_warehouse();
     let mut lab = connect_as("it_lab_a");
-    let callable: Vec<String> = lab
-        .query(
-            "SELECT DISTINCT p.proname::text FROM pg_proc p
+    let callable = strings(&mut lab, "SELECT DISTINCT p.proname::text FROM pg_proc p
               WHERE p.pronamespace = 'medanon'::regnamespace AND has_function_privilege(p.oid, 'EXECUTE')
-              ORDER BY 1",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+              ORDER BY 1");
     let keyed = [
         "tokenize", "shift_date", "date_offset", "active_key_id", "rotate_key", "_install_first_key", "_link_id1",
         "_link_id2", "_link_block", "_link_clk", "_link_problem", "link_patients", "publish_contract",
@@ -201,12 +192,7 @@ fn a_shadow_search_path_never_runs_as_the_owner() {
          SELECT medanon._contract_person_column('it_a', 'patient');",
     )
     .unwrap();
-    let definers: Vec<String> = su
-        .query("SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'medanon'::regnamespace AND p.prosecdef ORDER BY 1", &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let definers = strings(&mut su, "SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'medanon'::regnamespace AND p.prosecdef ORDER BY 1");
     assert_eq!(
         definers,
         ["_contract_close", "_contract_on_link", "_contract_on_opt_out", "_contract_person_column", "_contract_withhold",

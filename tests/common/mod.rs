@@ -205,3 +205,8 @@ pub fn contract_warehouse() -> Client {
     .expect("publish");
     su
 }
+
+/// The first column of every row of `sql`, as text.
+pub fn strings(client: &mut Client, sql: &str) -> Vec<String> {
+    client.query(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).iter().map(|r| r.get(0)).collect()
+}
