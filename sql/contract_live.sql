@@ -215,18 +215,21 @@ BEGIN
     IF NOT EXISTS (SELECT FROM medanon.contract c WHERE c.contract_id = id) THEN
         RAISE EXCEPTION 'contract "%" does not exist', id USING ERRCODE = 'undefined_object';
     END IF;
+    -- One pass over the map and one over the classes (publish reads this too).
     RETURN QUERY
     SELECT c.contract_id, c.status, c.k, c.expires_on,
-           (SELECT count(*) FROM medanon.contract_person m WHERE m.contract_id = c.contract_id AND m.state = 'visible'),
-           (SELECT count(*) FROM medanon.contract_person m WHERE m.contract_id = c.contract_id AND m.state = 'k'),
-           (SELECT count(*) FROM medanon.contract_person m WHERE m.contract_id = c.contract_id AND m.state = 'consent'),
-           (SELECT count(*) FROM medanon.contract_person m WHERE m.contract_id = c.contract_id AND m.state = 'unlinked'),
-           (SELECT count(*) FROM medanon.contract_class cc WHERE cc.contract_id = c.contract_id AND cc.persons > 0),
-           (SELECT count(*) FROM medanon.contract_class cc
-             WHERE cc.contract_id = c.contract_id AND cc.persons > 0 AND cc.persons < c.k),
-           (SELECT min(cc.persons) FROM medanon.contract_class cc
-             WHERE cc.contract_id = c.contract_id AND cc.persons >= coalesce(c.k, 1))
-      FROM medanon.contract c WHERE c.contract_id = id;
+           p.visible, p.k_suppressed, p.consent, p.unlinked, cl.classes, cl.suppressed, cl.smallest
+      FROM medanon.contract c,
+           LATERAL (SELECT count(*) FILTER (WHERE m.state = 'visible') AS visible,
+                           count(*) FILTER (WHERE m.state = 'k') AS k_suppressed,
+                           count(*) FILTER (WHERE m.state = 'consent') AS consent,
+                           count(*) FILTER (WHERE m.state = 'unlinked') AS unlinked
+                      FROM medanon.contract_person m WHERE m.contract_id = c.contract_id) p,
+           LATERAL (SELECT count(*) FILTER (WHERE cc.persons > 0) AS classes,
+                           count(*) FILTER (WHERE cc.persons > 0 AND cc.persons < c.k) AS suppressed,
+                           min(cc.persons) FILTER (WHERE cc.persons >= coalesce(c.k, 1)) AS smallest
+                      FROM medanon.contract_class cc WHERE cc.contract_id = c.contract_id) cl
+     WHERE c.contract_id = id;
 END
 $fn$;
 

@@ -9,7 +9,7 @@ use postgres::Client;
 use std::collections::HashSet;
 
 fn tokens(client: &mut Client, sql: &str) -> HashSet<String> {
-    client.query(sql, &[]).expect(sql).iter().map(|r| r.get::<_, String>(0)).collect()
+    strings(client, sql).into_iter().collect()
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! (medanon_operator). Publishing checks the catalog again, since a column may
 //! have been reclassified since.
 
-use super::today;
+use super::{record, today};
 use crate::error::raise;
 use medanon_core::contract::{parse, Contract, Kind, Rule};
 use pgrx::prelude::*;
@@ -64,13 +64,15 @@ pub fn check_catalog(c: &Contract, creating: bool) {
             );
         }
     }
-    let exists = Spi::get_one_with_args::<bool>(
-        "SELECT EXISTS (SELECT FROM medanon.contract WHERE contract_id OPERATOR(pg_catalog.=) $1)",
-        &[c.spec.id.as_str().into()],
-    )
-    .unwrap_or_else(|e| spi_failed(e));
-    if creating && exists == Some(true) {
-        refuse(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, "id", format!("contract \"{}\" exists already", c.spec.id), None);
+    if creating {
+        let exists = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM medanon.contract WHERE contract_id OPERATOR(pg_catalog.=) $1)",
+            &[c.spec.id.as_str().into()],
+        )
+        .unwrap_or_else(|e| spi_failed(e));
+        if exists == Some(true) {
+            refuse(PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT, "id", format!("contract \"{}\" exists already", c.spec.id), None);
+        }
     }
     for (i, t) in c.spec.tables.iter().enumerate() {
         let path = format!("tables[{i}].source");
@@ -179,10 +181,7 @@ pub fn create_contract(spec: &serde_json::Value) -> String {
     check_catalog(&contract, true);
     let sha = Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>();
     let s = &contract.spec;
-    let kind = match s.kind {
-        Kind::Anonymized => "anonymized",
-        Kind::Pseudonymized => "pseudonymized",
-    };
+    let kind = s.kind.name();
     let reference = contract.reference_date.map(|d| d.to_string());
     let inserted = Spi::connect_mut(|client| {
         client.update(
@@ -203,21 +202,10 @@ pub fn create_contract(spec: &serde_json::Value) -> String {
                 sha.as_str().into(),
             ],
         )?;
-        client.update(
-            "INSERT INTO medanon.provision_ledger (contract_id, event, spec_sha256, detail)
-             VALUES ($1, 'create', $2, pg_catalog.jsonb_build_object('grantee', $3::text, 'kind', $4::text,
-                                                                     'expires_on', $5::text, 'tables', $6::int))",
-            None,
-            &[
-                s.id.as_str().into(),
-                sha.as_str().into(),
-                s.grantee.as_str().into(),
-                kind.into(),
-                contract.expires_on.to_string().into(),
-                (s.tables.len() as i32).into(),
-            ],
-        )?;
-        Ok::<_, SpiError>(())
+        let detail = serde_json::json!({
+            "grantee": s.grantee, "kind": kind, "expires_on": contract.expires_on.to_string(), "tables": s.tables.len(),
+        });
+        record(client, &s.id, "create", &sha, None, None, detail)
     });
     if let Err(e) = inserted {
         spi_failed(e);

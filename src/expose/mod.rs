@@ -97,6 +97,25 @@ pub fn require_status(id: &str, status: &str, expected: &str, hint: &str) {
     }
 }
 
+/// Locks the contract row FOR UPDATE, as the owner, and checks its status again:
+/// another session may have published or revoked it since `load`. While the lock
+/// is held, the consent triggers wait (sql/contract_live.sql).
+pub fn lock_contract(client: &mut pgrx::spi::SpiClient<'_>, id: &str, expected: &str) -> Result<(), pgrx::spi::SpiError> {
+    let status = client
+        .update("SELECT status FROM medanon.contract WHERE contract_id = $1 FOR UPDATE", None, &[id.into()])?
+        .first()
+        .get_one::<String>()?;
+    if status.as_deref() != Some(expected) {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("contract \"{id}\" is {}, not {expected}", status.unwrap_or_default()),
+            None,
+            None,
+        );
+    }
+    Ok(())
+}
+
 /// The map and the views must read the consent ledger as of now, which only
 /// READ COMMITTED gives each statement (see the lock protocol in
 /// sql/contract_live.sql).

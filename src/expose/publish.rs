@@ -21,10 +21,11 @@
 //!    refresh commits;
 //! 6. the ledger records the event with the rows of each view and the persons.
 
-use super::{create, load, record, require_caller_reads, require_read_committed, require_status, schema_of, sources};
+use super::{
+    create, load, lock_contract, record, require_caller_reads, require_read_committed, require_status, schema_of, sources,
+};
 use crate::error::{raise, spi_failed};
 use crate::keyring::{as_owner, keyring_and_owner};
-use medanon_core::contract::Kind;
 use medanon_core::view::{
     gone_persons_sql, ident, literal, materialize_select, person_map_select, persons_select, plan, view_select, ViewPlan,
     TOKEN_COLUMN,
@@ -85,10 +86,7 @@ fn run(id: &str, mode: Mode) -> JsonB {
     let id = contract.spec.id.clone();
     let grantee = contract.spec.grantee.clone();
     let purpose = contract.spec.purpose.clone();
-    let kind = match contract.spec.kind {
-        Kind::Anonymized => "anonymized",
-        Kind::Pseudonymized => "pseudonymized",
-    };
+    let kind = contract.spec.kind.name();
     let expires = contract.expires_on.to_string();
     let sha = stored.spec_sha256;
     let (_, owner) = keyring_and_owner();
@@ -96,23 +94,7 @@ fn run(id: &str, mode: Mode) -> JsonB {
     crate::keyring::preload();
     let summary = as_owner(owner, move || {
         Spi::connect_mut(|client| {
-            let status = client
-                .select(
-                    "SELECT status FROM medanon.contract WHERE contract_id = $1 FOR UPDATE",
-                    None,
-                    &[id.as_str().into()],
-                )?
-                .first()
-                .get_one::<String>()?;
-            if status.as_deref() != Some(expected) {
-                // Another session published or revoked it while we checked.
-                raise(
-                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    format!("contract \"{id}\" is {}, not {expected}", status.unwrap_or_default()),
-                    None,
-                    None,
-                );
-            }
+            lock_contract(client, &id, expected)?;
             if mode == Mode::Publish {
                 create_schemas(client, &id, &grantee, &purpose, kind, &expires)?;
             }
@@ -305,45 +287,28 @@ fn write_data(
     Ok(rows)
 }
 
-/// Rows per view and persons per state, for the ledger and the caller.
+/// Rows per view, and persons per state and the smallest class as
+/// `contract_report` counts them, for the ledger and the caller.
 fn summarize(client: &mut SpiClient<'_>, id: &str, rows: Vec<(String, i64)>) -> Result<serde_json::Value, SpiError> {
-    let mut views = serde_json::Map::new();
-    let mut total = 0i64;
-    for (name, n) in rows {
-        total += n;
-        views.insert(name, json!(n));
-    }
-    let states = client
+    let total: i64 = rows.iter().map(|(_, n)| n).sum();
+    let views: serde_json::Map<String, serde_json::Value> = rows.into_iter().map(|(name, n)| (name, json!(n))).collect();
+    let report = client
         .select(
-            "SELECT coalesce(jsonb_object_agg(state, n), '{}') FROM
-               (SELECT state, count(*) AS n FROM medanon.contract_person WHERE contract_id = $1 GROUP BY state) s",
+            "SELECT jsonb_build_object('visible', persons_exposed, 'k', persons_suppressed_k,
+                                       'consent', persons_excluded_consent, 'unlinked', persons_unlinked),
+                    min_class_size
+               FROM medanon.contract_report($1)",
             None,
             &[id.into()],
         )?
         .first()
-        .get_one::<JsonB>()?
-        .map(|j| j.0)
-        .unwrap_or_else(|| json!({}));
-    let mut persons = json!({"visible": 0, "k": 0, "consent": 0, "unlinked": 0});
-    if let (Some(p), Some(s)) = (persons.as_object_mut(), states.as_object()) {
-        for (state, n) in s {
-            p.insert(state.clone(), n.clone());
-        }
-    }
-    let min_class = client
-        .select(
-            "SELECT min(cc.persons) FROM medanon.contract_class cc JOIN medanon.contract c USING (contract_id)
-              WHERE cc.contract_id = $1 AND cc.persons >= coalesce(c.k, 1)",
-            None,
-            &[id.into()],
-        )?
-        .first()
-        .get_one::<i32>()?;
+        .get_two::<JsonB, i32>()?;
+    let (persons, min_class) = report;
     Ok(json!({
         "schema": schema_of(id),
         "views": views,
         "rows": total,
-        "persons": persons,
+        "persons": persons.map(|j| j.0),
         "min_class_size": min_class,
     }))
 }

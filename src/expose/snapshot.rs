@@ -8,7 +8,7 @@
 //! followed by a newline; the hash of the snapshot is that of the lines
 //! `<table>:<hex sha-256>\n` in table-name order.
 
-use super::{load, record, require_read_committed, require_status, schema_of, sources};
+use super::{load, lock_contract, record, require_read_committed, require_status, schema_of};
 use crate::error::spi_failed;
 use crate::keyring::{as_owner, keyring_and_owner};
 use medanon_core::view::{ident, literal};
@@ -48,7 +48,6 @@ pub fn release_snapshot(id: &str) -> String {
     let stored = load(id);
     require_status(id, &stored.status, "published", "publish it first with medanon.publish_contract()");
     let contract = stored.contract;
-    let views: Vec<String> = sources(&contract).into_iter().map(|(_, s)| s.table).collect();
     let id = contract.spec.id.clone();
     let grantee = contract.spec.grantee.clone();
     let expires = contract.expires_on.to_string();
@@ -58,7 +57,16 @@ pub fn release_snapshot(id: &str) -> String {
         Spi::connect_mut(|client| {
             // FOR UPDATE: opt-outs wait until the copy is complete, so every table
             // of it shows the same persons.
-            client.update("SELECT FROM medanon.contract WHERE contract_id = $1 FOR UPDATE", None, &[id.as_str().into()])?;
+            lock_contract(client, &id, "published")?;
+            // The views as published (their data tables are in contract_table).
+            let views: Vec<String> = client
+                .select(
+                    "SELECT view_name::text FROM medanon.contract_table WHERE contract_id = $1 ORDER BY view_name",
+                    None,
+                    &[id.as_str().into()],
+                )?
+                .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<_, _>>()?;
             let n = client
                 .select(
                     "SELECT count(*) + 1 FROM medanon.provision_ledger WHERE contract_id = $1 AND event = 'snapshot'",
@@ -93,11 +101,10 @@ pub fn release_snapshot(id: &str) -> String {
             }
             client.update(ddl.as_str(), None, &[])?;
             let mut tables = serde_json::Map::new();
-            let mut names = views.clone();
-            names.sort();
             let mut whole = Sha256::new();
             let mut total = 0i64;
-            for v in &names {
+            // In name order, as the snapshot's hash is defined.
+            for v in &views {
                 let (digest, rows) = table_digest(client, &format!("{schema}.{}", ident(v)))?;
                 whole.update(format!("{v}:{digest}\n").as_bytes());
                 total += rows;

@@ -46,6 +46,16 @@ pub enum Kind {
     Pseudonymized,
 }
 
+impl Kind {
+    /// The kind's name, as a spec writes it and `medanon.contract` stores it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Anonymized => "anonymized",
+            Kind::Pseudonymized => "pseudonymized",
+        }
+    }
+}
+
 /// How one column is treated in the contract's view.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
