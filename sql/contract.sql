@@ -53,14 +53,22 @@ CREATE TABLE contract (
     k               integer CHECK (k >= 2),
     reference_date  date,
     spec            jsonb NOT NULL,
+    -- encode(sha256(convert_to(spec::text, 'UTF8')), 'hex'): the stored spec's
+    -- canonical jsonb text, so an auditor recomputes it (README, "The spec hash").
     spec_sha256     text NOT NULL,
+    -- The schemas of the contract's views and of the data tables behind them, as
+    -- the planner (medanon_core::plan) named them; SQL reads them here.
+    view_schema     name NOT NULL,
+    data_schema     name NOT NULL,
+    -- Publish, refresh and snapshots lock this row FOR UPDATE. Consent triggers
+    -- lock it FOR SHARE before they withhold anyone, so they wait for a refresh in
+    -- progress, and a REPEATABLE READ opt-out that overlaps a refresh fails with a
+    -- serialization error instead of missing what it wrote.
     status          text NOT NULL DEFAULT 'created' CHECK (status IN ('created', 'published', 'revoked', 'expired')),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     created_by      name NOT NULL DEFAULT session_user,
     published_at    timestamptz,
-    -- Set by every publish and refresh. Consent triggers lock this row FOR SHARE
-    -- before they withhold anyone, so a REPEATABLE READ opt-out that overlaps a
-    -- refresh fails with a serialization error instead of missing what it wrote.
+    -- Set by every publish and refresh.
     refreshed_at    timestamptz,
     CHECK (kind = 'pseudonymized' OR k IS NOT NULL)
 );

@@ -6,11 +6,9 @@
 -- the extension owner: one row per person of the contract's sources, with the
 -- person's per-contract token and date offset (computed by the operator, so no
 -- view calls a keyed function), the institutions whose records may not flow, the
--- person's quasi-identifier class, and a state:
---   visible   shown in every view of the contract
---   k         in a class with fewer than k consenting persons: shown in no view
---   consent   an opt-out in force, or never notified (or still waiting): no view
---   unlinked  no record in person_link any more (merged away): no view
+-- person's quasi-identifier class, and a state: visible, or withheld by k, by
+-- consent, or as unlinked (medanon_core::plan::PersonState names and documents
+-- them; SQL reads the names from _contract_person_states()).
 -- Then they write the rows of `visible` persons, anonymized, into one data table
 -- per source in schema contract_<id>_data, which only the owner reads; the
 -- grantee's views in contract_<id> select from those tables. When a person is
@@ -29,7 +27,10 @@ CREATE TABLE contract_person (
     -- the text token for this use and much cheaper to join and count on.
     token                  uuid NOT NULL,
     date_offset            integer NOT NULL CHECK (date_offset <> 0),
-    state                  text NOT NULL CHECK (state IN ('visible', 'k', 'consent', 'unlinked')),
+    -- The names are the planner's (medanon_core::plan::PersonState), read here
+    -- through _contract_person_states(), as by every SQL function below.
+    state                  text NOT NULL CHECK (state IN (_contract_person_states() ->> 'visible', _contract_person_states() ->> 'k',
+                                                          _contract_person_states() ->> 'consent', _contract_person_states() ->> 'unlinked')),
     -- Institutions whose records of this person stay out (NULL: none).
     excluded_institutions  text[],
     -- md5 of the person's generalized quasi-identifiers across the contract's
@@ -60,9 +61,13 @@ CREATE TABLE contract_table (
     data_schema  name NOT NULL,
     data_table   name NOT NULL,
     generation   integer NOT NULL,
+    -- The view column that shows the person token (NULL: the view has none), and
+    -- the data table's token column, by which withheld persons' rows are deleted.
+    person_column  name,
+    token_column   name NOT NULL,
     PRIMARY KEY (contract_id, view_name)
 );
-COMMENT ON TABLE contract_table IS 'The data table (contract_<id>_data) behind each view of a contract.';
+COMMENT ON TABLE contract_table IS 'The data table behind each view of a contract, and its person and token columns, as publish wrote them.';
 
 DO $live$
 DECLARE t text;
@@ -94,6 +99,7 @@ DECLARE
     more_contracts text[];
     more_tokens uuid[];
     t record;
+    st constant jsonb := medanon._contract_person_states();
 BEGIN
     IF persons IS NULL OR pg_catalog.cardinality(persons) = 0 THEN
         RETURN 0;
@@ -108,10 +114,10 @@ BEGIN
     WITH gone AS (
         UPDATE medanon.contract_person m
            SET state = CASE WHEN EXISTS (SELECT FROM medanon.person_link l WHERE l.person_id = m.person_id)
-                            THEN 'consent' ELSE 'unlinked' END,
+                            THEN st ->> 'consent' ELSE st ->> 'unlinked' END,
                changed_at = now()
          WHERE m.person_id = ANY (persons)
-           AND m.state IN ('visible', 'k')
+           AND m.state IN (st ->> 'visible', st ->> 'k')
            AND (NOT EXISTS (SELECT FROM medanon.person_link l WHERE l.person_id = m.person_id)
                 OR EXISTS (SELECT FROM medanon.opt_outs_in_force o WHERE o.person_id = m.person_id))
         RETURNING m.contract_id, m.class_key, m.token
@@ -130,22 +136,22 @@ BEGIN
     IF low_contracts IS NOT NULL THEN
         WITH suppressed AS (
             UPDATE medanon.contract_person m
-               SET state = 'k', changed_at = now()
+               SET state = st ->> 'k', changed_at = now()
               FROM unnest(low_contracts, low_classes) AS low(contract_id, class_key)
-             WHERE m.contract_id = low.contract_id AND m.class_key = low.class_key AND m.state = 'visible'
+             WHERE m.contract_id = low.contract_id AND m.class_key = low.class_key AND m.state = st ->> 'visible'
             RETURNING m.contract_id, m.token)
         SELECT array_agg(x.contract_id), array_agg(x.token) INTO more_contracts, more_tokens FROM suppressed x;
         gone_contracts := gone_contracts || more_contracts;
         gone_tokens := gone_tokens || more_tokens;
     END IF;
     -- Their rows leave every data table now (the views read nothing else).
-    FOR t IN SELECT ct.contract_id, ct.data_schema, ct.data_table,
+    FOR t IN SELECT ct.contract_id, ct.data_schema, ct.data_table, ct.token_column,
                     ARRAY(SELECT x.token FROM unnest(gone_contracts, gone_tokens) AS x(contract_id, token)
                            WHERE x.contract_id = ct.contract_id) AS tokens
                FROM medanon.contract_table ct
               WHERE ct.contract_id = ANY (gone_contracts)
               ORDER BY ct.contract_id, ct.view_name LOOP
-        EXECUTE format('DELETE FROM %I.%I WHERE _token = ANY ($1)', t.data_schema, t.data_table) USING t.tokens;
+        EXECUTE format('DELETE FROM %I.%I WHERE %I = ANY ($1)', t.data_schema, t.data_table, t.token_column) USING t.tokens;
     END LOOP;
     RETURN withheld;
 END
@@ -211,6 +217,7 @@ RETURNS TABLE (contract_id text, status text, k integer, expires_on date,
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE st constant jsonb := medanon._contract_person_states();
 BEGIN
     IF NOT EXISTS (SELECT FROM medanon.contract c WHERE c.contract_id = id) THEN
         RAISE EXCEPTION 'contract "%" does not exist', id USING ERRCODE = 'undefined_object';
@@ -220,10 +227,10 @@ BEGIN
     SELECT c.contract_id, c.status, c.k, c.expires_on,
            p.visible, p.k_suppressed, p.consent, p.unlinked, cl.classes, cl.suppressed, cl.smallest
       FROM medanon.contract c,
-           LATERAL (SELECT count(*) FILTER (WHERE m.state = 'visible') AS visible,
-                           count(*) FILTER (WHERE m.state = 'k') AS k_suppressed,
-                           count(*) FILTER (WHERE m.state = 'consent') AS consent,
-                           count(*) FILTER (WHERE m.state = 'unlinked') AS unlinked
+           LATERAL (SELECT count(*) FILTER (WHERE m.state = st ->> 'visible') AS visible,
+                           count(*) FILTER (WHERE m.state = st ->> 'k') AS k_suppressed,
+                           count(*) FILTER (WHERE m.state = st ->> 'consent') AS consent,
+                           count(*) FILTER (WHERE m.state = st ->> 'unlinked') AS unlinked
                       FROM medanon.contract_person m WHERE m.contract_id = c.contract_id) p,
            LATERAL (SELECT count(*) FILTER (WHERE cc.persons > 0) AS classes,
                            count(*) FILTER (WHERE cc.persons > 0 AND cc.persons < c.k) AS suppressed,
@@ -233,21 +240,19 @@ BEGIN
 END
 $fn$;
 
--- The person column of a contract view: the column safe_counts counts distinct
--- values of. Not secret (a column name); the view's own grants decide who reads it.
-CREATE FUNCTION _contract_person_column(contract_id text, view_name text) RETURNS text
+-- The schema and person column of a published contract's view, as publish
+-- stored them: what safe_counts needs. Not secret (names, which pg_class shows
+-- anyone); the view's own grants decide who reads it.
+CREATE FUNCTION _contract_view(contract_id text, view_name text) RETURNS TABLE (view_schema name, person_column name)
 LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-RETURN (SELECT s.person_column::text
-          FROM medanon.contract c
-          CROSS JOIN LATERAL jsonb_array_elements(c.spec -> 'tables') t
-          JOIN pg_class r ON r.oid = to_regclass(t ->> 'source')
-          JOIN pg_namespace n ON n.oid = r.relnamespace
-          JOIN medanon.source s ON s.source_schema = n.nspname AND s.source_table = r.relname
-         WHERE c.contract_id = _contract_person_column.contract_id AND c.status = 'published'
-           AND r.relname = _contract_person_column.view_name
-           AND t -> 'columns' ->> s.person_column::text = 'token'
-         LIMIT 1);
+BEGIN ATOMIC
+    SELECT c.view_schema, ct.person_column
+      FROM medanon.contract c
+      JOIN medanon.contract_table ct ON ct.contract_id = c.contract_id
+     WHERE c.contract_id = _contract_view.contract_id AND c.status = 'published'
+       AND ct.view_name = _contract_view.view_name;
+END;
 
 -- The schemas a contract has: its views and its snapshots (from the ledger).
 CREATE FUNCTION _contract_schemas(id text) RETURNS SETOF name
@@ -255,7 +260,7 @@ LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
     SELECT n.nspname FROM pg_namespace n
-     WHERE n.nspname IN (('contract_' || id)::name, ('contract_' || id || '_data')::name)
+     WHERE n.nspname IN (SELECT unnest(ARRAY[c.view_schema, c.data_schema]) FROM medanon.contract c WHERE c.contract_id = id)
         OR n.nspname IN (SELECT (l.detail ->> 'schema')::name FROM medanon.provision_ledger l
                           WHERE l.contract_id = id AND l.event = 'snapshot');
 END;
@@ -275,7 +280,7 @@ DECLARE
     s name;
 BEGIN
     SELECT * INTO c FROM medanon.contract WHERE contract_id = id FOR UPDATE;
-    SELECT count(*) INTO exposed FROM medanon.contract_person m WHERE m.contract_id = id AND m.state = 'visible';
+    SELECT r.persons_exposed INTO exposed FROM medanon.contract_report(id) r;
     FOR s IN SELECT * FROM medanon._contract_schemas(id) LOOP
         EXECUTE format('DROP SCHEMA %I CASCADE', s);
         schemas := schemas || s::text;

@@ -1,9 +1,10 @@
 -- medanon finalize: SQL-language helpers, privileges, comments, and the first key.
 
--- top_code / bottom_code are plain SQL so the planner inlines them into a view's
--- query: no function call per row. They are not STRICT, because a STRICT SQL
--- function is not inlined; a NULL value still gives NULL, and a NULL cap or floor
--- leaves the value unchanged.
+-- top_code / bottom_code are plain SQL, so PostgreSQL inlines them into a query
+-- that calls them: no function call per row. They are not STRICT, because a
+-- STRICT SQL function is not inlined; a NULL value still gives NULL, and a NULL
+-- cap or floor leaves the value unchanged. Contract views do not call them: the
+-- planner writes its own CASE, typed like the column (medanon_core::view::coded).
 CREATE FUNCTION top_code(value numeric, cap numeric) RETURNS numeric
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN CASE WHEN value > cap THEN cap ELSE value END;
@@ -115,7 +116,8 @@ BEGIN
         'revoke_contract(text)',
         'release_snapshot(text)',
         'expire_contracts()',
-        'contract_report(text)'
+        'contract_report(text)',
+        '_contract_person_states()'
     ]::regprocedure[] LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO medanon_operator', f);
@@ -125,8 +127,9 @@ $operator_only$;
 
 -- safe_counts runs as the caller and reads a view through the caller's own
 -- grants, so anyone may call it: a grantee counts its own views, no one else can.
--- _contract_person_column returns only the name of a view's person column.
-GRANT EXECUTE ON FUNCTION safe_counts(text, text, text[], integer), _contract_person_column(text, text) TO PUBLIC;
+-- _contract_view returns only the schema and person column of a view, names
+-- that pg_class shows anyone.
+GRANT EXECUTE ON FUNCTION safe_counts(text, text, text[], integer), _contract_view(text, text) TO PUBLIC;
 
 -- Key management is for the superuser who owns the keyring.
 REVOKE ALL ON FUNCTION rotate_key(), _install_first_key() FROM PUBLIC;
@@ -229,7 +232,8 @@ COMMENT ON FUNCTION contract_report(text) IS
     'Persons exposed, suppressed by k, excluded by consent and unlinked, classes and the smallest class shown, for one contract.';
 COMMENT ON FUNCTION safe_counts(text, text, text[], integer) IS
     'Distinct persons per cell of one of the caller''s contract views, with every margin (GROUP BY CUBE); cells below min_cell suppressed (NDB rule), and more cells suppressed until none can be recovered from a row or column total.';
-COMMENT ON FUNCTION _contract_person_column(text, text) IS 'Internal to safe_counts: the person column of a contract view.';
+COMMENT ON FUNCTION _contract_view(text, text) IS 'Internal to safe_counts: the schema and person column of a published contract''s view, as publish stored them.';
+COMMENT ON FUNCTION _contract_person_states() IS 'Internal: the names of the person states of a contract map, keyed by meaning, as the planner defines them.';
 COMMENT ON FUNCTION _contract_withhold(bigint[]) IS 'Internal: withholds persons from every contract now (opt-out or unlinked), suppressing classes that fall below k.';
 COMMENT ON FUNCTION _contract_on_opt_out() IS 'Internal trigger: an opt-out withholds its person from every contract at commit.';
 COMMENT ON FUNCTION _contract_on_link() IS 'Internal trigger: linking that makes an opt-out apply, or leaves a person with no record, withholds the person.';

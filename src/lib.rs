@@ -28,7 +28,11 @@ extension_sql_file!("../sql/link.sql", name = "link_tables", requires = ["bootst
 extension_sql_file!("../sql/consent.sql", name = "consent_tables", requires = ["link_tables"]);
 extension_sql_file!("../sql/contract.sql", name = "contract_tables", requires = ["consent_tables"]);
 extension_sql_file!("../sql/contract_api.sql", name = "contract_api", requires = ["contract_tables"]);
-extension_sql_file!("../sql/contract_live.sql", name = "contract_live", requires = ["contract_tables", "consent_api"]);
+extension_sql_file!(
+    "../sql/contract_live.sql",
+    name = "contract_live",
+    requires = ["contract_tables", "consent_api", functions::_contract_person_states]
+);
 extension_sql_file!(
     "../sql/consent_api.sql",
     name = "consent_api",
@@ -130,8 +134,6 @@ mod functions {
         medanon_core::prefecture::region_of(prefecture)
     }
 
-    /// Not STRICT, because `person_column` defaults to NULL; a NULL relation or
-    /// array still gives NULL.
     // --- Consent -----------------------------------------------------------------
 
     /// The waiting period in days (`medanon.notice_wait_days`), for the consent views.
@@ -253,7 +255,25 @@ mod functions {
     /// deeper than serde_json's limit, where this parse refuses it with 22023.
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn _create_contract(spec: &str) -> String {
-        crate::expose::create::create_contract(&crate::error::json_arg("spec", spec))
+        crate::expose::create::create_contract(spec)
+    }
+
+    /// The names of a person's states in a contract's map, keyed by meaning, from
+    /// the planner that owns them (`medanon_core::plan::PersonState`): the SQL
+    /// side (the map's CHECK constraint, the consent triggers, contract_report)
+    /// reads them here instead of spelling them again.
+    #[pg_extern(immutable, parallel_safe)]
+    fn _contract_person_states() -> pgrx::JsonB {
+        use medanon_core::plan::PersonState;
+        let keyed = [
+            ("visible", PersonState::Visible),
+            ("k", PersonState::K),
+            ("consent", PersonState::Consent),
+            ("unlinked", PersonState::Unlinked),
+        ];
+        pgrx::JsonB(serde_json::Value::Object(
+            keyed.iter().map(|(key, state)| (key.to_string(), serde_json::Value::from(state.name()))).collect(),
+        ))
     }
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
@@ -324,8 +344,9 @@ mod functions {
         crate::risk::suggest_generalization(rel.oid(), &crate::error::json_arg("spec", spec), k, max_suppression)
     }
 
-    /// PARALLEL RESTRICTED: it runs a query through SPI, which may read a
-    /// temporary table that a parallel worker cannot see.
+    /// Not STRICT, because `person_column` defaults to NULL; a NULL relation or
+    /// array still gives NULL. PARALLEL RESTRICTED: it runs a query through SPI,
+    /// which may read a temporary table that a parallel worker cannot see.
     #[pg_extern(stable, parallel_restricted)]
     fn k_anonymity(
         rel: Option<PgRelation>,

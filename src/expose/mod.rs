@@ -1,39 +1,58 @@
 //! Expose: per-contract anonymized views of the sources (the fourth step of the
-//! pipeline), in four parts:
+//! pipeline). Every contract operation goes describe → plan → apply:
 //!
-//! - `create`: a contract spec checked against the catalog and stored;
-//! - `publish`: the operator's person map (tokens, offsets, classes, consent
-//!   states), the contract schema with one view per source, and refresh;
-//! - `snapshot`: a frozen copy for delivery, hashed into the ledger;
-//! - `stats`: safe_counts, counts with small cells suppressed, for the grantee.
+//! - `describe`: the catalog, read once (sources, columns, classes, types, the
+//!   grantee, the caller's rights);
+//! - the plan: `medanon_core::plan::plan`, pure, owns every rule, name and
+//!   statement, and refuses with the key;
+//! - apply: `create` (store the contract), `publish` (the person map, the data
+//!   tables, the views; refresh), `snapshot` (a frozen copy, hashed into the
+//!   ledger); `stats` is safe_counts, counts with small cells suppressed.
 //!
 //! Revoke, expiry, the report and the consent triggers that keep the map true
-//! between refreshes are SQL (`sql/contract_live.sql`).
+//! between refreshes are SQL (`sql/contract_live.sql`); they read the names apply
+//! stored in `medanon.contract` and `medanon.contract_table`.
 
 pub mod create;
+pub mod describe;
 pub mod publish;
 pub mod snapshot;
 pub mod stats;
 
 use crate::error::{raise, spi_failed};
 use medanon_core::calendar::Ymd;
-use medanon_core::contract::{parse, Contract, Rule};
-use medanon_core::view::{Source, SourceColumn};
+use medanon_core::contract::{parse, Contract, Refusal, SpecError};
+use medanon_core::plan::{plan, ContractPlan, Purpose};
 use pgrx::prelude::*;
-use pgrx::{pg_sys, JsonB, PgSqlErrorCode};
+use pgrx::{JsonB, PgSqlErrorCode};
 
+/// Today in the session's calendar, for "has the spec expired".
 pub fn today() -> Ymd {
     let days = Spi::get_one::<i32>("SELECT (CURRENT_DATE OPERATOR(pg_catalog.-) DATE '2000-01-01')")
-        .ok()
-        .flatten()
-        .unwrap_or(0);
+        .unwrap_or_else(|e| spi_failed("could not read the current date", e))
+        .unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, "the current date is unknown", None, None));
     Ymd::from_pg_days(days as i64)
 }
 
-/// The schema of a contract's views. Contract ids are `[a-z][a-z0-9_]{0,39}`
-/// (checked by the spec parser), so the name is a plain identifier.
-pub fn schema_of(id: &str) -> String {
-    format!("contract_{id}")
+/// Raises a planner refusal with its kind's SQLSTATE.
+pub fn refuse(e: SpecError) -> ! {
+    let code = match e.refusal {
+        Refusal::InvalidSpec => PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+        Refusal::UndefinedObject => PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+        Refusal::DuplicateObject => PgSqlErrorCode::ERRCODE_DUPLICATE_OBJECT,
+        Refusal::UndefinedTable => PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+        Refusal::UndefinedColumn => PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
+        Refusal::NotSupported => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        Refusal::DatatypeMismatch => PgSqlErrorCode::ERRCODE_DATATYPE_MISMATCH,
+        Refusal::InsufficientPrivilege => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+    };
+    raise(code, e.client_message(), None, e.hint.clone())
+}
+
+/// describe → plan: the catalog read once, and the plan or the refusal.
+pub fn planned(contract: &Contract, purpose: Purpose) -> ContractPlan {
+    let described = describe::describe(contract);
+    plan(contract, &described, purpose).unwrap_or_else(|e| refuse(e))
 }
 
 /// A stored contract, as `medanon.contract` holds it.
@@ -41,6 +60,8 @@ pub struct Stored {
     pub contract: Contract,
     pub status: String,
     pub spec_sha256: String,
+    /// The schema of its views, as the plan named it at create.
+    pub view_schema: String,
 }
 
 /// Reads a contract as the caller; refuses an unknown or expired one.
@@ -48,7 +69,7 @@ pub fn load(id: &str) -> Stored {
     let row = Spi::connect(|client| {
         let rows = client.select(
             "SELECT spec::text, status, spec_sha256, expires_on::text,
-                    expires_on OPERATOR(pg_catalog.<) CURRENT_DATE
+                    expires_on OPERATOR(pg_catalog.<) CURRENT_DATE, view_schema::text
                FROM medanon.contract WHERE contract_id OPERATOR(pg_catalog.=) $1",
             None,
             &[id.into()],
@@ -62,12 +83,13 @@ pub fn load(id: &str) -> Stored {
                     r.get::<String>(3)?.unwrap_or_default(),
                     r.get::<String>(4)?.unwrap_or_default(),
                     r.get::<bool>(5)?.unwrap_or(false),
+                    r.get::<String>(6)?.unwrap_or_default(),
                 ))
             })
             .transpose()
     })
     .unwrap_or_else(|e| spi_failed("could not read the contract", e));
-    let Some((spec, status, sha, expires_on, expired)) = row else {
+    let Some((spec, status, sha, expires_on, expired, view_schema)) = row else {
         raise(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("contract \"{id}\" does not exist"), None, None)
     };
     if expired && status != "revoked" {
@@ -82,7 +104,7 @@ pub fn load(id: &str) -> Stored {
     let contract = parse(&spec, today()).unwrap_or_else(|e| {
         raise(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, format!("stored contract \"{id}\" no longer parses"), Some(e.to_string()), None)
     });
-    Stored { contract, status, spec_sha256: sha }
+    Stored { contract, status, spec_sha256: sha, view_schema }
 }
 
 /// Refuses anything but the expected status, naming what it is.
@@ -128,103 +150,6 @@ pub fn require_read_committed(what: &str) {
             Some(format!("the transaction is {}", level.unwrap_or_default())),
             Some("an older snapshot could miss an opt-out committed meanwhile".into()),
         );
-    }
-}
-
-/// The catalog's view of each source table of a contract, in spec order.
-pub fn sources(contract: &Contract) -> Vec<(pg_sys::Oid, Source)> {
-    contract
-        .spec
-        .tables
-        .iter()
-        .map(|t| {
-            let row = Spi::get_three_with_args::<pg_sys::Oid, String, String>(
-                "SELECT c.oid, n.nspname::text, c.relname::text FROM pg_catalog.pg_class c
-                   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-                  WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)",
-                &[t.source.as_str().into()],
-            );
-            let (oid, schema, table) = match row {
-                Ok((Some(o), Some(s), Some(t))) => (o, s, t),
-                Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => raise(
-                    PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
-                    format!("source table \"{}\" does not exist", t.source),
-                    None,
-                    None,
-                ),
-                Err(e) => spi_failed("could not read the source", e),
-            };
-            let registered = Spi::get_two_with_args::<String, String>(
-                "SELECT person_column::text, institution_column::text FROM medanon.source
-                  WHERE source_schema OPERATOR(pg_catalog.=) $1 AND source_table OPERATOR(pg_catalog.=) $2",
-                &[schema.as_str().into(), table.as_str().into()],
-            );
-            let (person_column, institution_column) = match registered {
-                Ok((Some(p), i)) => (p, i),
-                Ok(_) | Err(pgrx::spi::SpiError::InvalidPosition) => raise(
-                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                    format!("\"{}\" is no longer a registered source", t.source),
-                    None,
-                    Some("register it again with medanon.register_source()".into()),
-                ),
-                Err(e) => spi_failed("could not read the source", e),
-            };
-            let columns = Spi::connect(|client| {
-                client
-                    .select(
-                        "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, NULL), sc.class
-                           FROM pg_catalog.pg_attribute a
-                           LEFT JOIN medanon.source_column sc
-                             ON sc.source_schema OPERATOR(pg_catalog.=) $2 AND sc.source_table OPERATOR(pg_catalog.=) $3
-                            AND sc.column_name OPERATOR(pg_catalog.=) a.attname
-                          WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0
-                            AND NOT a.attisdropped
-                          ORDER BY a.attnum",
-                        None,
-                        &[oid.into(), schema.as_str().into(), table.as_str().into()],
-                    )?
-                    .map(|row| {
-                        Ok(SourceColumn {
-                            name: row.get::<String>(1)?.unwrap_or_default(),
-                            type_name: row.get::<String>(2)?.unwrap_or_default(),
-                            class: row.get::<String>(3)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
-            })
-            .unwrap_or_else(|e| spi_failed("could not read the source columns", e));
-            (oid, Source { schema, table, person_column, institution_column, columns })
-        })
-        .collect()
-}
-
-/// The caller must be able to read every column a contract exposes or filters
-/// on: views run as the extension owner, so without this check an operator could
-/// publish a table it may not read to a grantee it chose.
-pub fn require_caller_reads(contract: &Contract, sources: &[(pg_sys::Oid, Source)]) {
-    for ((oid, source), table) in sources.iter().zip(&contract.spec.tables) {
-        let used = table
-            .columns
-            .iter()
-            .filter(|(_, rule)| **rule != Rule::Drop)
-            .map(|(c, _)| c.as_str())
-            .chain(std::iter::once(source.person_column.as_str()))
-            .chain(source.institution_column.as_deref());
-        for column in used {
-            let allowed = Spi::get_one_with_args::<bool>(
-                "SELECT pg_catalog.has_column_privilege($1, $2, 'SELECT')",
-                &[(*oid).into(), column.into()],
-            )
-            .unwrap_or_else(|e| spi_failed("could not check privileges", e));
-            if allowed != Some(true) {
-                raise(
-                    PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-                    format!("permission denied for column \"{column}\" of \"{}\"", table.source),
-                    None,
-                    Some("the role that publishes a contract must be able to read what the contract exposes".into()),
-                );
-            }
-        }
     }
 }
 

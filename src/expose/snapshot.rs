@@ -8,10 +8,11 @@
 //! followed by a newline; the hash of the snapshot is that of the lines
 //! `<table>:<hex sha-256>\n` in table-name order.
 
-use super::{load, lock_contract, record, require_read_committed, require_status, schema_of};
+use super::{load, lock_contract, record, require_read_committed, require_status};
 use crate::error::spi_failed;
 use crate::keyring::{as_owner, keyring_and_owner};
-use medanon_core::view::{ident, literal};
+use medanon_core::plan::{snapshot_schema, snapshot_schema_ddl, snapshot_table_ddl, PersonState};
+use medanon_core::view::ident;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiError};
 use serde_json::json;
@@ -52,6 +53,7 @@ pub fn release_snapshot(id: &str) -> String {
     let grantee = contract.spec.grantee.clone();
     let expires = contract.expires_on.to_string();
     let sha = stored.spec_sha256;
+    let view_schema = stored.view_schema;
     let (_, owner) = keyring_and_owner();
     as_owner(owner, move || {
         Spi::connect_mut(|client| {
@@ -76,28 +78,10 @@ pub fn release_snapshot(id: &str) -> String {
                 .first()
                 .get_one::<i64>()?
                 .unwrap_or(1);
-            let name = format!("{}_snap_{n}", schema_of(&id));
-            let schema = ident(&name);
-            let live = ident(&schema_of(&id));
-            let who = ident(&grantee);
-            let mut ddl = format!(
-                "CREATE SCHEMA {schema};
-                 COMMENT ON SCHEMA {schema} IS {};
-                 REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
-                 GRANT USAGE ON SCHEMA {schema} TO {who};",
-                literal(&format!("medanon snapshot {n} of contract {id}, frozen for delivery; readable until {expires}"))
-            );
+            let name = snapshot_schema(&view_schema, n);
+            let mut ddl = snapshot_schema_ddl(&name, &grantee);
             for v in &views {
-                let table = format!("{schema}.{}", ident(v));
-                ddl.push_str(&format!(
-                    "CREATE TABLE {table} AS SELECT * FROM {live}.{};
-                     ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
-                     CREATE POLICY until_expiry ON {table} FOR SELECT TO {who} USING (CURRENT_DATE <= {}::date);
-                     REVOKE ALL ON {table} FROM PUBLIC;
-                     GRANT SELECT ON {table} TO {who};",
-                    ident(v),
-                    literal(&expires)
-                ));
+                ddl.push_str(&snapshot_table_ddl(&name, &view_schema, v, &grantee, &expires));
             }
             client.update(ddl.as_str(), None, &[])?;
             let mut tables = serde_json::Map::new();
@@ -105,16 +89,16 @@ pub fn release_snapshot(id: &str) -> String {
             let mut total = 0i64;
             // In name order, as the snapshot's hash is defined.
             for v in &views {
-                let (digest, rows) = table_digest(client, &format!("{schema}.{}", ident(v)))?;
+                let (digest, rows) = table_digest(client, &format!("{}.{}", ident(&name), ident(v)))?;
                 whole.update(format!("{v}:{digest}\n").as_bytes());
                 total += rows;
                 tables.insert(v.clone(), json!({"rows": rows, "sha256": digest}));
             }
             let persons = client
                 .select(
-                    "SELECT count(*) FROM medanon.contract_person WHERE contract_id = $1 AND state = 'visible'",
+                    "SELECT count(*) FROM medanon.contract_person WHERE contract_id = $1 AND state = $2",
                     None,
-                    &[id.as_str().into()],
+                    &[id.as_str().into(), PersonState::Visible.name().into()],
                 )?
                 .first()
                 .get_one::<i64>()?;

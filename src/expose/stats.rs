@@ -34,19 +34,25 @@ pub fn safe_counts(contract_id: &str, view_name: &str, group_by: Vec<Option<Stri
             bad(format!("group_by names \"{c}\" twice"), None);
         }
     }
-    let schema = super::schema_of(contract_id);
-    let view = match Spi::get_one_with_args::<pg_sys::Oid>(
-        "SELECT c.oid FROM pg_catalog.pg_class c
-           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-          WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relname OPERATOR(pg_catalog.=) $2
-            AND c.relkind OPERATOR(pg_catalog.=) 'v'",
-        &[schema.as_str().into(), view_name.into()],
-    ) {
-        Ok(oid) => oid,
-        Err(pgrx::spi::SpiError::InvalidPosition) => None,
-        Err(e) => spi_failed("could not find the view", e),
-    };
-    let Some(view) = view else {
+    // The view's schema and person column, as apply stored them (a definer
+    // function: they are names, which pg_class shows anyone; the view's own grants
+    // decide who reads it).
+    let found = Spi::connect(|client| {
+        client
+            .select(
+                "SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.view_schema, $2))::oid,
+                        v.view_schema::text, v.person_column::text
+                   FROM medanon._contract_view($1, $2) v",
+                None,
+                &[contract_id.into(), view_name.into()],
+            )?
+            .into_iter()
+            .next()
+            .map(|r| Ok::<_, pgrx::spi::SpiError>((r.get::<pg_sys::Oid>(1)?, r.get::<String>(2)?, r.get::<String>(3)?)))
+            .transpose()
+    })
+    .unwrap_or_else(|e| spi_failed("could not find the view", e));
+    let Some((Some(view), Some(schema), person)) = found else {
         raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             format!("contract \"{contract_id}\" has no view \"{view_name}\""),
@@ -64,12 +70,7 @@ pub fn safe_counts(contract_id: &str, view_name: &str, group_by: Vec<Option<Stri
             Some("safe_counts counts the views of the caller's own contract only".into()),
         );
     }
-    let person = Spi::get_one_with_args::<String>(
-        "SELECT medanon._contract_person_column($1, $2)",
-        &[contract_id.into(), view_name.into()],
-    )
-    .unwrap_or_else(|e| spi_failed("could not read the contract", e))
-    .unwrap_or_else(|| {
+    let person = person.unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("view {schema}.{view_name} has no person column, so persons cannot be counted"),

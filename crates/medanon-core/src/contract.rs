@@ -18,12 +18,56 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
-/// Why a spec was refused: the key path (for example `tables[1].columns.visit_date`)
-/// and what is wrong there.
+/// The kind of a refusal. Each kind has one SQLSTATE, which the extension maps
+/// it to: the same mistake is refused the same way at create and at publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// 22023 invalid_parameter_value: the spec itself is wrong.
+    InvalidSpec,
+    /// 42704 undefined_object: a role the spec names does not exist.
+    UndefinedObject,
+    /// 42710 duplicate_object: the contract id is taken.
+    DuplicateObject,
+    /// 42P01 undefined_table.
+    UndefinedTable,
+    /// 42703 undefined_column.
+    UndefinedColumn,
+    /// 0A000 feature_not_supported: a rule medanon cannot apply there.
+    NotSupported,
+    /// 42804 datatype_mismatch: a rule that does not fit the column's type.
+    DatatypeMismatch,
+    /// 42501 insufficient_privilege: the publishing role may not read a column.
+    InsufficientPrivilege,
+}
+
+/// Why a spec was refused: the key path (for example `tables[1].columns.visit_date`),
+/// what is wrong there, the kind of refusal and, where there is one, the fix.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpecError {
     pub path: String,
     pub message: String,
+    pub refusal: Refusal,
+    pub hint: Option<String>,
+}
+
+impl SpecError {
+    pub fn new(refusal: Refusal, path: impl Into<String>, message: impl Into<String>) -> SpecError {
+        SpecError { path: path.into(), message: message.into(), refusal, hint: None }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> SpecError {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The error message a client sees. A privilege refusal reads like
+    /// PostgreSQL's own; every other refusal names the key.
+    pub fn client_message(&self) -> String {
+        match self.refusal {
+            Refusal::InsufficientPrivilege => self.message.clone(),
+            _ => format!("invalid contract spec at \"{}\": {}", self.path, self.message),
+        }
+    }
 }
 
 impl fmt::Display for SpecError {
@@ -33,7 +77,7 @@ impl fmt::Display for SpecError {
 }
 
 fn err(path: impl Into<String>, message: impl Into<String>) -> SpecError {
-    SpecError { path: path.into(), message: message.into() }
+    SpecError::new(Refusal::InvalidSpec, path, message)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -74,7 +118,9 @@ pub enum Rule {
     TopCode(f64),
     BottomCode(f64),
     TruncateDate(String),
-    /// Levels chosen by `suggest_generalization` when the contract is published.
+    /// `{"auto": true}`: parsed so that the planner can refuse it with a hint
+    /// (0A000): levels are chosen by the operator, from what
+    /// `suggest_generalization` gives, and written as rules.
     Auto,
 }
 

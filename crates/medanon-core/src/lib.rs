@@ -5,7 +5,8 @@
 //! Modules follow the pipeline: reading what institutions send (`jpdate`),
 //! normalizing identifying fields and building link keys (`normalize`, `link`),
 //! keyed pseudonyms (`keyed`), generalization (`generalize`, `prefecture`,
-//! `hierarchy`, `lattice`), and exposure under contract (`contract`, `view`, `cells`).
+//! `hierarchy`, `lattice`), and exposure under contract (`contract`, the planner
+//! `plan`, `view`, `cells`).
 
 pub mod calendar;
 pub mod cells;
@@ -18,5 +19,6 @@ pub mod keyed;
 pub mod lattice;
 pub mod link;
 pub mod normalize;
+pub mod plan;
 pub mod prefecture;
 pub mod view;

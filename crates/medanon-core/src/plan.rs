@@ -1,0 +1,884 @@
+//! The contract planner: the one place that turns a contract and what the catalog
+//! says of its sources into database objects.
+//!
+//! `create_contract`, `publish_contract` and `refresh_contract` all go
+//! describe → plan → apply:
+//!
+//! - **describe** (the extension's glue, `src/expose/describe.rs`) reads the
+//!   catalog once into a [`Described`]: the grantee, the contract id, each source
+//!   with its registration, columns, types, classes and the caller's rights;
+//! - **plan** ([`plan`], here, pure) checks every rule against it and returns a
+//!   complete [`ContractPlan`] (every schema and table name, each view's SQL, the
+//!   person and token columns, the ledger payloads) or a [`SpecError`] that names
+//!   the key, with one [`Refusal`] kind (and so one SQLSTATE) per kind of mistake;
+//! - **apply** (the glue) executes the plan and records it, and stores in
+//!   `medanon.contract` and `medanon.contract_table` the names SQL needs, so no
+//!   SQL function derives them again.
+//!
+//! A new rule is a change here (its check in [`column_plan`], its SQL in
+//! [`expression`]) and a test below.
+
+use crate::contract::{Contract, Kind, Refusal, Rule, SpecError};
+use crate::view::{coded, ident, literal};
+
+/// A person's state in a contract's person map (`medanon.contract_person.state`).
+/// The names are written into the table's CHECK constraint at install, and every
+/// statement that reads or writes a state is rendered here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonState {
+    /// Shown in every view of the contract.
+    Visible,
+    /// In a class with fewer than k consenting persons: shown in no view.
+    K,
+    /// An opt-out in force, or never notified (or still waiting): no view.
+    Consent,
+    /// No record in person_link any more (merged away): no view.
+    Unlinked,
+}
+
+impl PersonState {
+    pub const ALL: [PersonState; 4] = [PersonState::Visible, PersonState::K, PersonState::Consent, PersonState::Unlinked];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PersonState::Visible => "visible",
+            PersonState::K => "k",
+            PersonState::Consent => "consent",
+            PersonState::Unlinked => "unlinked",
+        }
+    }
+
+    /// The state as a SQL literal.
+    pub fn sql(self) -> String {
+        literal(self.name())
+    }
+
+    /// What the state means, for the table's documentation.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            PersonState::Visible => "shown in every view of the contract",
+            PersonState::K => "in a quasi-identifier class with fewer than k consenting persons: shown in no view",
+            PersonState::Consent => "an opt-out in force, or not notified (or still waiting) at any institution: shown in no view",
+            PersonState::Unlinked => "no record in person_link any more (merged into another person): shown in no view",
+        }
+    }
+}
+
+/// The name of the token column in a contract's data tables. A source column of
+/// this name cannot be exposed.
+pub const TOKEN_COLUMN: &str = "_token";
+
+/// One column of a source table, as the catalog describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceColumn {
+    pub name: String,
+    /// `format_type` of the column, such as `integer` or `timestamp with time zone`.
+    pub type_name: String,
+    /// Its class in `medanon.source_column`, if it was classified.
+    pub class: Option<String>,
+    /// Whether the calling role may SELECT it.
+    pub caller_reads: bool,
+}
+
+/// A registered source table and its columns, in table order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub schema: String,
+    pub table: String,
+    pub person_column: String,
+    pub institution_column: Option<String>,
+    pub columns: Vec<SourceColumn>,
+}
+
+/// What the catalog says of one `tables[i].source` of a spec.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Relation {
+    /// No relation of that name.
+    Missing,
+    /// A relation, but not a registered source.
+    Unregistered,
+    Registered(Source),
+}
+
+/// Everything the planner needs from the catalog, read once by the glue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Described {
+    pub grantee_exists: bool,
+    pub grantee_certified: bool,
+    /// A contract of this id is stored already.
+    pub id_in_use: bool,
+    /// One per spec table, in spec order.
+    pub relations: Vec<Relation>,
+}
+
+/// What the plan is for: creating checks the id is new; publishing and
+/// refreshing check that the caller may read what the contract exposes, since
+/// the views run as the extension owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Create,
+    Publish,
+    Refresh,
+}
+
+/// One exposed column: its name (the source column's) and its expression over
+/// `s` (the source row) and `m` (the person's map row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedColumn {
+    pub name: String,
+    pub expr: String,
+    /// The person column, shown as the person's token.
+    pub person: bool,
+}
+
+/// How one source table is exposed under one contract.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewPlan {
+    /// The view's name in the contract schema: the source table's name.
+    pub name: String,
+    /// The exposed columns, in source order.
+    pub columns: Vec<PlannedColumn>,
+    /// The source relation, quoted: `"schema"."table"`, read under the alias `s`.
+    pub source: String,
+    /// The source's person column, quoted, under alias `s`.
+    pub person: String,
+    /// The condition that keeps out records of institutions the person may not be
+    /// provided from (alias `m` for the map), when the source names its institution.
+    pub institution_filter: Option<String>,
+    /// The expressions of the exposed quasi-identifier columns, in view order.
+    pub quasi_identifiers: Vec<String>,
+    /// The view column that shows the person token, if the person column is exposed.
+    pub person_column: Option<String>,
+}
+
+/// A contract, planned: names, SQL and ledger payloads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContractPlan {
+    pub id: String,
+    pub grantee: String,
+    pub kind: Kind,
+    pub k: Option<i32>,
+    pub expires_on: String,
+    /// The schema of the grantee's views: `contract_<id>`.
+    pub schema: String,
+    /// The schema of the data tables behind the views, the owner's only.
+    pub data_schema: String,
+    /// The token and date-offset domain: a person's token and offset differ in
+    /// every contract (DESIGN.md invariant 2).
+    pub domain: String,
+    pub views: Vec<ViewPlan>,
+    /// Some source does not name its institution, so a person with an excluded
+    /// institution is withheld whole (the records cannot be told apart).
+    pub whole_person: bool,
+}
+
+fn refuse(refusal: Refusal, path: impl Into<String>, message: impl Into<String>) -> SpecError {
+    SpecError::new(refusal, path, message)
+}
+
+const TEXT_TYPES: &[&str] = &["text", "character varying", "character", "name"];
+const NUMBER_TYPES: &[&str] = &["smallint", "integer", "bigint", "numeric", "real", "double precision"];
+const DATE_TYPES: &[&str] = &["date", "timestamp without time zone", "timestamp with time zone"];
+/// A person column holds person_id: one of these.
+const INTEGER_TYPES: &[&str] = &["smallint", "integer", "bigint"];
+
+/// The type families a rule accepts.
+fn type_fits(rule: &Rule, type_name: &str) -> bool {
+    match rule {
+        Rule::Drop | Rule::Keep | Rule::Token | Rule::Auto => true,
+        Rule::Shift => DATE_TYPES.contains(&type_name),
+        Rule::AgeBand { .. } | Rule::TruncateDate(_) => type_name == "date",
+        Rule::PostalPrefix(_) | Rule::Prefecture => TEXT_TYPES.contains(&type_name),
+        Rule::TopCode(_) | Rule::BottomCode(_) => NUMBER_TYPES.contains(&type_name),
+    }
+}
+
+/// Checks one column's rule against the catalog. Every rule check is here.
+fn column_plan(source: &Source, column: &SourceColumn, rule: &Rule, path: &str) -> Result<(), SpecError> {
+    let Some(class) = column.class.as_deref() else {
+        return Err(refuse(Refusal::InvalidSpec, path, "the column is not classified, so it cannot be exposed")
+            .hint("classify it with medanon.classify(), or leave it out"));
+    };
+    let is_person = column.name == source.person_column;
+    if (class == "identifier" || is_person) && *rule != Rule::Token {
+        return Err(refuse(
+            Refusal::InvalidSpec,
+            path,
+            format!("an identifier can only be dropped or tokenized, not \"{}\"", rule.name()),
+        ));
+    }
+    if *rule == Rule::Token && !is_person {
+        return Err(refuse(Refusal::NotSupported, path, "only the person column can be tokenized (its token is stored per contract)")
+            .hint("drop this column, or keep a surrogate key that identifies no one"));
+    }
+    if *rule == Rule::Auto {
+        return Err(refuse(Refusal::NotSupported, path, "the auto rule is not supported in contract views")
+            .hint("run medanon.suggest_generalization() and write the levels it gives as rules"));
+    }
+    if !type_fits(rule, &column.type_name) {
+        return Err(refuse(
+            Refusal::DatatypeMismatch,
+            path,
+            format!("rule \"{}\" does not fit a column of type {}", rule.name(), column.type_name),
+        ));
+    }
+    if column.name == TOKEN_COLUMN {
+        return Err(refuse(Refusal::InvalidSpec, path, "this name is reserved for the token column of contract data tables")
+            .hint("rename the column in the source, or leave it out"));
+    }
+    Ok(())
+}
+
+/// The view expression of one exposed column, whose rule passed [`column_plan`].
+fn expression(contract: &Contract, column: &SourceColumn, rule: &Rule, person: bool) -> String {
+    let col = format!("s.{}", ident(&column.name));
+    let t = column.type_name.as_str();
+    match rule {
+        // Checked: an identifier or the person column is tokenized or dropped, and only the person column is tokenized.
+        Rule::Token if person => "m.token".to_string(),
+        Rule::Keep | Rule::Drop | Rule::Token | Rule::Auto => col,
+        // Whole 24-hour days for timestamps, as shift_date does: intervals within a person are kept.
+        Rule::Shift if t == "date" => format!("({col} + m.date_offset)"),
+        Rule::Shift => format!("({col} + m.date_offset * '24:00:00'::interval)"),
+        Rule::AgeBand { band, top } => {
+            // parse() refuses age_band without a reference date.
+            let reference = contract.reference_date.map(|d| d.to_string()).unwrap_or_default();
+            let reference = format!("{}::date", literal(&reference));
+            // A birth date after the reference date, or an infinite one, is not an
+            // age: NULL, rather than an error that would stop the analyst's query.
+            format!(
+                "CASE WHEN pg_catalog.isfinite({col}) AND {col} <= {reference} \
+                 THEN medanon.generalize_age({col}, {reference}, {band}, {top}) END"
+            )
+        }
+        Rule::PostalPrefix(n) => format!("medanon.postal_prefix({col}::text, {n})"),
+        Rule::Prefecture => format!("medanon.prefecture_of({col}::text)"),
+        Rule::TopCode(x) => coded(&col, t, *x, true),
+        Rule::BottomCode(x) => coded(&col, t, *x, false),
+        Rule::TruncateDate(unit) => format!("medanon.truncate_date({col}, {})", literal(unit)),
+    }
+}
+
+/// Plans the view of `contract.spec.tables[index]` over `source`.
+fn view_plan(contract: &Contract, index: usize, source: &Source) -> Result<ViewPlan, SpecError> {
+    let table = &contract.spec.tables[index];
+    let at = |key: &str| format!("tables[{index}].{key}");
+    let Some(person) = source.columns.iter().find(|c| c.name == source.person_column) else {
+        return Err(refuse(
+            Refusal::UndefinedColumn,
+            at("source"),
+            format!("the person column \"{}\" of \"{}\" is missing", source.person_column, table.source),
+        )
+        .hint("register the source again with medanon.register_source()"));
+    };
+    if !INTEGER_TYPES.contains(&person.type_name.as_str()) {
+        return Err(refuse(
+            Refusal::DatatypeMismatch,
+            at("source"),
+            format!("the person column \"{}\" must hold person_id (bigint), not {}", person.name, person.type_name),
+        ));
+    }
+    for (column, rule) in &table.columns {
+        let path = at(&format!("columns.{column}"));
+        let Some(described) = source.columns.iter().find(|c| c.name == *column) else {
+            return Err(refuse(Refusal::UndefinedColumn, path, format!("column \"{column}\" does not exist in \"{}\"", table.source)));
+        };
+        if *rule != Rule::Drop {
+            column_plan(source, described, rule, &path)?;
+        }
+    }
+    let mut columns = Vec::new();
+    let mut quasi_identifiers = Vec::new();
+    let mut person_column = None;
+    // Source order, so the view reads like the table; unnamed columns are dropped.
+    for column in &source.columns {
+        let Some(rule) = table.columns.get(&column.name).filter(|r| **r != Rule::Drop) else { continue };
+        let person = column.name == source.person_column;
+        let expr = expression(contract, column, rule, person);
+        if person {
+            person_column = Some(column.name.clone());
+        } else if column.class.as_deref() == Some("quasi_identifier") {
+            quasi_identifiers.push(expr.clone());
+        }
+        columns.push(PlannedColumn { name: column.name.clone(), expr, person });
+    }
+    let person = format!("s.{}", ident(&source.person_column));
+    // Records from an institution where the person may not be provided (not
+    // notified, or an opt-out limited to that institution) stay out.
+    let institution_filter = source.institution_column.as_ref().map(|institution| {
+        format!("(m.excluded_institutions IS NULL OR s.{}::text <> ALL (m.excluded_institutions))", ident(institution))
+    });
+    Ok(ViewPlan {
+        name: source.table.clone(),
+        columns,
+        source: format!("{}.{}", ident(&source.schema), ident(&source.table)),
+        person,
+        institution_filter,
+        quasi_identifiers,
+        person_column,
+    })
+}
+
+/// The caller must be able to read every column a contract exposes or filters
+/// on: the views run as the extension owner, so without this check an operator
+/// could publish a table it may not read to a grantee it chose.
+fn check_caller_reads(contract: &Contract, index: usize, source: &Source) -> Result<(), SpecError> {
+    let table = &contract.spec.tables[index];
+    let used = table
+        .columns
+        .iter()
+        .filter(|(_, rule)| **rule != Rule::Drop)
+        .map(|(c, _)| c.as_str())
+        .chain(std::iter::once(source.person_column.as_str()))
+        .chain(source.institution_column.as_deref());
+    for column in used {
+        let reads = source.columns.iter().any(|c| c.name == column && c.caller_reads);
+        if !reads {
+            return Err(refuse(
+                Refusal::InsufficientPrivilege,
+                format!("tables[{index}].columns.{column}"),
+                format!("permission denied for column \"{column}\" of \"{}\"", table.source),
+            )
+            .hint("the role that publishes a contract must be able to read what the contract exposes"));
+        }
+    }
+    Ok(())
+}
+
+/// The schema of a contract's views. Contract ids are `[a-z][a-z0-9_]{0,39}`
+/// (checked by the spec parser), so the name is a plain identifier.
+pub fn schema_of(id: &str) -> String {
+    format!("contract_{id}")
+}
+
+/// The schema of snapshot `n` of the contract whose views are in `view_schema`.
+pub fn snapshot_schema(view_schema: &str, n: i64) -> String {
+    format!("{view_schema}_snap_{n}")
+}
+
+/// The DDL of one table of a snapshot: a frozen copy of a view, readable by the
+/// grantee until the contract expires (a row-level security policy). Its comment,
+/// like every comment of a contract's objects, says nothing of the contract.
+pub fn snapshot_table_ddl(snapshot: &str, view_schema: &str, view: &str, grantee: &str, expires_on: &str) -> String {
+    let table = format!("{}.{}", ident(snapshot), ident(view));
+    let who = ident(grantee);
+    format!(
+        "CREATE TABLE {table} AS SELECT * FROM {}.{};
+         ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY until_expiry ON {table} FOR SELECT TO {who} USING (CURRENT_DATE <= {}::date);
+         REVOKE ALL ON {table} FROM PUBLIC;
+         GRANT SELECT ON {table} TO {who};",
+        ident(view_schema),
+        ident(view),
+        literal(expires_on)
+    )
+}
+
+/// The DDL of a snapshot's schema.
+pub fn snapshot_schema_ddl(snapshot: &str, grantee: &str) -> String {
+    let schema = ident(snapshot);
+    format!(
+        "CREATE SCHEMA {schema};
+         COMMENT ON SCHEMA {schema} IS 'medanon contract snapshot, frozen for delivery';
+         REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
+         GRANT USAGE ON SCHEMA {schema} TO {};",
+        ident(grantee)
+    )
+}
+
+/// Plans a contract: every check that needs the catalog, in the order a person
+/// fixing a spec meets them (grantee, id, then each table and its columns), and
+/// every name and statement of its objects.
+pub fn plan(contract: &Contract, described: &Described, purpose: Purpose) -> Result<ContractPlan, SpecError> {
+    let spec = &contract.spec;
+    if !described.grantee_exists {
+        return Err(refuse(Refusal::UndefinedObject, "grantee", format!("role \"{}\" does not exist", spec.grantee)));
+    }
+    if spec.kind == Kind::Pseudonymized && !described.grantee_certified {
+        return Err(refuse(
+            Refusal::InvalidSpec,
+            "grantee",
+            format!("\"{}\" is not a registered certified user, required for a pseudonymized contract", spec.grantee),
+        )
+        .hint("register it with medanon.register_certified_user()"));
+    }
+    if purpose == Purpose::Create && described.id_in_use {
+        return Err(refuse(Refusal::DuplicateObject, "id", format!("contract \"{}\" exists already", spec.id)));
+    }
+    if described.relations.len() != spec.tables.len() {
+        return Err(refuse(Refusal::InvalidSpec, "tables", "the catalog was described for another spec"));
+    }
+    let mut views = Vec::with_capacity(spec.tables.len());
+    let mut whole_person = false;
+    for (i, (table, relation)) in spec.tables.iter().zip(&described.relations).enumerate() {
+        let source = match relation {
+            Relation::Missing => {
+                return Err(refuse(Refusal::UndefinedTable, format!("tables[{i}].source"), format!("table \"{}\" does not exist", table.source)))
+            }
+            Relation::Unregistered => {
+                return Err(refuse(Refusal::InvalidSpec, format!("tables[{i}].source"), format!("\"{}\" is not a registered source", table.source))
+                    .hint("register it with medanon.register_source() and classify its columns"))
+            }
+            Relation::Registered(source) => source,
+        };
+        let view = view_plan(contract, i, source)?;
+        if purpose != Purpose::Create {
+            check_caller_reads(contract, i, source)?;
+        }
+        if views.iter().any(|v: &ViewPlan| v.name == view.name) {
+            return Err(refuse(
+                Refusal::InvalidSpec,
+                format!("tables[{i}].source"),
+                format!("another source of this contract is also named \"{}\": each view is named after its table", view.name),
+            ));
+        }
+        whole_person |= source.institution_column.is_none();
+        views.push(view);
+    }
+    let schema = schema_of(&spec.id);
+    Ok(ContractPlan {
+        id: spec.id.clone(),
+        grantee: spec.grantee.clone(),
+        kind: spec.kind,
+        k: spec.k.map(|k| k as i32),
+        expires_on: contract.expires_on.to_string(),
+        data_schema: format!("{schema}_data"),
+        schema,
+        domain: format!("contract:{}", spec.id),
+        views,
+        whole_person,
+    })
+}
+
+impl ContractPlan {
+    /// `"data_schema"."name"`.
+    fn scratch(&self, name: &str) -> String {
+        format!("{}.{}", ident(&self.data_schema), ident(name))
+    }
+
+    /// The scratch table of the contract's persons (a temporary table is not
+    /// allowed under the owner's security-restricted context).
+    pub fn persons_table(&self) -> String {
+        self.scratch("_persons")
+    }
+
+    /// The scratch table of the map as it should be now.
+    pub fn map_table(&self) -> String {
+        self.scratch("_map")
+    }
+
+    /// The data table of view `index` in `generation`. Short names: a source
+    /// table's name may already use all of PostgreSQL's 63 bytes.
+    pub fn data_table(&self, index: usize, generation: i32) -> String {
+        format!("t{index}_g{generation}")
+    }
+
+    /// The schema of snapshot `n`.
+    pub fn snapshot_schema(&self, n: i64) -> String {
+        snapshot_schema(&self.schema, n)
+    }
+
+    /// The schemas of a new contract. Their comments say nothing of the contract
+    /// (purpose, grantee, expiry): pg_description is readable by every role,
+    /// including other contracts' analysts; those facts stay in medanon.contract.
+    pub fn schemas_ddl(&self) -> String {
+        let schema = ident(&self.schema);
+        let data = ident(&self.data_schema);
+        format!(
+            "CREATE SCHEMA {schema};
+             COMMENT ON SCHEMA {schema} IS 'medanon contract views';
+             REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
+             GRANT USAGE ON SCHEMA {schema} TO {grantee};
+             CREATE SCHEMA {data};
+             COMMENT ON SCHEMA {data} IS 'medanon contract data: the rows behind a contract''s views, the extension owner''s only';
+             REVOKE ALL ON SCHEMA {data} FROM PUBLIC;",
+            grantee = ident(&self.grantee)
+        )
+    }
+
+    /// Writes the contract's persons into the scratch table, analyzed, so the
+    /// statements after it are planned for the real number of persons (a DISTINCT
+    /// over several tables is estimated at 200 rows, and planned with nested loops
+    /// that took 12 s a million).
+    pub fn persons_sql(&self) -> String {
+        let persons: Vec<String> = self
+            .views
+            .iter()
+            .map(|p| format!("SELECT {}::bigint AS person_id FROM {} s", p.person, p.source))
+            .collect();
+        let table = self.persons_table();
+        format!(
+            "CREATE UNLOGGED TABLE {table} AS SELECT DISTINCT x.person_id FROM ({}) x WHERE x.person_id IS NOT NULL; ANALYZE {table};",
+            persons.join(" UNION ALL ")
+        )
+    }
+
+    /// Writes what the person map should hold now into the scratch map table,
+    /// analyzed (see [`crate::view::person_map_select`]).
+    pub fn map_sql(&self) -> String {
+        let select =
+            crate::view::person_map_select(&self.views, &self.persons_table(), &self.id, &self.domain, self.whole_person, self.k);
+        let table = self.map_table();
+        format!("CREATE UNLOGGED TABLE {table} AS {select}; ANALYZE {table};")
+    }
+
+    /// Deletes from the map the persons no source holds any more. `$1` the contract id.
+    pub fn gone_persons_sql(&self) -> String {
+        format!(
+            "DELETE FROM medanon.contract_person m WHERE m.contract_id = $1 \
+             AND NOT EXISTS (SELECT FROM {} p WHERE p.person_id = m.person_id)",
+            self.persons_table()
+        )
+    }
+
+    /// Applies the scratch map to `medanon.contract_person`: on refresh, updates
+    /// the persons whose state, exclusions or class changed; then inserts the new
+    /// persons (on publish, all of them). Plain INSERT and UPDATE: an INSERT ...
+    /// ON CONFLICT of the same rows took 14 s a million. `$1` the contract id.
+    pub fn apply_map_sql(&self, purpose: Purpose) -> Vec<String> {
+        let map = self.map_table();
+        let mut sql = Vec::new();
+        if purpose == Purpose::Refresh {
+            sql.push(self.gone_persons_sql());
+            sql.push(format!(
+                "UPDATE medanon.contract_person cp
+                    SET state = n.state, excluded_institutions = n.excluded_institutions, class_key = n.class_key,
+                        changed_at = now()
+                   FROM {map} n
+                  WHERE cp.contract_id = $1 AND cp.person_id = n.person_id
+                    AND (cp.state, cp.excluded_institutions, cp.class_key)
+                        IS DISTINCT FROM (n.state, n.excluded_institutions, n.class_key)"
+            ));
+        }
+        let only_new = if purpose == Purpose::Refresh {
+            " WHERE NOT EXISTS (SELECT FROM medanon.contract_person cp WHERE cp.contract_id = $1 AND cp.person_id = n.person_id)"
+        } else {
+            ""
+        };
+        sql.push(format!(
+            "INSERT INTO medanon.contract_person
+                    (contract_id, person_id, token, date_offset, state, excluded_institutions, class_key)
+             SELECT $1, n.person_id, n.token, n.date_offset, n.state, n.excluded_institutions, n.class_key
+               FROM {map} n{only_new}"
+        ));
+        sql
+    }
+
+    /// Drops the scratch tables and analyzes the map: fresh statistics, or the
+    /// data tables are planned as if the contract had one person (nested loops
+    /// over 10M rows: 20 s).
+    pub fn drop_scratch_sql(&self) -> String {
+        format!("DROP TABLE {}, {}; ANALYZE medanon.contract_person", self.persons_table(), self.map_table())
+    }
+
+    /// Rebuilds the contract's class counts from the map. `$1` the contract id.
+    pub fn classes_sql(&self) -> [String; 2] {
+        [
+            "DELETE FROM medanon.contract_class WHERE contract_id = $1".to_string(),
+            format!(
+                "INSERT INTO medanon.contract_class (contract_id, class_key, persons)
+                 SELECT $1, class_key, count(*) FROM medanon.contract_person
+                  WHERE contract_id = $1 AND state IN ({}, {}) GROUP BY class_key",
+                PersonState::Visible.sql(),
+                PersonState::K.sql()
+            ),
+        ]
+    }
+
+    /// Writes the rows of view `index` into its data table of `generation` (alone,
+    /// so that SPI counts the rows).
+    pub fn materialize_sql(&self, index: usize, generation: i32) -> String {
+        let data = self.scratch(&self.data_table(index, generation));
+        format!("CREATE TABLE {data} AS {}", crate::view::materialize_select(&self.views[index], &self.id))
+    }
+
+    /// Indexes and analyzes a new data table; the consent triggers delete a
+    /// withheld person's rows by the token.
+    pub fn index_sql(&self, index: usize, generation: i32) -> String {
+        let data = self.scratch(&self.data_table(index, generation));
+        format!(
+            "CREATE INDEX ON {data} ({});
+             ANALYZE {data};
+             COMMENT ON TABLE {data} IS 'medanon contract data behind one view';",
+            ident(TOKEN_COLUMN)
+        )
+    }
+
+    /// Points view `index` at its data table of `generation`; on publish, creates
+    /// it, grants it to the grantee only, and comments it; on refresh, drops the
+    /// data table of the generation before.
+    ///
+    /// A plain view, not security_barrier: the data table holds only what the
+    /// grantee may see (withheld persons' rows are deleted, not filtered), and the
+    /// expiry condition has no column in it, so PostgreSQL evaluates it once, as a
+    /// gate, before any row is read and before any function of the analyst's runs.
+    /// Flattening saves a projection per row (1.27x of the raw query -> 1.24x for
+    /// count(DISTINCT) over 10M rows in make bench).
+    pub fn view_sql(&self, index: usize, generation: i32, purpose: Purpose) -> String {
+        let p = &self.views[index];
+        let view = format!("{}.{}", ident(&self.schema), ident(&p.name));
+        let data = self.scratch(&self.data_table(index, generation));
+        let define = if purpose == Purpose::Publish { "CREATE VIEW" } else { "CREATE OR REPLACE VIEW" };
+        let mut ddl = format!("{define} {view} AS {};", crate::view::view_select(p, &data, &self.expires_on));
+        if purpose == Purpose::Publish {
+            ddl.push_str(&format!(
+                "COMMENT ON VIEW {view} IS 'medanon contract view: anonymized per the contract; shows nothing after it expires';
+                 REVOKE ALL ON {view} FROM PUBLIC;
+                 GRANT SELECT ON {view} TO {};",
+                ident(&self.grantee)
+            ));
+            if let Some(person) = &p.person_column {
+                ddl.push_str(&format!(
+                    "COMMENT ON COLUMN {view}.{} IS 'person token of this contract: the same in every view of it, unrelated to any other contract';",
+                    ident(person)
+                ));
+            }
+        }
+        if generation > 1 {
+            ddl.push_str(&format!("DROP TABLE IF EXISTS {};", self.scratch(&self.data_table(index, generation - 1))));
+        }
+        ddl
+    }
+
+    /// The provision-ledger detail of `create`.
+    pub fn create_detail(&self) -> serde_json::Value {
+        serde_json::json!({
+            "grantee": self.grantee, "kind": self.kind.name(), "expires_on": self.expires_on, "tables": self.views.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::calendar::Ymd;
+    use crate::contract::parse;
+
+    pub const SPEC: &str = r#"{"id": "c2026_001", "grantee": "lab_a", "purpose": "p",
+        "approved_on": "2026-11-01", "expires_on": "2027-03-31", "kind": "anonymized", "k": 5,
+        "reference_date": "2026-04-01",
+        "tables": [
+          {"source": "clinical.patient",
+           "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 5, "top": 90}},
+                       "sex": "keep", "postal_code": {"postal_prefix": 3}, "address": "prefecture", "name": "drop"}},
+          {"source": "clinical.visit",
+           "columns": {"person_id": "token", "visit_date": "shift", "icd10": "keep", "lab_value": {"top_code": 500},
+                       "days": {"bottom_code": 1.5}}}
+        ]}"#;
+
+    pub fn contract() -> Contract {
+        parse(SPEC, Ymd { year: 2026, month: 11, day: 25 }).unwrap()
+    }
+
+    fn col(name: &str, type_name: &str, class: &str) -> SourceColumn {
+        SourceColumn { name: name.into(), type_name: type_name.into(), class: Some(class.into()), caller_reads: true }
+    }
+
+    pub fn patient() -> Source {
+        Source {
+            schema: "clinical".into(),
+            table: "patient".into(),
+            person_column: "person_id".into(),
+            institution_column: None,
+            columns: vec![
+                col("person_id", "bigint", "identifier"),
+                col("name", "text", "identifier"),
+                col("birth_date", "date", "quasi_identifier"),
+                col("sex", "smallint", "quasi_identifier"),
+                col("postal_code", "text", "quasi_identifier"),
+                col("address", "text", "quasi_identifier"),
+                col("blood_type", "text", "static"),
+            ],
+        }
+    }
+
+    pub fn visit() -> Source {
+        Source {
+            schema: "clinical".into(),
+            table: "visit".into(),
+            person_column: "person_id".into(),
+            institution_column: Some("institution_code".into()),
+            columns: vec![
+                col("person_id", "bigint", "identifier"),
+                col("institution_code", "text", "quasi_identifier"),
+                col("visit_date", "date", "static"),
+                col("icd10", "text", "semi_static"),
+                col("lab_value", "numeric", "dynamic"),
+                col("days", "integer", "dynamic"),
+            ],
+        }
+    }
+
+    pub fn described(patient: Source, visit: Source) -> Described {
+        Described {
+            grantee_exists: true,
+            grantee_certified: false,
+            id_in_use: false,
+            relations: vec![Relation::Registered(patient), Relation::Registered(visit)],
+        }
+    }
+
+    pub fn planned() -> ContractPlan {
+        plan(&contract(), &described(patient(), visit()), Purpose::Publish).unwrap()
+    }
+
+    #[test]
+    fn names_come_from_the_plan() {
+        let p = planned();
+        assert_eq!(p.schema, "contract_c2026_001");
+        assert_eq!(p.data_schema, "contract_c2026_001_data");
+        assert_eq!(p.domain, "contract:c2026_001");
+        assert_eq!(p.data_table(1, 3), "t1_g3");
+        assert_eq!(p.snapshot_schema(2), "contract_c2026_001_snap_2");
+        assert_eq!(p.persons_table(), "\"contract_c2026_001_data\".\"_persons\"");
+        assert!(p.whole_person, "patient names no institution");
+        assert_eq!(p.views[0].person_column.as_deref(), Some("person_id"));
+        assert_eq!(p.create_detail()["tables"], 2);
+    }
+
+    #[test]
+    fn schema_comments_say_nothing_of_the_contract() {
+        let p = planned();
+        let ddl = p.schemas_ddl() + &p.view_sql(0, 1, Purpose::Publish) + &p.index_sql(0, 1);
+        let comments: Vec<&str> = ddl.split(" IS '").skip(1).map(|rest| rest.split("';").next().unwrap_or(rest)).collect();
+        assert_eq!(comments.len(), 5, "{ddl}");
+        for secret in ["lab_a", "2027", "c2026_001", "clinical", "patient"] {
+            assert!(comments.iter().all(|c| !c.contains(secret)), "{secret}: {comments:?}");
+        }
+        assert!(ddl.contains("GRANT SELECT ON \"contract_c2026_001\".\"patient\" TO \"lab_a\""));
+    }
+
+    #[test]
+    fn refresh_points_views_at_the_new_generation_and_drops_the_old() {
+        let p = planned();
+        let v = p.view_sql(1, 2, Purpose::Refresh);
+        assert!(v.starts_with("CREATE OR REPLACE VIEW \"contract_c2026_001\".\"visit\" AS SELECT"), "{v}");
+        assert!(v.contains("FROM \"contract_c2026_001_data\".\"t1_g2\" d"));
+        assert!(v.ends_with("DROP TABLE IF EXISTS \"contract_c2026_001_data\".\"t1_g1\";"), "{v}");
+        assert!(!v.contains("GRANT"), "grants stay from publish");
+        let first = p.view_sql(1, 1, Purpose::Publish);
+        assert!(!first.contains("DROP TABLE"));
+        let apply = p.apply_map_sql(Purpose::Refresh);
+        assert_eq!(apply.len(), 3);
+        assert!(apply[2].contains("WHERE NOT EXISTS"));
+        assert_eq!(p.apply_map_sql(Purpose::Publish).len(), 1);
+    }
+
+    #[test]
+    fn every_state_has_a_name_and_meaning() {
+        let names: Vec<&str> = PersonState::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["visible", "k", "consent", "unlinked"]);
+        assert!(PersonState::ALL.iter().all(|s| !s.meaning().is_empty()));
+        assert!(planned().classes_sql()[1].contains("state IN ('visible', 'k')"));
+    }
+
+    fn refused(c: &Contract, d: &Described, purpose: Purpose) -> SpecError {
+        plan(c, d, purpose).expect_err("should be refused")
+    }
+
+    #[test]
+    fn each_refusal_names_its_key_and_kind() {
+        let c = contract();
+        let ok = described(patient(), visit());
+        let mut d = ok.clone();
+        d.grantee_exists = false;
+        let e = refused(&c, &d, Purpose::Create);
+        assert_eq!((e.refusal, e.path.as_str()), (Refusal::UndefinedObject, "grantee"));
+        let mut d = ok.clone();
+        d.id_in_use = true;
+        assert_eq!(refused(&c, &d, Purpose::Create).refusal, Refusal::DuplicateObject);
+        assert!(plan(&c, &d, Purpose::Refresh).is_ok(), "a stored contract's own id is in use");
+        let mut d = ok.clone();
+        d.relations[1] = Relation::Missing;
+        let e = refused(&c, &d, Purpose::Create);
+        assert_eq!((e.refusal, e.path.as_str()), (Refusal::UndefinedTable, "tables[1].source"));
+        d.relations[1] = Relation::Unregistered;
+        let e = refused(&c, &d, Purpose::Create);
+        assert_eq!((e.refusal, e.hint.is_some()), (Refusal::InvalidSpec, true));
+
+        let mut v = visit();
+        v.columns.retain(|c| c.name != "icd10");
+        let e = refused(&c, &described(patient(), v), Purpose::Create);
+        assert_eq!((e.refusal, e.path.as_str()), (Refusal::UndefinedColumn, "tables[1].columns.icd10"));
+        let mut v = visit();
+        v.columns[3].class = None;
+        assert_eq!(refused(&c, &described(patient(), v), Purpose::Create).refusal, Refusal::InvalidSpec);
+        let mut v = visit();
+        v.columns[3].type_name = "integer".into();
+        let mut c2 = c.clone();
+        c2.spec.tables[1].columns.insert("icd10".into(), Rule::Shift);
+        let e = refused(&c2, &described(patient(), visit()), Purpose::Create);
+        assert_eq!((e.refusal, e.path.as_str()), (Refusal::DatatypeMismatch, "tables[1].columns.icd10"));
+        assert!(e.client_message().starts_with("invalid contract spec at \"tables[1].columns.icd10\": rule \"shift\""));
+
+        // Token off the person column, and auto: one SQLSTATE each, whether creating or publishing.
+        let mut c3 = c.clone();
+        c3.spec.tables[0].columns.insert("blood_type".into(), Rule::Token);
+        for purpose in [Purpose::Create, Purpose::Publish] {
+            assert_eq!(refused(&c3, &ok, purpose).refusal, Refusal::NotSupported);
+        }
+        let mut c4 = c.clone();
+        c4.spec.tables[0].columns.insert("blood_type".into(), Rule::Auto);
+        assert_eq!(refused(&c4, &ok, Purpose::Publish).refusal, Refusal::NotSupported);
+        let mut c5 = c.clone();
+        c5.spec.tables[0].columns.insert("name".into(), Rule::Keep);
+        assert!(refused(&c5, &ok, Purpose::Create).message.contains("an identifier can only be dropped or tokenized"));
+    }
+
+    #[test]
+    fn the_person_column_is_checked() {
+        let c = contract();
+        let mut p = patient();
+        p.columns[0].type_name = "text".into();
+        let e = refused(&c, &described(p, visit()), Purpose::Create);
+        assert_eq!((e.refusal, e.path.as_str()), (Refusal::DatatypeMismatch, "tables[0].source"));
+        let mut p = patient();
+        p.person_column = "gone".into();
+        assert_eq!(refused(&c, &described(p, visit()), Purpose::Create).refusal, Refusal::UndefinedColumn);
+    }
+
+    #[test]
+    fn publishing_needs_the_callers_read_rights_and_creating_does_not() {
+        let c = contract();
+        let mut v = visit();
+        v.columns[1].caller_reads = false; // institution_code: filtered on, not exposed
+        let d = described(patient(), v);
+        assert!(plan(&c, &d, Purpose::Create).is_ok());
+        let e = refused(&c, &d, Purpose::Publish);
+        assert_eq!(e.refusal, Refusal::InsufficientPrivilege);
+        assert_eq!(e.client_message(), "permission denied for column \"institution_code\" of \"clinical.visit\"");
+    }
+
+    #[test]
+    fn reserved_names_and_twin_view_names_are_refused() {
+        let mut p = patient();
+        p.columns[3].name = TOKEN_COLUMN.into();
+        let mut c = contract();
+        let rule = c.spec.tables[0].columns.remove("sex").unwrap();
+        c.spec.tables[0].columns.insert(TOKEN_COLUMN.into(), rule);
+        let e = refused(&c, &described(p, visit()), Purpose::Create);
+        assert_eq!(e.path, format!("tables[0].columns.{TOKEN_COLUMN}"));
+        let mut other = visit();
+        other.schema = "archive".into();
+        other.table = "patient".into();
+        let mut c = contract();
+        c.spec.tables[1].columns.clear();
+        c.spec.tables[1].columns.insert("person_id".into(), Rule::Token);
+        let e = refused(&c, &described(patient(), other), Purpose::Create);
+        assert_eq!(e.path, "tables[1].source");
+    }
+
+    #[test]
+    fn hostile_names_stay_quoted() {
+        let mut s = patient();
+        s.schema = "x\"; DROP TABLE t; --".into();
+        s.columns[3].name = "se\"x".into();
+        let mut c = contract();
+        let rule = c.spec.tables[0].columns.remove("sex").unwrap();
+        c.spec.tables[0].columns.insert("se\"x".into(), rule);
+        let p = plan(&c, &described(s, visit()), Purpose::Publish).unwrap();
+        let m = p.materialize_sql(0, 1);
+        assert!(m.contains("FROM \"x\"\"; DROP TABLE t; --\".\"patient\" s"), "{m}");
+        assert!(m.contains("s.\"se\"\"x\" AS \"se\"\"x\""));
+    }
+}
