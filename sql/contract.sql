@@ -84,18 +84,105 @@ CREATE TABLE provision_ledger (
     spec_sha256  text,
     row_count    bigint,
     person_count bigint,
-    detail       jsonb
+    detail       jsonb,
+    -- The hash chain (set by the trigger below; see verify_ledger): the entry's
+    -- place in the chain, the hash of the entry before it, and its own hash.
+    chain_seq    bigint NOT NULL,
+    prev_hash    text NOT NULL,
+    entry_hash   text NOT NULL UNIQUE
 );
-COMMENT ON TABLE provision_ledger IS 'The provision record (提供記録): every create, publish, refresh, snapshot, revoke, expiry and key rotation. Append-only.';
+COMMENT ON TABLE provision_ledger IS 'The provision record (提供記録): every create, publish, refresh, snapshot, revoke, expiry and key rotation. Append-only and hash-chained (verify_ledger).';
 CREATE TRIGGER provision_ledger_append_only BEFORE UPDATE OR DELETE ON provision_ledger
     FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
 CREATE TRIGGER provision_ledger_no_truncate BEFORE TRUNCATE ON provision_ledger
     FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
 
+-- The head of the provision ledger's hash chain: how many entries, the last one
+-- and its hash. Every new entry updates this one row, so concurrent writers chain
+-- one after the other (at READ COMMITTED the second waits and reads the first's
+-- head; at REPEATABLE READ it gets a serialization failure and retries), and a
+-- deleted last entry is caught too.
+CREATE TABLE provision_ledger_head (
+    singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    entries     bigint NOT NULL,
+    last_entry  bigint,
+    last_hash   text NOT NULL
+);
+COMMENT ON TABLE provision_ledger_head IS 'Head of the provision ledger''s hash chain: entries, the last entry and its hash.';
+
+-- Chains each new entry: entry_hash = hex SHA-256 of the UTF-8 text
+--   prev_hash || (to_jsonb(entry) - 'prev_hash' - 'entry_hash')::text
+-- computed with TimeZone UTC (so timestamps read the same for everyone); the
+-- first entry's prev_hash is 64 zeros. jsonb's text form is canonical (keys in a
+-- fixed order), so an auditor recomputes it in SQL (README, "The provision ledger").
+-- An entry that arrives with its chain (pg_restore copying a dumped ledger, whose
+-- head row is restored beside it) is kept as it is; verify_ledger checks it.
+-- medanon's functions never set these columns, and no one else may insert.
+CREATE FUNCTION _ledger_chain() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+AS $fn$
+BEGIN
+    IF NEW.entry_hash IS NOT NULL THEN
+        RETURN NEW;
+    END IF;
+    INSERT INTO medanon.provision_ledger_head (entries, last_hash) VALUES (0, pg_catalog.repeat('0', 64))
+        ON CONFLICT (singleton) DO NOTHING;
+    UPDATE medanon.provision_ledger_head h SET entries = h.entries + 1, last_entry = NEW.entry_id
+    RETURNING h.entries, h.last_hash INTO NEW.chain_seq, NEW.prev_hash;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the provision ledger has no chain head' USING ERRCODE = 'data_corrupted';
+    END IF;
+    NEW.entry_hash := pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+        NEW.prev_hash || (pg_catalog.to_jsonb(NEW) - 'prev_hash' - 'entry_hash')::text, 'UTF8')), 'hex');
+    UPDATE medanon.provision_ledger_head SET last_hash = NEW.entry_hash;
+    RETURN NEW;
+END
+$fn$;
+REVOKE ALL ON FUNCTION _ledger_chain() FROM PUBLIC;
+CREATE TRIGGER provision_ledger_chain BEFORE INSERT ON provision_ledger
+    FOR EACH ROW EXECUTE FUNCTION _ledger_chain();
+CREATE TRIGGER provision_ledger_head_fixed BEFORE DELETE OR TRUNCATE ON provision_ledger_head
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_append_only();
+
+-- The entry_id of the first provision-ledger entry whose chain does not verify
+-- (changed, deleted, inserted out of band, or out of order), or NULL when all do.
+-- A deleted last entry is reported as the id the head still names.
+CREATE FUNCTION verify_ledger() RETURNS bigint
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+AS $fn$
+DECLARE
+    e record;
+    prev text := pg_catalog.repeat('0', 64);
+    seq bigint := 0;
+    h medanon.provision_ledger_head;
+BEGIN
+    FOR e IN SELECT l.entry_id, l.chain_seq, l.prev_hash, l.entry_hash,
+                    pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(
+                        l.prev_hash || (pg_catalog.to_jsonb(l) - 'prev_hash' - 'entry_hash')::text, 'UTF8')), 'hex') AS computed
+               FROM medanon.provision_ledger l ORDER BY l.chain_seq, l.entry_id LOOP
+        seq := seq + 1;
+        IF e.chain_seq <> seq OR e.prev_hash <> prev OR e.entry_hash <> e.computed THEN
+            RETURN e.entry_id;
+        END IF;
+        prev := e.entry_hash;
+    END LOOP;
+    SELECT * INTO h FROM medanon.provision_ledger_head;
+    IF coalesce(h.entries, 0) <> seq OR coalesce(h.last_hash, pg_catalog.repeat('0', 64)) <> prev THEN
+        RETURN coalesce(h.last_entry, 0);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
 DO $contract$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['source', 'source_column', 'certified_user', 'contract', 'provision_ledger'] LOOP
+    FOREACH t IN ARRAY ARRAY['source', 'source_column', 'certified_user', 'contract', 'provision_ledger',
+                             'provision_ledger_head'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t, '');
         EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I FROM PUBLIC', t);
         EXECUTE pg_catalog.format('GRANT SELECT ON TABLE %I TO medanon_operator', t);
@@ -104,7 +191,8 @@ BEGIN
 END
 $contract$;
 GRANT INSERT, UPDATE, DELETE ON source, source_column, certified_user TO medanon_operator;
-GRANT INSERT ON contract, provision_ledger TO medanon_operator;
-GRANT UPDATE (status) ON contract TO medanon_operator;
-GRANT SELECT ON provision_ledger TO medanon_auditor;
+-- Contracts and the provision ledger are written by medanon's own functions only
+-- (as the extension owner): an operator login can neither forge a ledger entry
+-- nor change a contract's status without publishing or revoking it.
+GRANT SELECT ON provision_ledger, provision_ledger_head TO medanon_auditor;
 GRANT USAGE ON SCHEMA medanon TO medanon_auditor;

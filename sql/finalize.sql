@@ -73,17 +73,73 @@ BEGIN ATOMIC
 END;
 
 -- Privileges -------------------------------------------------------------------
--- Everyone may look into the schema: analysts call the generalizers and, later,
--- safe_counts. Every object in it is locked down one by one below.
+-- Everyone may look into the schema: analysts call the generalizers and
+-- safe_counts. What they may run is decided function by function below.
 GRANT USAGE ON SCHEMA medanon TO PUBLIC;
 
--- Keyed functions are an oracle in the wrong hands (DESIGN.md invariant 1): only
--- the operator role may run them.
+-- Deny by default: every function of the schema is revoked from PUBLIC, whoever
+-- wrote it (sql/ or pgrx), and granted back only from the lists below. A function
+-- added later is nobody's until it is listed. README, "Who may run what", lists
+-- the PUBLIC allow-list; tests/privileges.rs compares it with the catalog.
+DO $deny_by_default$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+              WHERE p.pronamespace OPERATOR(pg_catalog.=) 'medanon'::regnamespace LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$deny_by_default$;
+
+-- Open to every role: the keyless functions (no key, no table of medanon's read),
+-- the risk measures (they run as the caller and read only what the caller may
+-- read), and safe_counts with its name lookup (a grantee counts its own views;
+-- it reads them through the caller's own grants).
+DO $public$
+DECLARE f regprocedure;
+BEGIN
+    FOREACH f IN ARRAY ARRAY[
+        'generalize_age(date, date, integer, integer)',
+        'truncate_date(date, text)',
+        'parse_japanese_date(text)',
+        'generalize_postal_code(text, integer)',
+        'postal_prefix(text, integer)',
+        'prefecture_of(text)',
+        'region_of(text)',
+        'top_code(numeric, numeric)',
+        'top_code(double precision, double precision)',
+        'top_code(bigint, bigint)',
+        'top_code(integer, integer)',
+        'bottom_code(numeric, numeric)',
+        'bottom_code(double precision, double precision)',
+        'bottom_code(bigint, bigint)',
+        'bottom_code(integer, integer)',
+        'normalize_kana(text)',
+        'normalize_kanji_name(text)',
+        'normalize_sex(text)',
+        'normalize_insurer_number(text)',
+        'normalize_insured_symbol(text)',
+        'normalize_insured_number(text)',
+        'notice_wait_days()',
+        'k_anonymity(regclass, text[], text)',
+        'k_report(regclass, text[], text, integer)',
+        'l_diversity(regclass, text[], text, text)',
+        'risk_profile(regclass, text[], text, integer)',
+        'suggest_generalization(regclass, jsonb, integer, double precision)',
+        '_suggest_generalization(regclass, text, integer, double precision)',
+        'safe_counts(text, text, text[], integer)',
+        '_contract_view(text, text)'
+    ]::regprocedure[] LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
+    END LOOP;
+END
+$public$;
+
+-- The operator role (ETL jobs): the keyed functions, which are an oracle in the
+-- wrong hands (DESIGN.md invariant 1), linking, consent, and contracts.
 DO $operator_only$
 DECLARE f regprocedure;
 BEGIN
-    -- Every operator-only function of every sql/ file, once: revoked from PUBLIC,
-    -- granted to the operator role.
     FOREACH f IN ARRAY ARRAY[
         'tokenize(text, text)',
         'shift_date(date, text, text)',
@@ -117,22 +173,19 @@ BEGIN
         'release_snapshot(text)',
         'expire_contracts()',
         'contract_report(text)',
-        '_contract_person_states()'
+        '_contract_person_states()',
+        'verify_ledger()'
     ]::regprocedure[] LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO medanon_operator', f);
     END LOOP;
 END
 $operator_only$;
 
--- safe_counts runs as the caller and reads a view through the caller's own
--- grants, so anyone may call it: a grantee counts its own views, no one else can.
--- _contract_view returns only the schema and person column of a view, names
--- that pg_class shows anyone.
-GRANT EXECUTE ON FUNCTION safe_counts(text, text, text[], integer), _contract_view(text, text) TO PUBLIC;
+-- The auditor reads the ledger and checks its chain.
+GRANT EXECUTE ON FUNCTION verify_ledger() TO medanon_auditor;
 
--- Key management is for the superuser who owns the keyring.
-REVOKE ALL ON FUNCTION rotate_key(), _install_first_key() FROM PUBLIC;
+-- Key management (rotate_key, _install_first_key) and the internal trigger and
+-- definer functions stay with the extension owner alone.
 
 -- Comments, so \df+ documents every function ----------------------------------
 COMMENT ON FUNCTION tokenize(text, text) IS
@@ -232,6 +285,9 @@ COMMENT ON FUNCTION contract_report(text) IS
     'Persons exposed, suppressed by k, excluded by consent and unlinked, classes and the smallest class shown, for one contract.';
 COMMENT ON FUNCTION safe_counts(text, text, text[], integer) IS
     'Distinct persons per cell of one of the caller''s contract views, with every margin (GROUP BY CUBE); cells below min_cell suppressed (NDB rule), and more cells suppressed until none can be recovered from a row or column total.';
+COMMENT ON FUNCTION verify_ledger() IS
+    'The entry_id of the first provision-ledger entry whose hash chain does not verify (edited, deleted or forged), or NULL when every entry does. Operator and auditor.';
+COMMENT ON FUNCTION _ledger_chain() IS 'Internal trigger: chains each new provision-ledger entry to the one before it (SHA-256).';
 COMMENT ON FUNCTION _contract_view(text, text) IS 'Internal to safe_counts: the schema and person column of a published contract''s view, as publish stored them.';
 COMMENT ON FUNCTION _contract_person_states() IS 'Internal: the names of the person states of a contract map, keyed by meaning, as the planner defines them.';
 COMMENT ON FUNCTION _contract_withhold(bigint[]) IS 'Internal: withholds persons from every contract now (opt-out or unlinked), suppressing classes that fall below k.';

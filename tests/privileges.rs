@@ -99,3 +99,44 @@ fn keys_never_reach_the_server_log_or_error_messages() {
         assert!(!log.to_lowercase().contains(&key_hex[..16]), "key material in the server log");
     }
 }
+
+/// The functions PUBLIC may run, as the README lists them between its markers.
+fn documented_public_functions() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
+    let start = readme.find("<!-- public-functions:start -->").expect("start marker");
+    let end = readme.find("<!-- public-functions:end -->").expect("end marker");
+    let mut list: Vec<String> = readme[start..end]
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains('(') && !l.starts_with("<!--"))
+        .map(String::from)
+        .collect();
+    list.sort();
+    list
+}
+
+#[test]
+fn public_may_run_exactly_the_documented_functions() {
+    let mut su = fresh_install();
+    // it_outsider belongs to no role: what it may run is what PUBLIC may run.
+    let mut executable = strings(
+        &mut su,
+        "SELECT regexp_replace(p.oid::regprocedure::text, '^medanon\\.', '')
+           FROM pg_proc p
+          WHERE p.pronamespace = 'medanon'::regnamespace AND has_function_privilege('it_outsider', p.oid, 'EXECUTE')",
+    );
+    executable.sort();
+    let documented = documented_public_functions();
+    assert!(documented.len() >= 20, "the README's list was not found: {documented:?}");
+    assert_eq!(executable, documented, "PUBLIC's functions differ from README, \"Who may run what\"");
+    // And a function created later in the schema is nobody's until it is granted:
+    // the install revoked PUBLIC from every function, not from a list of names.
+    let keyed = strings(
+        &mut su,
+        "SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'medanon'::regnamespace
+            AND p.proname IN ('tokenize', 'shift_date', 'date_offset', 'link_patients', 'rotate_key', 'verify_ledger',
+                              'create_contract', 'publish_contract')
+            AND has_function_privilege('it_outsider', p.oid, 'EXECUTE')",
+    );
+    assert!(keyed.is_empty(), "{keyed:?}");
+}

@@ -49,8 +49,10 @@ pub fn fresh_install() -> Client {
          DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_outsider') THEN CREATE ROLE it_outsider LOGIN; END IF;
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_etl') THEN CREATE ROLE it_etl LOGIN; END IF;
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_auditor') THEN CREATE ROLE it_auditor LOGIN; END IF;
          END $$;
-         GRANT medanon_operator TO it_etl;",
+         GRANT medanon_operator TO it_etl;
+         GRANT medanon_auditor TO it_auditor;",
     )
     .expect("install medanon");
     su
