@@ -40,9 +40,11 @@ pub fn safe_counts(contract_id: &str, view_name: &str, group_by: Vec<Option<Stri
     let found = Spi::connect(|client| {
         client
             .select(
-                "SELECT pg_catalog.to_regclass(pg_catalog.format('%I.%I', v.view_schema, $2))::oid,
-                        v.view_schema::text, v.person_column::text
-                   FROM medanon._contract_view($1, $2) v",
+                "SELECT c.oid, v.view_schema::text, v.person_column::text
+                   FROM medanon._contract_view($1, $2) v
+                   JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) v.view_schema
+                   JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid
+                    AND c.relname OPERATOR(pg_catalog.=) $2 AND c.relkind OPERATOR(pg_catalog.=) 'v'",
                 None,
                 &[contract_id.into(), view_name.into()],
             )?
