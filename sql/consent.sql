@@ -39,7 +39,7 @@ CREATE TABLE notification (
     institution_code  text NOT NULL REFERENCES institution,
     local_patient_id  text NOT NULL CHECK (local_patient_id <> ''),
     notified_at       timestamptz NOT NULL,
-    method            text NOT NULL CHECK (method IN ('written', 'electronic', 'in_person')),
+    method            text NOT NULL CONSTRAINT notification_method CHECK (method IN ('written', 'electronic', 'in_person')),
     recorded_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     recorded_by       name NOT NULL DEFAULT session_user
 );
@@ -51,14 +51,16 @@ CREATE TABLE opt_out (
     -- Not a foreign key: a request is kept whatever it names (nothing is lost).
     institution_code  text NOT NULL CHECK (institution_code <> ''),
     local_patient_id  text NOT NULL CHECK (local_patient_id <> ''),
-    requested_by      text NOT NULL CHECK (requested_by IN ('self', 'guardian', 'bereaved_family')),
-    relationship      text CHECK (
-        (requested_by = 'self' AND relationship IS NULL)
-     OR (requested_by = 'guardian')
-     OR (requested_by = 'bereaved_family'
-         AND relationship IN ('spouse', 'child', 'parent', 'grandchild', 'grandparent', 'sibling'))),
+    requested_by      text NOT NULL CONSTRAINT opt_out_requested_by CHECK (requested_by IN ('self', 'guardian', 'bereaved_family')),
+    -- A patient's own request names no relationship; the bereaved family's names
+    -- one the cabinet order lists; a guardian's is free. (Written so that an
+    -- unknown requester breaks opt_out_requested_by, not this.)
+    relationship      text CONSTRAINT opt_out_relationship CHECK (
+        (requested_by <> 'self' OR relationship IS NULL)
+        AND (requested_by <> 'bereaved_family'
+             OR coalesce(relationship IN ('spouse', 'child', 'parent', 'grandchild', 'grandparent', 'sibling'), false))),
     received_at       timestamptz NOT NULL,
-    scope             text NOT NULL DEFAULT 'all' CHECK (scope IN ('all', 'institution')),
+    scope             text NOT NULL DEFAULT 'all' CONSTRAINT opt_out_scope CHECK (scope IN ('all', 'institution')),
     recorded_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     recorded_by       name NOT NULL DEFAULT session_user
 );

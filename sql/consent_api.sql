@@ -16,6 +16,38 @@ EXCEPTION
 END
 $fn$;
 
+-- What a broken CHECK constraint of a consent ledger means, for a person: the
+-- constraints are the rule, and this is the one place that explains them.
+CREATE FUNCTION _ledger_refusal(broken text, value text, requested_by text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    CASE broken
+    WHEN 'opt_out_requested_by' THEN
+        RAISE EXCEPTION 'invalid requester %', pg_catalog.quote_literal(value)
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'requested_by is self, guardian or bereaved_family';
+    WHEN 'opt_out_relationship' THEN
+        IF requested_by = 'self' THEN
+            RAISE EXCEPTION 'a request by the patient has no relationship' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RAISE EXCEPTION 'invalid relationship % for a request by the bereaved family',
+                        pg_catalog.quote_literal(coalesce(value, 'NULL'))
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'the cabinet order lists spouse, child, parent, grandchild, grandparent and sibling';
+    WHEN 'opt_out_scope' THEN
+        RAISE EXCEPTION 'invalid scope %', pg_catalog.quote_literal(value)
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'scope is all (every institution) or institution';
+    WHEN 'notification_method' THEN
+        RAISE EXCEPTION 'invalid notification method %', pg_catalog.quote_literal(value)
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'method is written, electronic or in_person';
+    ELSE
+        RAISE EXCEPTION 'institution_code and local_patient_id must not be empty'
+            USING ERRCODE = 'invalid_parameter_value', DETAIL = pg_catalog.format('constraint %s', broken);
+    END CASE;
+END
+$fn$;
+
 CREATE FUNCTION record_notification(institution_code text, local_patient_id text,
                                     notified_at timestamptz DEFAULT pg_catalog.now(), method text DEFAULT 'written')
 RETURNS bigint
@@ -41,9 +73,13 @@ EXCEPTION
     WHEN foreign_key_violation THEN
         RAISE EXCEPTION 'unknown institution %', pg_catalog.quote_literal(record_notification.institution_code)
             USING ERRCODE = 'foreign_key_violation', HINT = 'register it first with medanon.register_institution()';
+    -- The table's CHECK constraints are the rule (sql/consent.sql).
     WHEN check_violation THEN
-        RAISE EXCEPTION 'invalid notification method %', pg_catalog.quote_literal(record_notification.method)
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'method is written, electronic or in_person';
+        DECLARE broken text;
+        BEGIN
+            GET STACKED DIAGNOSTICS broken = CONSTRAINT_NAME;
+            PERFORM medanon._ledger_refusal(broken, CASE broken WHEN 'notification_method' THEN record_notification.method END);
+        END;
 END
 $fn$;
 
@@ -60,34 +96,24 @@ BEGIN
         RAISE EXCEPTION 'opt_out needs institution_code, local_patient_id, requested_by, scope and received_at'
             USING ERRCODE = 'null_value_not_allowed';
     END IF;
-    IF requested_by NOT IN ('self', 'guardian', 'bereaved_family') THEN
-        RAISE EXCEPTION 'invalid requester %', pg_catalog.quote_literal(requested_by)
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'requested_by is self, guardian or bereaved_family';
-    END IF;
-    IF requested_by = 'bereaved_family'
-       AND (relationship IS NULL
-            OR relationship <> ALL (ARRAY['spouse', 'child', 'parent', 'grandchild', 'grandparent', 'sibling'])) THEN
-        RAISE EXCEPTION 'invalid relationship % for a request by the bereaved family', pg_catalog.quote_literal(coalesce(relationship, 'NULL'))
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'the cabinet order lists spouse, child, parent, grandchild, grandparent and sibling';
-    END IF;
-    IF requested_by = 'self' AND relationship IS NOT NULL THEN
-        RAISE EXCEPTION 'a request by the patient has no relationship'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF scope NOT IN ('all', 'institution') THEN
-        RAISE EXCEPTION 'invalid scope %', pg_catalog.quote_literal(scope)
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'scope is all (every institution) or institution';
-    END IF;
-    IF institution_code = '' OR local_patient_id = '' THEN
-        RAISE EXCEPTION 'institution_code and local_patient_id must not be empty'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
     INSERT INTO medanon.opt_out (institution_code, local_patient_id, requested_by, relationship, received_at, scope)
     VALUES (opt_out.institution_code, opt_out.local_patient_id, opt_out.requested_by, opt_out.relationship,
             opt_out.received_at, opt_out.scope)
     RETURNING opt_out_id INTO id;
     RETURN id;
+EXCEPTION
+    -- The table's CHECK constraints are the rule (sql/consent.sql); this says
+    -- which one a request broke, for a person.
+    WHEN check_violation THEN
+        DECLARE broken text;
+        BEGIN
+            GET STACKED DIAGNOSTICS broken = CONSTRAINT_NAME;
+            PERFORM medanon._ledger_refusal(broken, CASE broken
+                WHEN 'opt_out_requested_by' THEN opt_out.requested_by
+                WHEN 'opt_out_relationship' THEN opt_out.relationship
+                WHEN 'opt_out_scope' THEN opt_out.scope
+                ELSE NULL END, opt_out.requested_by);
+        END;
 END
 $fn$;
 
@@ -132,25 +158,48 @@ SELECT o.opt_out_id, o.institution_code, o.local_patient_id, l.person_id, o.scop
  WHERE NOT EXISTS (SELECT FROM medanon.opt_out_withdrawal w WHERE w.opt_out_id OPERATOR(pg_catalog.=) o.opt_out_id);
 COMMENT ON VIEW opt_outs_in_force IS 'Opt-outs not withdrawn, with the person they name once that record is linked.';
 
--- The linked records that may flow into a contract now: the patient was notified
--- at that institution, under that local id, at least notice_wait_days ago, and no
--- opt-out in scope is in force for the person. Read at query time, so an opt-out
--- hides the person from the next statement on. A plain (flattenable) view: a query
--- that filters it by person or record reaches it through the indexes, where a
--- DISTINCT view would be computed whole first (2.4 s against 0.1 ms for 1,000
--- persons of 1M records in `make bench`).
+-- The consent rule (Act art. 30-31; the guideline's 通知・提供停止), written once
+-- and read by eligible_records, check_intake and release_quarantine: a record
+-- (institution, local patient id) may flow at time T when
+--   (1) the patient was notified at that institution, under that local id, at
+--       least notice_wait_days before T: a notification with eligible_from <= T;
+--   (2) no opt-out in force covers it: none names the record itself, and none of
+--       the person's (once linked) has scope all or names that institution.
+-- Both are plain (flattenable) views, so a query that asks them about a set of
+-- records is planned as semi- and anti-joins (hash joins at 1M records), where a
+-- per-record function took minutes.
+CREATE VIEW notified_records AS
+SELECT n.institution_code, n.local_patient_id, n.notified_at,
+       n.notified_at OPERATOR(pg_catalog.+) pg_catalog.make_interval(days => medanon.notice_wait_days()) AS eligible_from
+  FROM medanon.notification n;
+COMMENT ON VIEW notified_records IS 'Notifications, with the moment the waiting period is over (eligible_from): rule (1) of consent.';
+
+CREATE VIEW refused_records AS
+SELECT o.institution_code, o.local_patient_id, o.opt_out_id
+  FROM medanon.opt_outs_in_force o
+UNION ALL
+SELECT l.institution_code, l.local_patient_id, o.opt_out_id
+  FROM medanon.opt_outs_in_force o
+  JOIN medanon.person_link l
+    ON l.person_id OPERATOR(pg_catalog.=) o.person_id
+   AND (o.scope OPERATOR(pg_catalog.=) 'all' OR o.institution_code OPERATOR(pg_catalog.=) l.institution_code);
+COMMENT ON VIEW refused_records IS 'Records an opt-out in force covers (the record it names, and the person''s other records in its scope): rule (2) of consent.';
+
+-- The linked records that may flow into a contract now. Read at query time, so an
+-- opt-out hides the person from the next statement on. A plain (flattenable)
+-- view: a query that filters it by person or record reaches it through the
+-- indexes, where a DISTINCT view would be computed whole first (2.4 s against
+-- 0.1 ms for 1,000 persons of 1M records in `make bench`).
 CREATE VIEW eligible_records AS
 SELECT l.institution_code, l.local_patient_id, l.person_id
   FROM medanon.person_link l
- WHERE EXISTS (SELECT FROM medanon.notification n
+ WHERE EXISTS (SELECT FROM medanon.notified_records n
                 WHERE n.institution_code OPERATOR(pg_catalog.=) l.institution_code
                   AND n.local_patient_id OPERATOR(pg_catalog.=) l.local_patient_id
-                  AND n.notified_at OPERATOR(pg_catalog.<=)
-                      (pg_catalog.now() OPERATOR(pg_catalog.-) pg_catalog.make_interval(days => medanon.notice_wait_days())))
-   AND NOT EXISTS (SELECT FROM medanon.opt_outs_in_force o
-                    WHERE o.person_id OPERATOR(pg_catalog.=) l.person_id
-                      AND ((o.scope OPERATOR(pg_catalog.=) 'all')
-                           OR (o.institution_code OPERATOR(pg_catalog.=) l.institution_code)));
+                  AND n.eligible_from OPERATOR(pg_catalog.<=) pg_catalog.now())
+   AND NOT EXISTS (SELECT FROM medanon.refused_records r
+                    WHERE r.institution_code OPERATOR(pg_catalog.=) l.institution_code
+                      AND r.local_patient_id OPERATOR(pg_catalog.=) l.local_patient_id);
 COMMENT ON VIEW eligible_records IS 'Linked records (institution, local patient id, person) whose data may flow into contracts now.';
 
 -- The same, as (person, institution) pairs.
@@ -194,26 +243,23 @@ BEGIN
             SELECT s.ctid AS row_id, s.institution_code::text AS inst, s.local_patient_id::text AS local,
                    %1$s AS arrived_at,
                    CASE
-                     WHEN EXISTS (SELECT FROM medanon.opt_outs_in_force o
-                                   WHERE (o.institution_code = s.institution_code::text AND o.local_patient_id = s.local_patient_id::text)
-                                      OR (o.person_id = l.person_id
-                                          AND (o.scope = 'all' OR o.institution_code = s.institution_code::text)))
+                     WHEN EXISTS (SELECT FROM medanon.refused_records r
+                                   WHERE r.institution_code = s.institution_code::text
+                                     AND r.local_patient_id = s.local_patient_id::text)
                        THEN 'opted out'
-                     WHEN NOT EXISTS (SELECT FROM medanon.notification n
+                     WHEN NOT EXISTS (SELECT FROM medanon.notified_records n
                                        WHERE n.institution_code = s.institution_code::text
                                          AND n.local_patient_id = s.local_patient_id::text
                                          AND n.notified_at <= %1$s)
                        THEN 'not notified'
-                     WHEN NOT EXISTS (SELECT FROM medanon.notification n
+                     WHEN NOT EXISTS (SELECT FROM medanon.notified_records n
                                        WHERE n.institution_code = s.institution_code::text
                                          AND n.local_patient_id = s.local_patient_id::text
-                                         AND n.notified_at <= %1$s - make_interval(days => medanon.notice_wait_days()))
+                                         AND n.eligible_from <= %1$s)
                        THEN 'waiting period not over'
                    END AS reason,
                    to_jsonb(s) AS record
-              FROM %2$s AS s
-              LEFT JOIN medanon.person_link l
-                ON l.institution_code = s.institution_code::text AND l.local_patient_id = s.local_patient_id::text),
+              FROM %2$s AS s),
         held AS (
             INSERT INTO medanon.intake_quarantine (source, institution_code, local_patient_id, arrived_at, reason, record)
             SELECT %3$L::regclass, inst, local, arrived_at, reason, record FROM judged WHERE reason IS NOT NULL
@@ -244,20 +290,17 @@ DECLARE
     waiting bigint := 0;
 BEGIN
     FOR q IN SELECT * FROM medanon.intake_quarantine ORDER BY intake_id FOR UPDATE LOOP
-        IF EXISTS (SELECT FROM medanon.opt_outs_in_force o
-                    LEFT JOIN medanon.person_link l
-                      ON l.institution_code = q.institution_code AND l.local_patient_id = q.local_patient_id
-                   WHERE (o.institution_code = q.institution_code AND o.local_patient_id = q.local_patient_id)
-                      OR (o.person_id = l.person_id AND (o.scope = 'all' OR o.institution_code = q.institution_code))) THEN
+        IF EXISTS (SELECT FROM medanon.refused_records r
+                    WHERE r.institution_code = q.institution_code AND r.local_patient_id = q.local_patient_id) THEN
             -- An opt-out makes it final: the record goes, a ledger entry stays.
             DELETE FROM medanon.intake_quarantine WHERE intake_id = q.intake_id;
             INSERT INTO medanon.intake_log (event, source, institution_code, local_patient_id, reason)
             VALUES ('deleted', q.source::text, q.institution_code, q.local_patient_id, 'opted out');
             deleted := deleted + 1;
         ELSIF q.source IS NOT NULL
-          AND EXISTS (SELECT FROM medanon.notification n
+          AND EXISTS (SELECT FROM medanon.notified_records n
                        WHERE n.institution_code = q.institution_code AND n.local_patient_id = q.local_patient_id
-                         AND n.notified_at <= now() - make_interval(days => medanon.notice_wait_days())) THEN
+                         AND n.eligible_from <= now()) THEN
             -- Eligible now: back into the staging table it came from.
             EXECUTE format('INSERT INTO %s SELECT * FROM jsonb_populate_record(NULL::%s, $1)', q.source, q.source)
               USING q.record;
@@ -273,10 +316,12 @@ BEGIN
 END
 $fn$;
 
-REVOKE ALL ON opt_outs_in_force, eligible_records, eligible_persons FROM PUBLIC;
-GRANT SELECT ON opt_outs_in_force, eligible_records, eligible_persons TO medanon_operator;
+REVOKE ALL ON opt_outs_in_force, notified_records, refused_records, eligible_records, eligible_persons FROM PUBLIC;
+GRANT SELECT ON opt_outs_in_force, notified_records, refused_records, eligible_records, eligible_persons TO medanon_operator;
 
 COMMENT ON FUNCTION ledger_append_only() IS 'Internal trigger: refuses UPDATE, DELETE and TRUNCATE on the consent ledgers.';
+COMMENT ON FUNCTION _ledger_refusal(text, text, text) IS
+    'Internal: the error, for a person, of a broken CHECK constraint of a consent ledger (the constraints are the rule).';
 COMMENT ON FUNCTION register_institution(text, text, text) IS
     'Registers a provider institution (hospital, clinic, care_facility, municipality or school).';
 COMMENT ON FUNCTION record_notification(text, text, timestamptz, text) IS

@@ -157,6 +157,7 @@ BEGIN
         'create_contract(jsonb)',
         '_create_contract(text)',
         'register_institution(text, text, text)',
+        '_ledger_refusal(text, text, text)',
         'record_notification(text, text, timestamptz, text)',
         'opt_out(text, text, text, text, text, timestamptz)',
         'opt_out(text, text, text, timestamptz)',
