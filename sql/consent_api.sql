@@ -17,36 +17,33 @@ END
 $fn$;
 
 -- What a broken CHECK constraint of a consent ledger means, for a person: the
--- constraints are the rule, and this is the one place that explains them.
-CREATE FUNCTION _ledger_refusal(broken text, value text, requested_by text DEFAULT NULL) RETURNS void
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+-- constraints are the rule (sql/consent.sql), and this is the one place that
+-- explains them. The caller raises it (22023), so the error's context is the
+-- caller's.
+CREATE FUNCTION _ledger_refusal(broken text, value text, requested_by text DEFAULT NULL,
+                                OUT message text, OUT hint text)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    CASE broken
-    WHEN 'opt_out_requested_by' THEN
-        RAISE EXCEPTION 'invalid requester %', pg_catalog.quote_literal(value)
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'requested_by is self, guardian or bereaved_family';
-    WHEN 'opt_out_relationship' THEN
-        IF requested_by = 'self' THEN
-            RAISE EXCEPTION 'a request by the patient has no relationship' USING ERRCODE = 'invalid_parameter_value';
-        END IF;
-        RAISE EXCEPTION 'invalid relationship % for a request by the bereaved family',
-                        pg_catalog.quote_literal(coalesce(value, 'NULL'))
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'the cabinet order lists spouse, child, parent, grandchild, grandparent and sibling';
-    WHEN 'opt_out_scope' THEN
-        RAISE EXCEPTION 'invalid scope %', pg_catalog.quote_literal(value)
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'scope is all (every institution) or institution';
-    WHEN 'notification_method' THEN
-        RAISE EXCEPTION 'invalid notification method %', pg_catalog.quote_literal(value)
-            USING ERRCODE = 'invalid_parameter_value', HINT = 'method is written, electronic or in_person';
-    ELSE
-        RAISE EXCEPTION 'institution_code and local_patient_id must not be empty'
-            USING ERRCODE = 'invalid_parameter_value', DETAIL = pg_catalog.format('constraint %s', broken);
-    END CASE;
-END
-$fn$;
+BEGIN ATOMIC
+    SELECT CASE
+             WHEN broken = 'opt_out_requested_by' THEN pg_catalog.format('invalid requester %L', value)
+             WHEN broken = 'opt_out_relationship' AND requested_by = 'self' THEN 'a request by the patient has no relationship'
+             WHEN broken = 'opt_out_relationship'
+               THEN pg_catalog.format('invalid relationship %s for a request by the bereaved family',
+                                      pg_catalog.quote_literal(coalesce(value, 'NULL')))
+             WHEN broken = 'opt_out_scope' THEN pg_catalog.format('invalid scope %L', value)
+             WHEN broken = 'notification_method' THEN pg_catalog.format('invalid notification method %L', value)
+             ELSE 'institution_code and local_patient_id must not be empty'
+           END,
+           CASE
+             WHEN broken = 'opt_out_requested_by' THEN 'requested_by is self, guardian or bereaved_family'
+             WHEN broken = 'opt_out_relationship' AND requested_by = 'self' THEN 'leave relationship NULL for a request by the patient'
+             WHEN broken = 'opt_out_relationship' THEN 'the cabinet order lists spouse, child, parent, grandchild, grandparent and sibling'
+             WHEN broken = 'opt_out_scope' THEN 'scope is all (every institution) or institution'
+             WHEN broken = 'notification_method' THEN 'method is written, electronic or in_person'
+             ELSE 'name the institution and the patient''s id there'
+           END;
+END;
 
 CREATE FUNCTION record_notification(institution_code text, local_patient_id text,
                                     notified_at timestamptz DEFAULT pg_catalog.now(), method text DEFAULT 'written')
@@ -75,10 +72,11 @@ EXCEPTION
             USING ERRCODE = 'foreign_key_violation', HINT = 'register it first with medanon.register_institution()';
     -- The table's CHECK constraints are the rule (sql/consent.sql).
     WHEN check_violation THEN
-        DECLARE broken text;
+        DECLARE broken text; r record;
         BEGIN
             GET STACKED DIAGNOSTICS broken = CONSTRAINT_NAME;
-            PERFORM medanon._ledger_refusal(broken, CASE broken WHEN 'notification_method' THEN record_notification.method END);
+            r := medanon._ledger_refusal(broken, record_notification.method);
+            RAISE EXCEPTION USING MESSAGE = r.message, HINT = r.hint, ERRCODE = 'invalid_parameter_value';
         END;
 END
 $fn$;
@@ -105,14 +103,15 @@ EXCEPTION
     -- The table's CHECK constraints are the rule (sql/consent.sql); this says
     -- which one a request broke, for a person.
     WHEN check_violation THEN
-        DECLARE broken text;
+        DECLARE broken text; r record;
         BEGIN
             GET STACKED DIAGNOSTICS broken = CONSTRAINT_NAME;
-            PERFORM medanon._ledger_refusal(broken, CASE broken
+            r := medanon._ledger_refusal(broken, CASE broken
                 WHEN 'opt_out_requested_by' THEN opt_out.requested_by
                 WHEN 'opt_out_relationship' THEN opt_out.relationship
                 WHEN 'opt_out_scope' THEN opt_out.scope
-                ELSE NULL END, opt_out.requested_by);
+                END, opt_out.requested_by);
+            RAISE EXCEPTION USING MESSAGE = r.message, HINT = r.hint, ERRCODE = 'invalid_parameter_value';
         END;
 END
 $fn$;
@@ -321,7 +320,7 @@ GRANT SELECT ON opt_outs_in_force, notified_records, refused_records, eligible_r
 
 COMMENT ON FUNCTION ledger_append_only() IS 'Internal trigger: refuses UPDATE, DELETE and TRUNCATE on the consent ledgers.';
 COMMENT ON FUNCTION _ledger_refusal(text, text, text) IS
-    'Internal: the error, for a person, of a broken CHECK constraint of a consent ledger (the constraints are the rule).';
+    'Internal: the message and hint, for a person, of a broken CHECK constraint of a consent ledger (the constraints are the rule).';
 COMMENT ON FUNCTION register_institution(text, text, text) IS
     'Registers a provider institution (hospital, clinic, care_facility, municipality or school).';
 COMMENT ON FUNCTION record_notification(text, text, timestamptz, text) IS

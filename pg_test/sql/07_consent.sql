@@ -38,6 +38,8 @@ SELECT * FROM eligible();
 SELECT medanon.record_notification('H9', 'nobody', now() - interval '40 days');
 SELECT medanon.record_notification('H1', 'taro-1', now() + interval '1 day');
 SELECT medanon.record_notification('H1', 'taro-1', now(), 'carrier pigeon');
+-- An empty local id broke another constraint than the method's (it was reported as a bad method).
+SELECT medanon.record_notification('H1', '', now());
 
 -- Scope 'institution': Taro's records from H1 stop, those from H2 still flow.
 SELECT medanon.opt_out('H1', 'taro-1', 'self', NULL, 'institution') > 0 AS opted_out;
