@@ -315,7 +315,8 @@ BEGIN
 END
 $fn$;
 
--- Closes every contract past its expiry date (run it daily, for example from
+-- Closes every contract past its expiry date, a day in the operator's time zone
+-- (medanon.time_zone) as the views count it (run it daily, for example from
 -- pg_cron). The views already show nothing after expires_on; this drops them and
 -- records the expiry in the ledger. Returns the ids it closed.
 CREATE FUNCTION expire_contracts() RETURNS SETOF text
@@ -325,7 +326,8 @@ AS $fn$
 DECLARE id text;
 BEGIN
     FOR id IN SELECT c.contract_id FROM medanon.contract c
-               WHERE c.status IN ('created', 'published') AND c.expires_on < CURRENT_DATE
+               WHERE c.status IN ('created', 'published')
+                 AND c.expires_on < medanon.contract_today()
                ORDER BY c.contract_id LOOP
         PERFORM medanon._contract_close(id, 'expire');
         RETURN NEXT id;

@@ -175,6 +175,7 @@ BEGIN
         'expire_contracts()',
         'contract_report(text)',
         '_contract_person_states()',
+        'contract_today()',
         'verify_ledger()'
     ]::regprocedure[] LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO medanon_operator', f);
@@ -286,6 +287,8 @@ COMMENT ON FUNCTION contract_report(text) IS
     'Persons exposed, suppressed by k, excluded by consent and unlinked, classes and the smallest class shown, for one contract.';
 COMMENT ON FUNCTION safe_counts(text, text, text[], integer) IS
     'Distinct persons per cell of one of the caller''s contract views, with every margin (GROUP BY CUBE); cells below min_cell suppressed (NDB rule), and more cells suppressed until none can be recovered from a row or column total.';
+COMMENT ON FUNCTION contract_today() IS
+    'Today in the operator''s time zone (medanon.time_zone, Asia/Tokyo by default): contract expiry is counted in these days, whatever the session''s TimeZone.';
 COMMENT ON FUNCTION verify_ledger() IS
     'The entry_id of the first provision-ledger entry whose hash chain does not verify (edited, deleted or forged), or NULL when every entry does. Operator and auditor.';
 COMMENT ON FUNCTION _ledger_chain() IS 'Internal trigger: chains each new provision-ledger entry to the one before it (SHA-256).';

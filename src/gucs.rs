@@ -18,6 +18,16 @@ pub static LINK_CANDIDATE_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.
 /// (the waiting period of the Act; about 30 days in practice).
 pub static NOTICE_WAIT_DAYS: GucSetting<i32> = GucSetting::<i32>::new(30);
 
+/// The operator's time zone, in which a contract's dates (approval, expiry) are
+/// days: Japan's, unless the operator sets another. Superuser-only, and the views
+/// hold it as a literal, so no analyst setting (TimeZone) moves an expiry.
+pub static TIME_ZONE: GucSetting<Option<std::ffi::CString>> = GucSetting::<Option<std::ffi::CString>>::new(Some(c"Asia/Tokyo"));
+
+/// The operator's time zone, as set.
+pub fn time_zone() -> String {
+    TIME_ZONE.get().map(|z| z.to_string_lossy().into_owned()).unwrap_or_else(|| "Asia/Tokyo".into())
+}
+
 pub fn init() {
     GucRegistry::define_int_guc(
         c"medanon.notice_wait_days",
@@ -37,6 +47,14 @@ pub fn init() {
         0.0,
         1.0,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"medanon.time_zone",
+        c"The operator's time zone, in which contract dates such as expires_on are days.",
+        c"Contract views and snapshots compare expires_on with today in this zone, whatever the session's TimeZone.",
+        &TIME_ZONE,
+        GucContext::Suset,
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(

@@ -31,7 +31,7 @@ extension_sql_file!("../sql/contract_api.sql", name = "contract_api", requires =
 extension_sql_file!(
     "../sql/contract_live.sql",
     name = "contract_live",
-    requires = ["contract_tables", "consent_api", functions::_contract_person_states]
+    requires = ["contract_tables", "consent_api", functions::_contract_person_states, functions::contract_today]
 );
 extension_sql_file!(
     "../sql/consent_api.sql",
@@ -256,6 +256,15 @@ mod functions {
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn _create_contract(spec: &str) -> String {
         crate::expose::create::create_contract(spec)
+    }
+
+    /// Today in the operator's time zone (`medanon.time_zone`, Asia/Tokyo by
+    /// default): the day a contract's expiry is counted in.
+    #[pg_extern(stable, parallel_restricted)]
+    fn contract_today() -> Date {
+        let today = crate::expose::today();
+        Date::new(today.year, today.month as u8, today.day as u8)
+            .unwrap_or_else(|e| crate::error::raise(pgrx::PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW, "today is not a date", Some(e.to_string()), None))
     }
 
     /// The names of a person's states in a contract's map, keyed by meaning, from

@@ -107,7 +107,8 @@ fn catalogs_and_plans_leak_neither_raw_statistics_nor_keys() {
         .map(|r| r.get::<_, String>(0))
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(plan.contains("CURRENT_DATE"), "{plan}");
+    // The gate: today in the operator's time zone, not the session's CURRENT_DATE.
+    assert!(plan.contains("timezone('Asia/Tokyo'") && !plan.contains("CURRENT_DATE"), "{plan}");
     assert!(!plan.contains("it_clinical"), "a raw table in the plan: {plan}");
     for key in &keys {
         assert!(!plan.contains(key.as_str()), "key material in EXPLAIN");
@@ -210,4 +211,54 @@ fn a_shadow_search_path_never_runs_as_the_owner() {
     let as_owner: Vec<_> = calls.iter().filter(|(_, who)| who != "it_etl").collect();
     assert!(as_owner.is_empty(), "shadow objects ran with another user's rights: {as_owner:?}");
     su.batch_execute("DROP SCHEMA it_shadow CASCADE").unwrap();
+}
+
+/// Issue 15, item 1: a contract's expiry is a day in the operator's time zone
+/// (Asia/Tokyo), and no setting of the analyst's moves it. A contract that expires
+/// today shows the same rows whatever TimeZone (7 days behind or ahead), DateStyle
+/// or search_path the grantee sets; with the former `CURRENT_DATE` gate, a clock 7
+/// days ahead hid it and one 7 days behind kept an expired contract readable.
+#[test]
+fn no_session_setting_of_the_analyst_moves_the_expiry_gate() {
+    let mut su = contract_warehouse();
+    su.batch_execute(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_c') THEN CREATE ROLE it_lab_c LOGIN; END IF;
+         END $$;",
+    )
+    .unwrap();
+    let mut etl = connect_as("it_etl");
+    let today: String = etl.query_one("SELECT medanon.contract_today()::text", &[]).unwrap().get(0);
+    let tokyo: String = etl.query_one("SELECT (now() AT TIME ZONE 'Asia/Tokyo')::date::text", &[]).unwrap().get(0);
+    assert_eq!(today, tokyo, "contract dates are days in Japan by default");
+    etl.batch_execute(&format!(
+        r#"SELECT medanon.create_contract('{{"id": "it_c", "grantee": "it_lab_c", "purpose": "expires today",
+              "approved_on": "2026-01-01", "expires_on": "{today}", "kind": "anonymized", "k": 2,
+              "tables": [{{"source": "it_clinical.patient", "columns": {{"person_id": "token", "sex": "keep"}}}},
+                         {{"source": "it_clinical.visit", "columns": {{"person_id": "token", "icd10": "keep"}}}}]}}');
+           SELECT medanon.publish_contract('it_c');"#
+    ))
+    .unwrap();
+    let definition: String = su.query_one("SELECT pg_get_viewdef('contract_it_c.visit'::regclass)", &[]).unwrap().get(0);
+    assert!(!definition.to_uppercase().contains("CURRENT_DATE"), "{definition}");
+    assert!(definition.contains("Asia/Tokyo"), "{definition}");
+    let mut lab = connect_as("it_lab_c");
+    let count = |lab: &mut postgres::Client| -> (i64, i64) {
+        let p: i64 = lab.query_one("SELECT count(*) FROM contract_it_c.patient", &[]).unwrap().get(0);
+        let v: i64 = lab.query_one("SELECT count(*) FROM contract_it_c.visit", &[]).unwrap().get(0);
+        (p, v)
+    };
+    let baseline = count(&mut lab);
+    assert!(baseline.0 > 0 && baseline.1 > 0, "the contract shows rows today: {baseline:?}");
+    for settings in [
+        "SET TimeZone = 'XXX+167'",
+        "SET TimeZone = 'XXX-167'",
+        "SET TimeZone = 'Etc/GMT+12'",
+        "SET TimeZone = 'Pacific/Kiritimati'",
+        "SET DateStyle = 'SQL, DMY'; SET TimeZone = 'XXX-167'",
+        "SET search_path = pg_temp, public; SET TimeZone = 'XXX+167'",
+    ] {
+        lab.batch_execute(&format!("RESET ALL; {settings}")).unwrap();
+        assert_eq!(count(&mut lab), baseline, "{settings}");
+    }
 }

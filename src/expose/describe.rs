@@ -26,6 +26,7 @@ pub fn describe(contract: &Contract) -> Described {
             .get_three::<bool, bool, bool>()?;
         let relations = spec.tables.iter().map(|t| relation(&client, &t.source)).collect::<Result<Vec<_>, _>>()?;
         Ok::<_, SpiError>(Described {
+            time_zone: super::operator_zone(),
             grantee_exists: row.0 == Some(true),
             grantee_certified: row.1 == Some(true),
             id_in_use: row.2 == Some(true),

@@ -26,11 +26,34 @@ use medanon_core::plan::{plan, ContractPlan, Purpose};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 
-/// Today in the session's calendar, for "has the spec expired".
+/// The operator's time zone (`medanon.time_zone`), checked: a contract's dates are
+/// days there, whatever the session's TimeZone.
+pub fn operator_zone() -> String {
+    let zone = crate::gucs::time_zone();
+    let known = Spi::get_one_with_args::<bool>(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_timezone_names WHERE name OPERATOR(pg_catalog.=) $1)",
+        &[zone.as_str().into()],
+    )
+    .unwrap_or_else(|e| spi_failed("could not read the time zones", e));
+    if known != Some(true) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("medanon.time_zone \"{zone}\" is not a time zone"),
+            None,
+            Some("set it to a name of pg_timezone_names, such as Asia/Tokyo".into()),
+        );
+    }
+    zone
+}
+
+/// Today in the operator's time zone, for "has the spec expired".
 pub fn today() -> Ymd {
-    let days = Spi::get_one::<i32>("SELECT (CURRENT_DATE OPERATOR(pg_catalog.-) DATE '2000-01-01')")
-        .unwrap_or_else(|e| spi_failed("could not read the current date", e))
-        .unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, "the current date is unknown", None, None));
+    let days = Spi::get_one_with_args::<i32>(
+        "SELECT (pg_catalog.timezone($1, pg_catalog.now())::date OPERATOR(pg_catalog.-) DATE '2000-01-01')",
+        &[operator_zone().as_str().into()],
+    )
+    .unwrap_or_else(|e| spi_failed("could not read the current date", e))
+    .unwrap_or_else(|| raise(PgSqlErrorCode::ERRCODE_DATA_EXCEPTION, "the current date is unknown", None, None));
     Ymd::from_pg_days(days as i64)
 }
 
@@ -66,13 +89,14 @@ pub struct Stored {
 
 /// Reads a contract as the caller; refuses an unknown or expired one.
 pub fn load(id: &str) -> Stored {
+    let zone = operator_zone();
     let row = Spi::connect(|client| {
         let rows = client.select(
             "SELECT spec::text, status, spec_sha256, expires_on::text,
-                    expires_on OPERATOR(pg_catalog.<) CURRENT_DATE, view_schema::text
+                    expires_on OPERATOR(pg_catalog.<) pg_catalog.timezone($2, pg_catalog.now())::date, view_schema::text
                FROM medanon.contract WHERE contract_id OPERATOR(pg_catalog.=) $1",
             None,
-            &[id.into()],
+            &[id.into(), zone.as_str().into()],
         )?;
         rows.into_iter()
             .next()

@@ -54,6 +54,7 @@ pub fn release_snapshot(id: &str) -> String {
     let expires = contract.expires_on.to_string();
     let sha = stored.spec_sha256;
     let view_schema = stored.view_schema;
+    let zone = super::operator_zone();
     let (_, owner) = keyring_and_owner();
     as_owner(owner, move || {
         Spi::connect_mut(|client| {
@@ -81,7 +82,7 @@ pub fn release_snapshot(id: &str) -> String {
             let name = snapshot_schema(&view_schema, n);
             let mut ddl = snapshot_schema_ddl(&name, &grantee);
             for v in &views {
-                ddl.push_str(&snapshot_table_ddl(&name, &view_schema, v, &grantee, &expires));
+                ddl.push_str(&snapshot_table_ddl(&name, &view_schema, v, &grantee, &expires, &zone));
             }
             client.update(ddl.as_str(), None, &[])?;
             let mut tables = serde_json::Map::new();

@@ -419,6 +419,7 @@ mod tests {
                  OR (p.proname = '_contract_person_states' AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname = '_ledger_chain' AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname = '_ledger_refusal' AND p.provolatile = 'i' AND p.proparallel = 's')
+                 OR (p.proname = 'contract_today' AND p.provolatile = 's' AND p.proparallel = 'r')
                  OR (p.proname = 'safe_counts' AND p.provolatile = 's' AND p.proparallel = 'r')
                  OR (p.proname IN ('register_source','classify','register_certified_user')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')

@@ -150,8 +150,8 @@ pub fn assert_opt_out_was_immediate(race: &OptOutRace) {
 pub fn contract_warehouse() -> Client {
     let mut su = superuser();
     su.batch_execute(
-        "DROP SCHEMA IF EXISTS it_clinical, contract_it_a, contract_it_b, contract_it_a_data, contract_it_b_data, contract_it_a_snap_1
-             CASCADE;
+        "DROP SCHEMA IF EXISTS it_clinical, contract_it_a, contract_it_b, contract_it_a_data, contract_it_b_data, contract_it_a_snap_1,
+             contract_it_c, contract_it_c_data CASCADE;
          DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_a') THEN CREATE ROLE it_lab_a LOGIN; END IF;
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_b') THEN CREATE ROLE it_lab_b LOGIN; END IF;

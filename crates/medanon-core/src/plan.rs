@@ -103,6 +103,8 @@ pub enum Relation {
 /// Everything the planner needs from the catalog, read once by the glue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Described {
+    /// The operator's time zone (`medanon.time_zone`), in which expiry is a day.
+    pub time_zone: String,
     pub grantee_exists: bool,
     pub grantee_certified: bool,
     /// A contract of this id is stored already.
@@ -159,6 +161,9 @@ pub struct ContractPlan {
     pub kind: Kind,
     pub k: Option<i32>,
     pub expires_on: String,
+    /// The operator's time zone: the views and snapshots compare `expires_on`
+    /// with today there, so no session setting of the analyst's moves the gate.
+    pub time_zone: String,
     /// The schema of the grantee's views: `contract_<id>`.
     pub schema: String,
     /// The schema of the data tables behind the views, the owner's only.
@@ -359,18 +364,18 @@ pub fn snapshot_schema(view_schema: &str, n: i64) -> String {
 /// The DDL of one table of a snapshot: a frozen copy of a view, readable by the
 /// grantee until the contract expires (a row-level security policy). Its comment,
 /// like every comment of a contract's objects, says nothing of the contract.
-pub fn snapshot_table_ddl(snapshot: &str, view_schema: &str, view: &str, grantee: &str, expires_on: &str) -> String {
+pub fn snapshot_table_ddl(snapshot: &str, view_schema: &str, view: &str, grantee: &str, expires_on: &str, zone: &str) -> String {
     let table = format!("{}.{}", ident(snapshot), ident(view));
     let who = ident(grantee);
     format!(
         "CREATE TABLE {table} AS SELECT * FROM {}.{};
          ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
-         CREATE POLICY until_expiry ON {table} FOR SELECT TO {who} USING (CURRENT_DATE <= {}::date);
+         CREATE POLICY until_expiry ON {table} FOR SELECT TO {who} USING ({});
          REVOKE ALL ON {table} FROM PUBLIC;
          GRANT SELECT ON {table} TO {who};",
         ident(view_schema),
         ident(view),
-        literal(expires_on)
+        crate::view::until_expiry(expires_on, zone)
     )
 }
 
@@ -442,6 +447,7 @@ pub fn plan(contract: &Contract, described: &Described, purpose: Purpose) -> Res
         kind: spec.kind,
         k: spec.k.map(|k| k as i32),
         expires_on: contract.expires_on.to_string(),
+        time_zone: described.time_zone.clone(),
         data_schema: format!("{schema}_data"),
         schema,
         domain: format!("contract:{}", spec.id),
@@ -619,7 +625,7 @@ impl ContractPlan {
         let view = format!("{}.{}", ident(&self.schema), ident(&p.name));
         let data = self.scratch(&self.data_table(index, generation));
         let define = if purpose == Purpose::Publish { "CREATE VIEW" } else { "CREATE OR REPLACE VIEW" };
-        let mut ddl = format!("{define} {view} AS {};", crate::view::view_select(p, &data, &self.expires_on));
+        let mut ddl = format!("{define} {view} AS {};", crate::view::view_select(p, &data, &self.expires_on, &self.time_zone));
         if purpose == Purpose::Publish {
             ddl.push_str(&format!(
                 "COMMENT ON VIEW {view} IS 'medanon contract view: anonymized per the contract; shows nothing after it expires';
@@ -711,6 +717,7 @@ pub(crate) mod tests {
 
     pub fn described(patient: Source, visit: Source) -> Described {
         Described {
+            time_zone: "Asia/Tokyo".into(),
             grantee_exists: true,
             grantee_certified: false,
             id_in_use: false,

@@ -89,9 +89,18 @@ pub fn materialize_select(plan: &ViewPlan, contract_id: &str) -> String {
     sql
 }
 
+/// The expiry gate: true until the end of `expires_on` in the operator's time
+/// zone. `now()` is the transaction's start, and `timezone(zone, ...)` and the
+/// cast to date read no session setting (TimeZone, DateStyle), so nothing the
+/// analyst sets moves it.
+pub fn until_expiry(expires_on: &str, zone: &str) -> String {
+    format!("pg_catalog.timezone({}, pg_catalog.now())::date <= {}::date", literal(zone), literal(expires_on))
+}
+
 /// The analyst's view over the data table `data` (quoted): the columns in source
-/// order, the token under the person column's name, nothing after `expires_on`.
-pub fn view_select(plan: &ViewPlan, data: &str, expires_on: &str) -> String {
+/// order, the token under the person column's name, nothing after `expires_on`
+/// (a day in the operator's time zone `zone`).
+pub fn view_select(plan: &ViewPlan, data: &str, expires_on: &str, zone: &str) -> String {
     let list: Vec<String> = plan
         .columns
         .iter()
@@ -103,7 +112,7 @@ pub fn view_select(plan: &ViewPlan, data: &str, expires_on: &str) -> String {
             }
         })
         .collect();
-    format!("SELECT {} FROM {data} d WHERE CURRENT_DATE <= {}::date", list.join(", "), literal(expires_on))
+    format!("SELECT {} FROM {data} d WHERE {}", list.join(", "), until_expiry(expires_on, zone))
 }
 
 /// The SQL expression that gives a person's class key from one view's
@@ -260,11 +269,11 @@ mod tests {
         assert!(m.contains("medanon.prefecture_of(s.\"address\"::text) AS \"address\""));
         assert!(m.ends_with("m.person_id = s.\"person_id\" AND m.contract_id = 'c2026_001' WHERE m.state = 'visible'"), "{m}");
         assert!(!m.contains("\"name\"") && !m.contains("blood_type"));
-        let v = view_select(p, "\"contract_c2026_001_data\".\"t0_g1\"", "2027-03-31");
+        let v = view_select(p, "\"contract_c2026_001_data\".\"t0_g1\"", "2027-03-31", "Asia/Tokyo");
         assert_eq!(
             v,
             "SELECT d.\"_token\" AS \"person_id\", d.\"birth_date\", d.\"sex\", d.\"postal_code\", d.\"address\" \
-             FROM \"contract_c2026_001_data\".\"t0_g1\" d WHERE CURRENT_DATE <= '2027-03-31'::date"
+             FROM \"contract_c2026_001_data\".\"t0_g1\" d WHERE pg_catalog.timezone('Asia/Tokyo', pg_catalog.now())::date <= '2027-03-31'::date"
         );
         for sql in [&m, &v] {
             assert!(!sql.contains("tokenize") && !sql.contains("shift_date") && !sql.contains("date_offset("), "no keyed function");
