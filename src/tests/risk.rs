@@ -52,3 +52,21 @@ fn risk_functions_refuse_null_arguments() {
         (no_table.as_str(), Fails("22023")),
     ]);
 }
+
+/// STRICT would bring the silent answer back: PostgreSQL would return zero rows or
+/// NULL without calling the function. The markings stay STABLE, PARALLEL RESTRICTED.
+#[pg_test]
+fn risk_functions_are_not_strict() {
+    let marked = Spi::get_one::<String>(
+        "SELECT string_agg(p.proname || ':' || p.proisstrict::text || p.provolatile::text || p.proparallel::text, ', '
+                           ORDER BY p.proname)
+           FROM pg_proc p
+          WHERE p.pronamespace = 'medanon'::regnamespace
+            AND p.proname IN ('k_report', 'l_diversity', 'risk_profile', 'suggest_generalization', '_suggest_generalization')",
+    )
+    .unwrap();
+    assert_eq!(
+        marked.as_deref(),
+        Some("_suggest_generalization:falsesr, k_report:falsesr, l_diversity:falsesr, risk_profile:falsesr, suggest_generalization:falsesr")
+    );
+}
