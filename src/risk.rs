@@ -179,7 +179,7 @@ fn resolve(column: &str, spec: &HierarchySpec) -> Hierarchy {
     let oid = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::oid", &[table.as_str().into()])
         .ok()
         .flatten()
-        .unwrap_or_else(|| spec_error(SpecError::new(&key, format!("table \"{table}\" does not exist"))));
+        .unwrap_or_else(|| spec_error(SpecError::new(&key, format!("table {} does not exist", medanon_core::error::quoted(table)))));
     let columns = TableColumns::new(&key, crate::catalog::column_names(oid)).unwrap_or_else(|e| spec_error(e));
     let (qualified, _) = crate::catalog::names(oid);
     let rows = Spi::connect(|client| {
