@@ -42,8 +42,9 @@ CREATE FUNCTION tokenize(value text, domain text) RETURNS text
 CREATE FUNCTION create_contract(spec jsonb) RETURNS text
     LANGUAGE sql VOLATILE STRICT PARALLEL UNSAFE
     RETURN medanon._create_contract(spec::text);
+-- Not STRICT, like the other risk functions: a NULL argument is an error (22004).
 CREATE FUNCTION suggest_generalization(rel regclass, spec jsonb, k integer, max_suppression double precision) RETURNS jsonb
-    LANGUAGE sql STABLE STRICT PARALLEL RESTRICTED
+    LANGUAGE sql STABLE PARALLEL RESTRICTED
     RETURN medanon._suggest_generalization(rel, spec::text, k, max_suppression);
 
 -- link_report: what linking has done so far, for the operator. Plain SQL over the
@@ -254,8 +255,6 @@ COMMENT ON FUNCTION _link_block(text, text) IS
     'Internal to link_patients: the keyed block (birth date and sex) for fuzzy candidates.';
 COMMENT ON FUNCTION _link_clk(text) IS
     'Internal to link_patients: keyed Bloom filter of the kana name''s bigrams (CLK).';
-COMMENT ON FUNCTION _dice(bytea, bytea) IS
-    'Dice similarity of two bit strings: 2|A∩B|/(|A|+|B|).';
 COMMENT ON FUNCTION notice_wait_days() IS
     'The waiting period after a notification, in days (setting medanon.notice_wait_days, superuser only).';
 COMMENT ON FUNCTION k_report(regclass, text[], text, integer) IS

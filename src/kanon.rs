@@ -5,62 +5,12 @@
 //! caller may already read. Column names are checked against the catalog and
 //! quoted, never pasted in.
 
+use crate::catalog::{describe, Relation};
 use crate::error::{raise, spi_failed};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::{pg_sys, PgSqlErrorCode};
 use std::collections::HashSet;
-
-/// A relation as the catalog names it: quoted for a query, bare for messages, and
-/// its column names.
-pub struct Relation {
-    pub qualified: String,
-    pub display: String,
-    pub columns: HashSet<String>,
-}
-
-/// Reads a relation's name and columns from the catalog.
-pub fn describe(rel: pg_sys::Oid) -> Relation {
-    let names = Spi::get_two_with_args::<String, String>(
-        "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-         WHERE c.oid OPERATOR(pg_catalog.=) $1",
-        &[rel.into()],
-    );
-    let (schema, name) = match names {
-        Ok((Some(s), Some(n))) => (s, n),
-        _ => raise(PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE, "relation does not exist", None, None),
-    };
-    let columns = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT attname::text FROM pg_catalog.pg_attribute \
-                 WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
-                None,
-                &[rel.into()],
-            )?
-            .map(|row| row.get::<String>(1))
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .unwrap_or_else(|e| spi_failed("could not read the columns", e));
-    Relation {
-        qualified: format!("{}.{}", quote_identifier(&schema), quote_identifier(&name)),
-        display: name,
-        columns: columns.into_iter().flatten().collect(),
-    }
-}
-
-fn checked_column<'a>(rel: &Relation, column: &'a str) -> &'a str {
-    if !rel.columns.contains(column) {
-        raise(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
-            format!("column \"{column}\" of relation \"{}\" does not exist", rel.display),
-            None,
-            Some("column names are case-sensitive and given without quotes".into()),
-        );
-    }
-    column
-}
 
 /// A relation and columns checked against the catalog, quoted for a query.
 pub struct Checked {
@@ -75,7 +25,7 @@ pub struct Checked {
 impl Checked {
     /// Another column of the same relation, quoted (for a sensitive attribute).
     pub fn column(&self, name: &str) -> String {
-        quote_identifier(checked_column(&self.described, name))
+        quote_identifier(self.described.column(name))
     }
 
     pub fn group_by(&self) -> String {
@@ -116,9 +66,9 @@ pub fn check(rel: pg_sys::Oid, quasi_identifiers: &[Option<String>], person_colu
                 None,
             );
         }
-        qis.push((qi.to_string(), quote_identifier(checked_column(&relation, qi))));
+        qis.push((qi.to_string(), quote_identifier(relation.column(qi))));
     }
-    let person = person_column.map(|p| quote_identifier(checked_column(&relation, p)));
+    let person = person_column.map(|p| quote_identifier(relation.column(p)));
     Checked { relation: relation.qualified.clone(), qis, person, described: relation }
 }
 

@@ -12,6 +12,7 @@
 use pgrx::prelude::*;
 
 mod anonymize;
+mod catalog;
 mod collect;
 mod error;
 mod expose;
@@ -231,11 +232,6 @@ mod functions {
         crate::link::keys::name_clk(name_kana)
     }
 
-    #[pg_extern(immutable, strict, parallel_safe)]
-    fn _dice(a: &[u8], b: &[u8]) -> f64 {
-        medanon_core::link::dice(a, b)
-    }
-
     /// The first `digits` digits of a postal code, the rest masked (123-****);
     /// NULL for a value that is not a postal code, so a contract view never stops
     /// on one bad record. A `digits` outside 0-7 is an error.
@@ -315,47 +311,56 @@ mod functions {
     }
 
     // --- Risk analysis ----------------------------------------------------------
+    // Not STRICT: a NULL argument is an error (22004), because a STRICT function's
+    // empty or NULL answer would read as "no risk".
 
-    #[pg_extern(stable, strict, parallel_restricted)]
+    #[pg_extern(stable, parallel_restricted)]
     fn k_report(
-        rel: PgRelation,
-        quasi_identifiers: Vec<Option<String>>,
+        rel: Option<PgRelation>,
+        quasi_identifiers: Option<Vec<Option<String>>>,
         person_column: Option<&str>,
-        k: i32,
+        k: Option<i32>,
     ) -> TableIterator<'static, (name!(class, pgrx::JsonB), name!(persons, i64))> {
-        TableIterator::new(crate::risk::k_report(rel.oid(), &quasi_identifiers, person_column, k))
+        TableIterator::new(crate::risk::k_report(rel.map(|r| r.oid()), quasi_identifiers.as_deref(), person_column, k))
     }
 
-    #[pg_extern(stable, strict, parallel_restricted)]
+    #[pg_extern(stable, parallel_restricted)]
     fn l_diversity(
-        rel: PgRelation,
-        quasi_identifiers: Vec<Option<String>>,
-        sensitive: &str,
+        rel: Option<PgRelation>,
+        quasi_identifiers: Option<Vec<Option<String>>>,
+        sensitive: Option<&str>,
         person_column: Option<&str>,
     ) -> Option<i64> {
-        crate::risk::l_diversity(rel.oid(), &quasi_identifiers, sensitive, person_column)
+        crate::risk::l_diversity(rel.map(|r| r.oid()), quasi_identifiers.as_deref(), sensitive, person_column)
     }
 
-    #[pg_extern(stable, strict, parallel_restricted)]
+    #[pg_extern(stable, parallel_restricted)]
     fn risk_profile(
-        rel: PgRelation,
-        quasi_identifiers: Vec<Option<String>>,
+        rel: Option<PgRelation>,
+        quasi_identifiers: Option<Vec<Option<String>>>,
         person_column: Option<&str>,
-        k: i32,
+        k: Option<i32>,
     ) -> pgrx::JsonB {
-        crate::risk::risk_profile(rel.oid(), &quasi_identifiers, person_column, k)
+        crate::risk::risk_profile(rel.map(|r| r.oid()), quasi_identifiers.as_deref(), person_column, k)
     }
 
     /// Behind the SQL wrapper `suggest_generalization(regclass, jsonb, ...)`, for the
     /// reason given at `_create_contract`.
-    #[pg_extern(stable, strict, parallel_restricted)]
-    fn _suggest_generalization(rel: PgRelation, spec: &str, k: i32, max_suppression: f64) -> pgrx::JsonB {
-        crate::risk::suggest_generalization(rel.oid(), &crate::error::json_arg("spec", spec), k, max_suppression)
+    #[pg_extern(stable, parallel_restricted)]
+    fn _suggest_generalization(
+        rel: Option<PgRelation>,
+        spec: Option<&str>,
+        k: Option<i32>,
+        max_suppression: Option<f64>,
+    ) -> pgrx::JsonB {
+        let spec = spec.map(|s| crate::error::json_arg("spec", s));
+        crate::risk::suggest_generalization(rel.map(|r| r.oid()), spec.as_ref(), k, max_suppression)
     }
 
     /// Not STRICT, because `person_column` defaults to NULL; a NULL relation or
-    /// array still gives NULL. PARALLEL RESTRICTED: it runs a query through SPI,
-    /// which may read a temporary table that a parallel worker cannot see.
+    /// array still gives NULL (see the README).
+    /// PARALLEL RESTRICTED: it runs a query through SPI, which may read a
+    /// temporary table that a parallel worker cannot see.
     #[pg_extern(stable, parallel_restricted)]
     fn k_anonymity(
         rel: Option<PgRelation>,

@@ -6,17 +6,38 @@
 //! the quasi-identifiers once, dictionary-encodes every level of every hierarchy,
 //! and evaluates lattice nodes in memory (`medanon_core::lattice`).
 
-use crate::error::{raise, spi_failed};
+use crate::error::{raise, spi_failed, OrRaise};
 use crate::kanon::{check, Checked};
-use medanon_core::hierarchy::{BuiltIn, SUPPRESSED};
-use medanon_core::lattice::{search, Evaluation, Lattice};
+use medanon_core::equivalence::{Encoder, Refusal, CLASS_KEY_BITS};
+use medanon_core::error::InputError;
+use medanon_core::hierarchy::{GeneralizationSpec, Hierarchy, HierarchySpec, SpecError, TableColumns, TableHierarchy};
+use medanon_core::lattice::{self, search, Lattice};
+use medanon_core::view::literal;
 use pgrx::prelude::*;
 use pgrx::spi::SpiError;
 use pgrx::{pg_sys, JsonB, PgSqlErrorCode};
 use serde_json::{json, Map, Value};
-use std::collections::HashMap;
 
-fn positive_k(k: i32) {
+/// An argument that must not be NULL: a risk function that cannot answer refuses,
+/// because an empty or NULL answer reads as "no risk".
+pub fn required<T>(name: &str, value: Option<T>) -> T {
+    match value {
+        Some(v) => v,
+        None => raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{name} must not be NULL"),
+            None,
+            Some(if name == "person_column" {
+                "risk is counted in distinct persons: name the column that holds the person id".into()
+            } else {
+                format!("a risk function refuses a NULL {name} rather than answer as if there were no risk")
+            }),
+        ),
+    }
+}
+
+fn positive_k(k: Option<i32>) -> i32 {
+    let k = required("k", k);
     if k < 1 {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -25,31 +46,21 @@ fn positive_k(k: i32) {
             None,
         );
     }
-}
-
-fn person_required(person_column: Option<&str>) -> &str {
-    match person_column {
-        Some(p) => p,
-        None => raise(
-            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
-            "person_column must not be NULL",
-            None,
-            Some("risk is counted in distinct persons: name the column that holds the person id".into()),
-        ),
-    }
+    k
 }
 
 /// The classes below k, each as a jsonb object of its quasi-identifier values,
 /// with its number of distinct persons; smallest first.
-pub fn k_report(rel: pg_sys::Oid, qis: &[Option<String>], person_column: Option<&str>, k: i32) -> Vec<(JsonB, i64)> {
-    positive_k(k);
-    let c = check(rel, qis, Some(person_required(person_column)));
-    let object = c
-        .qis
-        .iter()
-        .map(|(name, quoted)| format!("{}, {quoted}", pg_literal(name)))
-        .collect::<Vec<_>>()
-        .join(", ");
+pub fn k_report(
+    rel: Option<pg_sys::Oid>,
+    qis: Option<&[Option<String>]>,
+    person_column: Option<&str>,
+    k: Option<i32>,
+) -> Vec<(JsonB, i64)> {
+    let (rel, qis, person) = (required("rel", rel), required("quasi_identifiers", qis), required("person_column", person_column));
+    let k = positive_k(k);
+    let c = check(rel, qis, Some(person));
+    let object = c.qis.iter().map(|(name, quoted)| format!("{}, {quoted}", literal(name))).collect::<Vec<_>>().join(", ");
     let sql = format!(
         "SELECT pg_catalog.jsonb_build_object({object}), {count} AS persons FROM {rel} GROUP BY {group}
          HAVING {count} OPERATOR(pg_catalog.<) $1 ORDER BY 2, 1",
@@ -66,13 +77,15 @@ pub fn k_report(rel: pg_sys::Oid, qis: &[Option<String>], person_column: Option<
     .unwrap_or_else(|e| spi_failed("could not report the classes below k", e))
 }
 
-fn pg_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// Distinct l-diversity: the fewest distinct sensitive values in any class.
-pub fn l_diversity(rel: pg_sys::Oid, qis: &[Option<String>], sensitive: &str, person_column: Option<&str>) -> Option<i64> {
-    let c = check(rel, qis, Some(person_required(person_column)));
+pub fn l_diversity(
+    rel: Option<pg_sys::Oid>,
+    qis: Option<&[Option<String>]>,
+    sensitive: Option<&str>,
+    person_column: Option<&str>,
+) -> Option<i64> {
+    let (rel, qis, sensitive) = (required("rel", rel), required("quasi_identifiers", qis), required("sensitive", sensitive));
+    let c = check(rel, qis, Some(required("person_column", person_column)));
     let sensitive = c.column(sensitive);
     let sql = format!(
         "SELECT pg_catalog.min(l) FROM (SELECT pg_catalog.count(DISTINCT {sensitive}) AS l FROM {} GROUP BY {}) AS classes",
@@ -101,9 +114,15 @@ fn class_size_histogram(c: &Checked) -> Vec<(i64, i64)> {
 
 /// The prosecutor-risk profile of a relation. A person in a class of n persons is
 /// re-identified with probability 1/n by an attacker who knows they are in it.
-pub fn risk_profile(rel: pg_sys::Oid, qis: &[Option<String>], person_column: Option<&str>, k: i32) -> JsonB {
-    positive_k(k);
-    let c = check(rel, qis, Some(person_required(person_column)));
+pub fn risk_profile(
+    rel: Option<pg_sys::Oid>,
+    qis: Option<&[Option<String>]>,
+    person_column: Option<&str>,
+    k: Option<i32>,
+) -> JsonB {
+    let (rel, qis, person) = (required("rel", rel), required("quasi_identifiers", qis), required("person_column", person_column));
+    let k = positive_k(k);
+    let c = check(rel, qis, Some(person));
     let histogram = class_size_histogram(&c);
     let classes: i64 = histogram.iter().map(|&(_, n)| n).sum();
     // Persons counted per class; a person whose rows fall in two classes counts twice.
@@ -113,6 +132,9 @@ pub fn risk_profile(rel: pg_sys::Oid, qis: &[Option<String>], person_column: Opt
     let smallest = histogram.first().map(|&(size, _)| size);
     let ratio = |a: i64, b: i64| if b == 0 { Value::Null } else { json!(((a as f64 / b as f64) * 1e6).round() / 1e6) };
     // Buckets that read well in psql: 1, 2, 3-4, 5-9, 10-19, 20-49, 50-99, 100+.
+    // The widest bar takes 40 characters, so a line with its label and count stays
+    // within an 80-column terminal.
+    const BAR_WIDTH: usize = 40;
     let buckets: [(i64, i64, &str); 8] =
         [(1, 1, "1"), (2, 2, "2"), (3, 4, "3-4"), (5, 9, "5-9"), (10, 19, "10-19"), (20, 49, "20-49"), (50, 99, "50-99"), (100, i64::MAX, "100+")];
     let counts: Vec<i64> = buckets
@@ -124,8 +146,8 @@ pub fn risk_profile(rel: pg_sys::Oid, qis: &[Option<String>], person_column: Opt
         .iter()
         .zip(&counts)
         .map(|(&(_, _, label), &n)| {
-            let width = ((n as f64 / widest as f64) * 40.0).ceil() as usize;
-            Value::String(format!("{label:>6} | {:<40} {n}", "#".repeat(width)))
+            let width = ((n as f64 / widest as f64) * BAR_WIDTH as f64).ceil() as usize;
+            Value::String(format!("{label:>6} | {:<BAR_WIDTH$} {n}", "#".repeat(width)))
         })
         .collect();
     JsonB(json!({
@@ -142,135 +164,45 @@ pub fn risk_profile(rel: pg_sys::Oid, qis: &[Option<String>], person_column: Opt
     }))
 }
 
-/// A quasi-identifier's hierarchy: built in, or a user table whose first column
-/// is the value and whose next columns are its levels.
-enum Hierarchy {
-    BuiltIn(BuiltIn),
-    Table { levels: HashMap<String, Vec<String>>, depth: u8 },
+fn spec_error(e: SpecError) -> ! {
+    crate::error::raise_input(InputError::from(e))
 }
 
-impl Hierarchy {
-    fn max_level(&self) -> u8 {
-        match self {
-            Hierarchy::BuiltIn(b) => b.max_level(),
-            Hierarchy::Table { depth, .. } => *depth + 1,
-        }
-    }
-
-    fn generalize(&self, value: &str, level: u8) -> String {
-        match self {
-            Hierarchy::BuiltIn(b) => b.generalize(value, level),
-            Hierarchy::Table { levels, depth } => {
-                if level == 0 {
-                    value.to_string()
-                } else if level > *depth {
-                    SUPPRESSED.to_string()
-                } else {
-                    levels.get(value).and_then(|l| l.get(level as usize - 1)).cloned().unwrap_or_else(|| "?".into())
-                }
-            }
-        }
-    }
-
-    fn label(&self, level: u8) -> String {
-        match self {
-            Hierarchy::BuiltIn(b) => b.label(level),
-            Hierarchy::Table { .. } if level == 0 => "as stored".into(),
-            Hierarchy::Table { depth, .. } if level > *depth => "suppressed".into(),
-            Hierarchy::Table { .. } => format!("table level {level}"),
-        }
-    }
-}
-
-fn spec_error(key: &str, what: &str) -> ! {
-    raise(
-        PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-        format!("invalid generalization spec at \"{key}\": {what}"),
-        None,
-        Some(r#"for example {"person_column": "person_id", "quasi_identifiers": {"age": {"hierarchy": "age", "top": 90}, "visit_date": "date", "postal_code": "postal", "address": "geography", "job": {"hierarchy": "table", "table": "public.job_levels"}}}"#.into()),
-    )
-}
-
-fn hierarchy_of(column: &str, spec: &Value) -> Hierarchy {
-    let key = format!("quasi_identifiers.{column}");
-    let (name, top, table) = match spec {
-        Value::String(s) => (s.as_str(), None, None),
-        Value::Object(o) => {
-            let name = o.get("hierarchy").and_then(Value::as_str).unwrap_or_else(|| spec_error(&key, "needs \"hierarchy\""));
-            let top = match o.get("top") {
-                None => None,
-                Some(v) => Some(v.as_i64().filter(|t| (1..=200).contains(t)).unwrap_or_else(|| spec_error(&key, "\"top\" must be an age from 1 to 200")) as i32),
-            };
-            (name, top, o.get("table").and_then(Value::as_str))
-        }
-        _ => spec_error(&key, "must be a hierarchy name or an object"),
+/// A quasi-identifier's hierarchy from the spec: built in, or read from the user's
+/// table as the caller (value, level 1, level 2, ...).
+fn resolve(column: &str, spec: &HierarchySpec) -> Hierarchy {
+    let table = match spec {
+        HierarchySpec::BuiltIn(b) => return Hierarchy::BuiltIn(b.clone()),
+        HierarchySpec::Table(table) => table,
     };
-    if name == "table" {
-        let Some(table) = table else { spec_error(&key, "a table hierarchy needs \"table\"") };
-        return table_hierarchy(&key, table);
-    }
-    match BuiltIn::parse(name, top) {
-        Some(b) => Hierarchy::BuiltIn(b),
-        None => spec_error(&key, &format!("unknown hierarchy \"{name}\" (age, date, postal, geography or table)")),
-    }
-}
-
-/// Reads a user hierarchy table as the caller: value, level 1, level 2, ...
-fn table_hierarchy(key: &str, table: &str) -> Hierarchy {
-    let oid = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::oid", &[table.into()])
+    let key = format!("quasi_identifiers.{column}");
+    let oid = Spi::get_one_with_args::<pg_sys::Oid>("SELECT pg_catalog.to_regclass($1)::oid", &[table.as_str().into()])
         .ok()
         .flatten()
-        .unwrap_or_else(|| spec_error(key, &format!("table \"{table}\" does not exist")));
-    let depth = Spi::get_one_with_args::<i64>(
-        "SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) $1
-           AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
-        &[oid.into()],
-    )
-    .ok()
-    .flatten()
-    .unwrap_or(0);
-    if !(2..=20).contains(&depth) {
-        spec_error(key, "a hierarchy table has a value column and 1 to 19 level columns");
-    }
+        .unwrap_or_else(|| spec_error(SpecError::new(&key, format!("table {} does not exist", medanon_core::error::quoted(table)))));
+    let columns = TableColumns::new(&key, crate::catalog::column_names(oid)).unwrap_or_else(|e| spec_error(e));
+    let (qualified, _) = crate::catalog::names(oid);
     let rows = Spi::connect(|client| {
-        let sql = format!(
-            "SELECT pg_catalog.to_jsonb(t) FROM {} AS t",
-            Spi::get_one_with_args::<String>("SELECT $1::regclass::text", &[oid.into()]).ok().flatten().unwrap_or_default()
-        );
-        client.select(&sql, None, &[])?.map(|r| r.get::<JsonB>(1)).collect::<Result<Vec<_>, SpiError>>()
-    })
-    .unwrap_or_else(|e| spi_failed("could not read the hierarchy table", e));
-    let columns = Spi::connect(|client| {
         client
-            .select(
-                "SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) $1
-                   AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped ORDER BY attnum",
-                None,
-                &[oid.into()],
-            )?
-            .map(|r| r.get::<String>(1))
+            .select(&format!("SELECT pg_catalog.to_jsonb(t) FROM {qualified} AS t"), None, &[])?
+            .map(|r| r.get::<JsonB>(1))
             .collect::<Result<Vec<_>, SpiError>>()
     })
     .unwrap_or_else(|e| spi_failed("could not read the hierarchy table", e));
-    let columns: Vec<String> = columns.into_iter().flatten().collect();
-    let text = |v: Option<&Value>| match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "?".into(),
-        Some(other) => other.to_string(),
-    };
-    let mut levels = HashMap::new();
-    for row in rows.into_iter().flatten() {
-        let value = text(row.0.get(&columns[0]));
-        let rest: Vec<String> = columns[1..].iter().map(|c| text(row.0.get(c))).collect();
-        levels.insert(value, rest);
-    }
-    Hierarchy::Table { levels, depth: (depth - 1) as u8 }
+    Hierarchy::Table(TableHierarchy::from_rows(&columns, rows.iter().flatten().map(|j| &j.0)))
 }
 
 /// Finds the generalization of lowest loss that makes `rel` k-anonymous in
 /// distinct persons while suppressing at most `max_suppression` of them.
-pub fn suggest_generalization(rel: pg_sys::Oid, spec: &Value, k: i32, max_suppression: f64) -> JsonB {
-    positive_k(k);
+pub fn suggest_generalization(
+    rel: Option<pg_sys::Oid>,
+    spec: Option<&Value>,
+    k: Option<i32>,
+    max_suppression: Option<f64>,
+) -> JsonB {
+    let (rel, spec) = (required("rel", rel), required("spec", spec));
+    let k = positive_k(k);
+    let max_suppression = required("max_suppression", max_suppression);
     if !(0.0..=1.0).contains(&max_suppression) {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -279,25 +211,12 @@ pub fn suggest_generalization(rel: pg_sys::Oid, spec: &Value, k: i32, max_suppre
             Some("it is the share of persons that may be suppressed, for example 0.01".into()),
         );
     }
-    let Value::Object(spec) = spec else { spec_error("(top)", "must be an object") };
-    for key in spec.keys() {
-        if key != "person_column" && key != "quasi_identifiers" {
-            spec_error(key, "unknown key (person_column, quasi_identifiers)");
-        }
-    }
-    let person = spec.get("person_column").and_then(Value::as_str).unwrap_or_else(|| spec_error("person_column", "must name a column"));
-    let Some(Value::Object(qi_spec)) = spec.get("quasi_identifiers") else {
-        spec_error("quasi_identifiers", "must be an object of column: hierarchy")
-    };
-    if qi_spec.is_empty() || qi_spec.len() > 8 {
-        spec_error("quasi_identifiers", "must name 1 to 8 columns");
-    }
-    let names: Vec<Option<String>> = qi_spec.keys().map(|k| Some(k.clone())).collect();
-    let c = check(rel, &names, Some(person));
-    let hierarchies: Vec<Hierarchy> = qi_spec.iter().map(|(col, h)| hierarchy_of(col, h)).collect();
+    let spec = GeneralizationSpec::parse(spec).map_err(InputError::from).or_raise();
+    let names: Vec<Option<String>> = spec.quasi_identifiers.iter().map(|(column, _)| Some(column.clone())).collect();
+    let c = check(rel, &names, Some(&spec.person_column));
+    let hierarchies: Vec<Hierarchy> = spec.quasi_identifiers.iter().map(|(column, h)| resolve(column, h)).collect();
     let lattice = Lattice::new(hierarchies.iter().map(Hierarchy::max_level).collect());
-    // The tags take a byte per node; a million nodes is far beyond any useful search.
-    if lattice.size() > 1_000_000 {
+    if lattice.size() > lattice::MAX_NODES {
         raise(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             "the generalization lattice is too large to search",
@@ -308,110 +227,41 @@ pub fn suggest_generalization(rel: pg_sys::Oid, spec: &Value, k: i32, max_suppre
 
     // Load (person, value per QI) once, as the caller; dates as ISO text whatever
     // the session's DateStyle, so the date hierarchy reads them.
+    let person = c.column(&spec.person_column);
     let columns = c.qis.iter().map(|(_, q)| format!("{q}::text")).collect::<Vec<_>>().join(", ");
-    let sql = format!("SELECT {}::text, {columns} FROM {} WHERE {} IS NOT NULL", c.person.clone().unwrap_or_default(), c.relation, c.person.clone().unwrap_or_default());
+    let sql = format!("SELECT {person}::text, {columns} FROM {} WHERE {person} IS NOT NULL", c.relation);
     let dims = hierarchies.len();
-    let mut person_codes: HashMap<String, u32> = HashMap::new();
-    let mut value_codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); dims];
-    let mut rows: Vec<(u32, Vec<u32>)> = Vec::new();
-    crate::keyring::with_settings(&[(c"DateStyle", c"ISO, YMD")], || Spi::connect(|client| {
-        let table = client.select(&sql, None, &[])?;
-        rows.reserve(table.len());
-        for row in table {
-            let p = row.get::<String>(1)?.unwrap_or_default();
-            let next = person_codes.len() as u32;
-            let pc = *person_codes.entry(p).or_insert(next);
-            let mut codes = Vec::with_capacity(dims);
-            for (i, dict) in value_codes.iter_mut().enumerate() {
-                let v = row.get::<String>(i + 2)?.unwrap_or_else(|| "NULL".into());
-                let next = dict.len() as u32;
-                codes.push(*dict.entry(v).or_insert(next));
+    let mut encoder = Encoder::new(dims);
+    crate::keyring::with_settings(&[(c"DateStyle", c"ISO, YMD")], || {
+        Spi::connect(|client| {
+            let table = client.select(&sql, None, &[])?;
+            encoder.reserve(table.len());
+            for row in table {
+                let values = (0..dims).map(|i| row.get::<String>(i + 2)).collect::<Result<Vec<_>, _>>()?;
+                // Never NULL: the query leaves those rows out.
+                let Some(person) = row.get::<String>(1)? else { continue };
+                encoder.push(person, values);
             }
-            rows.push((pc, codes));
-        }
-        Ok::<_, SpiError>(())
-    }))
-    .unwrap_or_else(|e| spi_failed("could not read the relation", e));
-    // A value the hierarchy cannot read is an error, not a silent class of its own.
-    for (((name, _), h), dict) in c.qis.iter().zip(&hierarchies).zip(&value_codes) {
-        if let Hierarchy::BuiltIn(b) = h {
-            if let Some(bad) = dict.keys().find(|v| v.as_str() != "NULL" && !b.reads(v)) {
-                raise(
-                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-                    format!("column \"{name}\" has a value its hierarchy cannot read"),
-                    Some(format!("value {}", medanon_core::error::quoted(bad))),
-                    Some("age takes whole years, date takes dates, postal takes 7-digit postal codes".into()),
-                );
-            }
-        }
-    }
-    let persons = person_codes.len() as u64;
-
-    // Every level of every hierarchy as a code per distinct value.
-    let generalized: Vec<Vec<Vec<u32>>> = hierarchies
-        .iter()
-        .zip(&value_codes)
-        .map(|(h, dict)| {
-            let mut values: Vec<(&String, &u32)> = dict.iter().collect();
-            values.sort_by_key(|(_, &code)| code);
-            (0..=h.max_level())
-                .map(|level| {
-                    let mut codes: HashMap<String, u32> = HashMap::new();
-                    values
-                        .iter()
-                        .map(|(v, _)| {
-                            let g = h.generalize(v, level);
-                            let next = codes.len() as u32;
-                            *codes.entry(g).or_insert(next)
-                        })
-                        .collect()
-                })
-                .collect()
+            Ok::<_, SpiError>(())
         })
-        .collect();
-
-    let suppression_limit = (max_suppression * persons as f64).floor() as u64;
-    // A class is packed into one u128: each dimension gets the bits its level needs.
-    let bits: Vec<Vec<u32>> = generalized
-        .iter()
-        .map(|levels| levels.iter().map(|codes| 32 - codes.iter().copied().max().unwrap_or(0).leading_zeros()).collect())
-        .collect();
-    let widest: u32 = bits.iter().map(|b| b.iter().copied().max().unwrap_or(0)).sum();
-    if widest > 128 {
-        raise(
+    })
+    .unwrap_or_else(|e| spi_failed("could not read the relation", e));
+    let classes = encoder.encode(&hierarchies).unwrap_or_else(|refusal| match refusal {
+        Refusal::Unreadable { dimension, value } => raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("column \"{}\" has a value its hierarchy cannot read", c.qis[dimension].0),
+            Some(format!("value {}", medanon_core::error::quoted(&value))),
+            Some("age takes whole years, date takes dates, postal takes 7-digit postal codes".into()),
+        ),
+        Refusal::TooManyValues { bits } => raise(
             PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
             "too many distinct quasi-identifier values to search",
-            Some(format!("the ungeneralized classes need {widest} bits, more than 128")),
+            Some(format!("the ungeneralized classes need {bits} bits, more than {CLASS_KEY_BITS}")),
             Some("name fewer quasi-identifiers, or pre-generalize the widest ones".into()),
-        );
-    }
-    let evaluate = |node: &[u8]| -> Evaluation {
-        // (class, person) pairs, sorted and deduplicated: class sizes in persons.
-        let mut pairs: Vec<(u128, u32)> = rows
-            .iter()
-            .map(|(p, codes)| {
-                let mut key = 0u128;
-                for (i, &v) in codes.iter().enumerate() {
-                    let level = node[i] as usize;
-                    key = (key << bits[i][level]) | generalized[i][level][v as usize] as u128;
-                }
-                (key, *p)
-            })
-            .collect();
-        pairs.sort_unstable();
-        pairs.dedup();
-        let mut small_persons: Vec<u32> = Vec::new();
-        for class in pairs.chunk_by(|a, b| a.0 == b.0) {
-            if (class.len() as i64) < k as i64 {
-                small_persons.extend(class.iter().map(|&(_, p)| p));
-            }
-        }
-        small_persons.sort_unstable();
-        small_persons.dedup();
-        let suppressed = small_persons.len() as u64;
-        Evaluation { anonymous: persons > 0 && suppressed <= suppression_limit, suppressed }
-    };
-    let result = search(&lattice, evaluate);
+        ),
+    });
+    let limit = classes.suppression_limit(max_suppression);
+    let result = search(&lattice, |node| classes.evaluate(node, k, limit));
 
     let mut levels = Map::new();
     if let Some((node, _)) = &result.best {
@@ -422,7 +272,7 @@ pub fn suggest_generalization(rel: pg_sys::Oid, spec: &Value, k: i32, max_suppre
     JsonB(json!({
         "k": k,
         "max_suppression": max_suppression,
-        "persons": persons,
+        "persons": classes.persons(),
         "found": result.best.is_some(),
         "levels": levels,
         "suppressed_persons": result.best.as_ref().map(|(_, e)| e.suppressed),

@@ -98,7 +98,6 @@ const EDGE_CALLS: &[&str] = &[
     "SELECT medanon.truncate_date('4714-11-24 BC', 'quarter')",
     "SELECT medanon.top_code('NaN'::numeric, 1), medanon.bottom_code('-Infinity'::float8, 0)",
     "SELECT medanon.top_code(9223372036854775807::bigint, -9223372036854775808::bigint)",
-    "SELECT medanon._dice('\\x', '\\xff'), medanon._dice('\\x00', '\\x0000')",
     "SELECT medanon.k_anonymity('it_bad.t', ARRAY[]::text[])",
     "SELECT medanon.k_anonymity('it_bad.t', ARRAY[NULL]::text[])",
     "SELECT medanon.k_anonymity('it_bad.t', (SELECT array_agg('a') FROM generate_series(1, 1000)))",

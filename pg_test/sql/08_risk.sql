@@ -38,6 +38,28 @@ SELECT medanon.suggest_generalization('cohort', '{"person_column": "person", "qu
 SELECT medanon.suggest_generalization('cohort', '{"person_column": "person", "quasi_identifiers": {"sex": {"hierarchy": "table"}}}', 5, 0.01);
 SELECT medanon.suggest_generalization('cohort', '[1, 2]', 5, 0.01);
 
+-- A NULL argument is refused (22004), never answered with zero rows or NULL: an
+-- empty k_report would read as "no class below k".
+SELECT * FROM medanon.k_report(NULL, ARRAY['sex'], 'person', 5);
+SELECT * FROM medanon.k_report('cohort', NULL, 'person', 5);
+SELECT * FROM medanon.k_report('cohort', ARRAY['sex'], NULL, 5);
+SELECT * FROM medanon.k_report('cohort', ARRAY['sex'], 'person', NULL);
+SELECT medanon.l_diversity(NULL, ARRAY['sex'], 'diagnosis', 'person');
+SELECT medanon.l_diversity('cohort', NULL, 'diagnosis', 'person');
+SELECT medanon.l_diversity('cohort', ARRAY['sex'], NULL, 'person');
+SELECT medanon.l_diversity('cohort', ARRAY['sex'], 'diagnosis', NULL);
+SELECT medanon.risk_profile(NULL, ARRAY['sex'], 'person', 5);
+SELECT medanon.risk_profile('cohort', NULL, 'person', 5);
+SELECT medanon.risk_profile('cohort', ARRAY['sex'], NULL, 5);
+SELECT medanon.risk_profile('cohort', ARRAY['sex'], 'person', NULL);
+SELECT medanon.suggest_generalization(NULL, '{"person_column": "person", "quasi_identifiers": {"age": "age"}}', 5, 0.01);
+SELECT medanon.suggest_generalization('cohort', NULL, 5, 0.01);
+SELECT medanon.suggest_generalization('cohort', '{"person_column": "person", "quasi_identifiers": {"age": "age"}}', NULL, 0.01);
+SELECT medanon.suggest_generalization('cohort', '{"person_column": "person", "quasi_identifiers": {"age": "age"}}', 5, NULL);
+-- A NULL inside the array, and a JSON null person column, are refused as before.
+SELECT * FROM medanon.k_report('cohort', ARRAY['sex', NULL], 'person', 5);
+SELECT medanon.suggest_generalization('cohort', '{"person_column": null, "quasi_identifiers": {"age": "age"}}', 5, 0.01);
+
 -- A value its hierarchy cannot read is refused, not made a class of its own.
 CREATE TABLE odd (person int, age text);
 INSERT INTO odd VALUES (1, '40'), (2, 'forty');

@@ -80,7 +80,7 @@ pub fn safe_counts(contract_id: &str, view_name: &str, group_by: Vec<Option<Stri
             Some("the contract must expose the person column as a token".into()),
         )
     });
-    let described = crate::kanon::describe(view);
+    let described = crate::catalog::describe(view);
     for c in &columns {
         if !described.columns.contains(c) {
             raise(

@@ -6,10 +6,11 @@
 //! 1. **Key** (as the caller, who must be able to read the staging table): one
 //!    statement turns every staging row into a row of a temporary batch table with
 //!    its reason for quarantine, or its keys ID1, ID2, block and name CLK (`keys`).
-//! 2. **Group** (in Rust): batch records and the existing persons they touch are
-//!    joined in a union-find over equal ID2, and over equal ID1 unless that ID1 is
-//!    shared by records with different kana names (a family card, twins). Those are
-//!    recorded as conflicts, never merged.
+//! 2. **Group** (`medanon_core::link_group`): batch records and the existing
+//!    persons they touch are joined in a union-find over equal ID2, and over equal
+//!    ID1 unless that ID1 is shared by records with different kana names (a family
+//!    card, twins). Those are recorded as conflicts, never merged. The glue reads
+//!    the keys and writes what the core decides.
 //! 3. **Write** (as the extension owner): new persons, merges into the oldest id
 //!    (logged), upserts into `person_link`, quarantine rows, conflicts.
 //! 4. **Propose**: fuzzy candidates by Dice similarity of name CLKs within blocks
@@ -25,11 +26,11 @@ pub mod normalize;
 use crate::error::{raise, spi_failed};
 use crate::gucs::LINK_CANDIDATE_THRESHOLD;
 use crate::keyring::{as_owner, keyring_and_owner, with_safe_search_path};
-use medanon_core::link::UnionFind;
+use medanon_core::link::{candidates, NameRecord};
+use medanon_core::link_group::{self, Assignment, BatchRecord, CardHolder, Grouping, PersonIdCount, PriorLink};
 use pgrx::prelude::*;
 use pgrx::spi::{quote_identifier, SpiClient, SpiError};
 use pgrx::{pg_sys, JsonB, PgSqlErrorCode};
-use std::collections::{BTreeSet, HashMap};
 
 /// The staging columns link_patients reads; any others are ignored.
 const REQUIRED_COLUMNS: [&str; 8] = [
@@ -43,15 +44,13 @@ const REQUIRED_COLUMNS: [&str; 8] = [
     "insured_number",
 ];
 
-type Key = [u8; 16];
-
-fn key_of(uuid: Option<pgrx::Uuid>) -> Option<Key> {
+fn key_of(uuid: Option<pgrx::Uuid>) -> Option<link_group::Key> {
     uuid.map(|u| *u)
 }
 
 /// The staging relation's qualified name, after checking it has every column we read.
 fn staging_name(staging: pg_sys::Oid) -> String {
-    let relation = crate::kanon::describe(staging);
+    let relation = crate::catalog::describe(staging);
     let missing: Vec<&str> = REQUIRED_COLUMNS.iter().copied().filter(|c| !relation.columns.contains(*c)).collect();
     if !missing.is_empty() {
         raise(
@@ -134,161 +133,59 @@ fn build_batch(staging: &str) {
     Spi::run(&sql).unwrap_or_else(|e| spi_failed("link_patients could not read the staging relation", e));
 }
 
-/// What step 2 decides.
-struct Grouping {
-    /// (batch rn, index of its component)
-    rows: Vec<(i64, usize)>,
-    /// Per component: the existing persons it contains, ascending.
-    components: Vec<Vec<i64>>,
-    /// Batch rows (by index) that were linked before: their person and whether
-    /// their keys are unchanged.
-    existed: HashMap<usize, (i64, bool)>,
-    /// Card conflicts of a batch row with a linked record (institution, local id).
-    conflicts_linked: Vec<(i64, String, String)>,
-    /// Card conflicts between two batch rows.
-    conflicts_in_batch: Vec<(i64, i64)>,
-}
-
-struct BatchRow {
-    rn: i64,
-    id1: Option<Key>,
-    id2: Option<Key>,
-}
-
-/// Step 2: the union-find over batch records and the existing persons they touch.
+/// Step 2: reads the batch's keys and the linked records that share them; the
+/// grouping itself is `medanon_core::link_group`.
 fn group(client: &SpiClient<'_>) -> Result<Grouping, SpiError> {
-    let rows: Vec<BatchRow> = client
-        .select("SELECT rn, id1, id2 FROM pg_temp.medanon_link_batch WHERE first_of_record ORDER BY rn", None, &[])?
-        .map(|r| Ok(BatchRow { rn: r.get::<i64>(1)?.unwrap_or(0), id1: key_of(r.get(2)?), id2: key_of(r.get(3)?) }))
-        .collect::<Result<_, SpiError>>()?;
-    let n = rows.len();
-    let mut uf = UnionFind::new(n);
-    let mut person_node: HashMap<i64, usize> = HashMap::new();
-    let mut node_of_person = |uf: &mut UnionFind, person: i64| *person_node.entry(person).or_insert_with(|| uf.push());
-
-    // The record itself, linked before: it stays with its person.
-    let same_record = client.select(
+    let mut batch = Vec::new();
+    for r in client.select(
+        "SELECT rn, id1, id2 FROM pg_temp.medanon_link_batch WHERE first_of_record ORDER BY rn",
+        None,
+        &[],
+    )? {
+        // rn is a row_number(), never NULL.
+        let Some(rn) = r.get::<i64>(1)? else { continue };
+        batch.push(BatchRecord { rn, id1: key_of(r.get(2)?), id2: key_of(r.get(3)?) });
+    }
+    // The record itself, linked before.
+    let mut prior = Vec::new();
+    for r in client.select(
         "SELECT b.rn, p.person_id, (p.id1, p.id2, p.block, p.name_clk) IS NOT DISTINCT FROM (b.id1, b.id2, b.block, b.clk)
            FROM pg_temp.medanon_link_batch b
            JOIN medanon.person_link p ON p.institution_code = b.inst AND p.local_patient_id = b.local
           WHERE b.first_of_record",
         None,
         &[],
-    )?;
-    let index_of: HashMap<i64, usize> = rows.iter().enumerate().map(|(i, r)| (r.rn, i)).collect();
-    let mut existed = HashMap::new();
-    for r in same_record {
+    )? {
         let (Some(rn), Some(person)) = (r.get::<i64>(1)?, r.get::<i64>(2)?) else { continue };
-        let Some(&i) = index_of.get(&rn) else { continue };
-        existed.insert(i, (person, r.get::<bool>(3)?.unwrap_or(false)));
-        let node = node_of_person(&mut uf, person);
-        uf.union(i, node);
+        prior.push(PriorLink { rn, person, keys_unchanged: r.get::<bool>(3)?.unwrap_or(false) });
     }
-
-    // ID2: equal kana name, birth date and sex.
-    let mut by_id2: HashMap<Key, usize> = HashMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        if let Some(k) = r.id2 {
-            let first = *by_id2.entry(k).or_insert(i);
-            uf.union(first, i);
-        }
-    }
-    let existing_id2 = client.select(
+    // Persons with a kana name (ID2) of the batch.
+    let mut same_name = Vec::new();
+    for r in client.select(
         "SELECT DISTINCT p.id2, p.person_id FROM medanon.person_link p
           WHERE p.id2 IN (SELECT id2 FROM pg_temp.medanon_link_batch WHERE first_of_record AND id2 IS NOT NULL)",
         None,
         &[],
-    )?;
-    for r in existing_id2 {
+    )? {
         let (Some(k), Some(person)) = (key_of(r.get(1)?), r.get::<i64>(2)?) else { continue };
-        if let Some(&i) = by_id2.get(&k) {
-            let node = node_of_person(&mut uf, person);
-            uf.union(i, node);
-        }
+        same_name.push((k, person));
     }
-
-    // ID1: equal card, birth date and sex, unless the card's records carry
-    // different kana names (a shared family card: twins, parents and children).
-    struct Id1Group {
-        batch: Vec<usize>,
-        existing: Vec<(i64, Option<Key>, String, String)>,
-        names: BTreeSet<Key>,
-    }
-    let mut by_id1: HashMap<Key, Id1Group> = HashMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        if let Some(k) = r.id1 {
-            let g = by_id1.entry(k).or_insert_with(|| Id1Group { batch: vec![], existing: vec![], names: BTreeSet::new() });
-            g.batch.push(i);
-            g.names.extend(r.id2);
-        }
-    }
-    let existing_id1 = client.select(
+    // Linked records with a card (ID1) of the batch.
+    let mut same_card = Vec::new();
+    for r in client.select(
         "SELECT p.id1, p.person_id, p.id2, p.institution_code, p.local_patient_id FROM medanon.person_link p
           WHERE p.id1 IN (SELECT id1 FROM pg_temp.medanon_link_batch WHERE first_of_record AND id1 IS NOT NULL)",
         None,
         &[],
-    )?;
-    for r in existing_id1 {
-        let (Some(k), Some(person)) = (key_of(r.get(1)?), r.get::<i64>(2)?) else { continue };
-        let id2 = key_of(r.get(3)?);
-        if let Some(g) = by_id1.get_mut(&k) {
-            g.names.extend(id2);
-            g.existing.push((person, id2, r.get::<String>(4)?.unwrap_or_default(), r.get::<String>(5)?.unwrap_or_default()));
-        }
+    )? {
+        let (Some(id1), Some(person), Some(institution), Some(local_id)) =
+            (key_of(r.get(1)?), r.get::<i64>(2)?, r.get::<String>(4)?, r.get::<String>(5)?)
+        else {
+            continue;
+        };
+        same_card.push(CardHolder { id1, person, id2: key_of(r.get(3)?), institution, local_id });
     }
-    let mut conflicts_linked = Vec::new();
-    let mut conflicts_in_batch = Vec::new();
-    for g in by_id1.values() {
-        if g.names.len() <= 1 {
-            let first = g.batch[0];
-            for &i in &g.batch[1..] {
-                uf.union(first, i);
-            }
-            for &(person, ..) in &g.existing {
-                let node = node_of_person(&mut uf, person);
-                uf.union(first, node);
-            }
-        } else {
-            // Different names on one card: a conflict between each new record and
-            // every record of the card with another name (or with no name at all).
-            for &i in &g.batch {
-                for &(_, id2, ref inst, ref local) in &g.existing {
-                    if id2.is_none() || rows[i].id2.is_none() || id2 != rows[i].id2 {
-                        conflicts_linked.push((rows[i].rn, inst.clone(), local.clone()));
-                    }
-                }
-                for &j in &g.batch {
-                    if j != i && (rows[j].id2.is_none() || rows[i].id2.is_none() || rows[j].id2 != rows[i].id2) {
-                        conflicts_in_batch.push((rows[i].rn, rows[j].rn));
-                    }
-                }
-            }
-        }
-    }
-
-    // Components: existing persons of each, ascending (the oldest id survives).
-    let mut component_of_root: HashMap<usize, usize> = HashMap::new();
-    let mut components: Vec<Vec<i64>> = Vec::new();
-    let mut rows_out = Vec::with_capacity(n);
-    for (i, r) in rows.iter().enumerate() {
-        let root = uf.find(i);
-        let c = *component_of_root.entry(root).or_insert_with(|| {
-            components.push(Vec::new());
-            components.len() - 1
-        });
-        rows_out.push((r.rn, c));
-    }
-    let persons: Vec<(i64, usize)> = person_node.iter().map(|(&p, &node)| (p, node)).collect();
-    for (person, node) in persons {
-        let root = uf.find(node);
-        if let Some(&c) = component_of_root.get(&root) {
-            components[c].push(person);
-        }
-    }
-    for c in &mut components {
-        c.sort_unstable();
-    }
-    Ok(Grouping { rows: rows_out, components, existed, conflicts_linked, conflicts_in_batch })
+    Ok(link_group::group(&batch, &prior, &same_name, &same_card))
 }
 
 #[derive(Default)]
@@ -306,45 +203,37 @@ struct Counts {
 
 /// Step 3, as the extension owner: persons, merges, person_link, quarantine, conflicts.
 fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &mut Counts) -> Result<(), SpiError> {
-    let Grouping { rows, components, existed, conflicts_linked, conflicts_in_batch } = grouping;
-    // New persons for components without one.
-    let fresh = components.iter().filter(|c| c.is_empty()).count() as i64;
-    let new_ids: Vec<i64> = if fresh > 0 {
-        client
-            .update(
-                "INSERT INTO medanon.person (created_at) SELECT pg_catalog.now() FROM pg_catalog.generate_series(1, $1) \
-                 RETURNING person_id",
-                None,
-                &[fresh.into()],
-            )?
-            .map(|r| r.get::<i64>(1).map(|v| v.unwrap_or(0)))
-            .collect::<Result<_, _>>()?
-    } else {
-        Vec::new()
-    };
-    let mut new_ids = new_ids.into_iter();
-    let mut person_of_component = Vec::with_capacity(components.len());
-    let (mut merge_from, mut merge_into, mut merge_rn) = (Vec::new(), Vec::new(), Vec::new());
-    let mut first_rn_of_component: HashMap<usize, i64> = HashMap::new();
-    for &(rn, c) in &rows {
-        first_rn_of_component.entry(c).or_insert(rn);
-    }
-    for (c, existing) in components.iter().enumerate() {
-        match existing.split_first() {
-            None => person_of_component.push(new_ids.next().unwrap_or(0)),
-            Some((&oldest, others)) => {
-                person_of_component.push(oldest);
-                for &p in others {
-                    merge_from.push(p);
-                    merge_into.push(oldest);
-                    merge_rn.push(first_rn_of_component.get(&c).copied().unwrap_or(0));
-                }
-            }
+    // New persons for groups without one.
+    let fresh = grouping.new_persons() as i64;
+    let mut new_ids: Vec<i64> = Vec::new();
+    if fresh > 0 {
+        for r in client.update(
+            "INSERT INTO medanon.person (created_at) SELECT pg_catalog.now() FROM pg_catalog.generate_series(1, $1) \
+             RETURNING person_id",
+            None,
+            &[fresh.into()],
+        )? {
+            new_ids.extend(r.get::<i64>(1)?);
         }
     }
+    let assignment = grouping.assign(&new_ids).unwrap_or_else(|PersonIdCount { needed, got }| {
+        // Only a trigger or rule on medanon.person that drops or rewrites rows gets here.
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "link_patients could not create the new persons",
+            Some(format!("medanon.person returned {got} new person ids for {needed} new persons")),
+            Some("a trigger or rule on medanon.person discards or rewrites inserted rows: drop it and link again".into()),
+        )
+    });
+    let Assignment { persons, new_person, merges, matched_existing, unchanged } = assignment;
     counts.new_persons = fresh;
-    counts.merges = merge_from.len() as i64;
-    if !merge_from.is_empty() {
+    counts.merges = merges.len() as i64;
+    counts.matched_existing = matched_existing;
+    counts.unchanged = unchanged;
+    if !merges.is_empty() {
+        let merge_from: Vec<i64> = merges.iter().map(|m| m.from).collect();
+        let merge_into: Vec<i64> = merges.iter().map(|m| m.into).collect();
+        let merge_rn: Vec<i64> = merges.iter().map(|m| m.rn).collect();
         client.update(
             "WITH m AS (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]), pg_catalog.unnest($3::bigint[])) AS m(from_id, into_id, rn))
              INSERT INTO medanon.person_merge_log (from_person_id, into_person_id, institution_code, local_patient_id, source)
@@ -365,9 +254,7 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
             &[merge_from.into(), merge_into.into()],
         )?;
     }
-    let rns: Vec<i64> = rows.iter().map(|&(rn, _)| rn).collect();
-    let persons: Vec<i64> = rows.iter().map(|&(_, c)| person_of_component[c]).collect();
-    let new_flags: Vec<bool> = rows.iter().map(|&(_, c)| components[c].is_empty()).collect();
+    let rns: Vec<i64> = grouping.rows.iter().map(|&(rn, _)| rn).collect();
     // Rows into a fresh table rather than an UPDATE of the batch: writing 1M rows is
     // a fraction of the cost of updating 1M (7 s in `make bench`).
     client.update(
@@ -375,15 +262,9 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
          SELECT * FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]),
                                   pg_catalog.unnest($3::boolean[])) AS a(rn, person_id, new_person)",
         None,
-        &[rns.into(), persons.into(), new_flags.into()],
+        &[rns.into(), persons.into(), new_person.into()],
     )?;
     client.update("ANALYZE pg_temp.medanon_link_assign", None, &[])?;
-    for (i, &(_, c)) in rows.iter().enumerate() {
-        match existed.get(&i) {
-            Some(&(person, same_keys)) => counts.unchanged += (same_keys && person == person_of_component[c]) as i64,
-            None => counts.matched_existing += !components[c].is_empty() as i64,
-        }
-    }
     let tally = client
         .select(
             "SELECT count(*) FILTER (WHERE problem IS NULL), count(*) FILTER (WHERE problem IS NOT NULL), count(*)
@@ -433,9 +314,9 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
     // Conflicts, each pair once whichever record came first; the batch's own pairs
     // are written with the lower row first.
     let reason = "one insurance card, different kana names";
-    let rn: Vec<i64> = conflicts_linked.iter().map(|c| c.0).collect();
-    let other_inst: Vec<String> = conflicts_linked.iter().map(|c| c.1.clone()).collect();
-    let other_local: Vec<String> = conflicts_linked.iter().map(|c| c.2.clone()).collect();
+    let rn: Vec<i64> = grouping.conflicts_with_linked.iter().map(|c| c.0).collect();
+    let other_inst: Vec<String> = grouping.conflicts_with_linked.iter().map(|c| c.1.clone()).collect();
+    let other_local: Vec<String> = grouping.conflicts_with_linked.iter().map(|c| c.2.clone()).collect();
     let linked = client.update(
         "INSERT INTO medanon.link_conflict (institution_code, local_patient_id, other_institution_code,
                                             other_local_patient_id, reason, source)
@@ -450,7 +331,7 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
         None,
         &[rn.into(), other_inst.into(), other_local.into(), reason.into(), source.into()],
     )?;
-    let (a, b): (Vec<i64>, Vec<i64>) = conflicts_in_batch.into_iter().filter(|(x, y)| x < y).unzip();
+    let (a, b): (Vec<i64>, Vec<i64>) = grouping.conflicts_in_batch.iter().copied().unzip();
     let within = client.update(
         "INSERT INTO medanon.link_conflict (institution_code, local_patient_id, other_institution_code,
                                             other_local_patient_id, reason, source)
@@ -471,64 +352,35 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
 
 /// Step 4: fuzzy candidates for records that started a new person: every record
 /// of another person in the same block (birth date and sex) whose name CLK is
-/// Dice-similar. Compared in memory, block by block: as a SQL self-join with a
-/// function call per pair, this step took 47 s of a 1M-record batch.
+/// Dice-similar (`medanon_core::link::candidates`).
 fn propose(client: &mut SpiClient<'_>, source: &str, counts: &mut Counts) -> Result<(), SpiError> {
-    let threshold = LINK_CANDIDATE_THRESHOLD.get();
-    struct Rec {
-        block: i64,
-        person: i64,
-        new: bool,
-        inst: String,
-        local: String,
-        clk: Vec<u8>,
+    let mut records = Vec::new();
+    for r in client.select(
+        "SELECT p.block, p.person_id, coalesce(a.new_person, false), p.institution_code, p.local_patient_id, p.name_clk
+           FROM medanon.person_link p
+           LEFT JOIN pg_temp.medanon_link_batch b
+             ON b.first_of_record AND b.inst = p.institution_code AND b.local = p.local_patient_id
+           LEFT JOIN pg_temp.medanon_link_assign a ON a.rn = b.rn
+          WHERE p.name_clk IS NOT NULL
+            AND p.block IN (SELECT b2.block FROM pg_temp.medanon_link_batch b2
+                              JOIN pg_temp.medanon_link_assign a2 ON a2.rn = b2.rn WHERE a2.new_person)",
+        None,
+        &[],
+    )? {
+        // All NOT NULL in person_link but name_clk, which the query requires.
+        let (Some(block), Some(person), Some(institution), Some(local_id), Some(clk)) =
+            (r.get::<i64>(1)?, r.get::<i64>(2)?, r.get::<String>(4)?, r.get::<String>(5)?, r.get::<Vec<u8>>(6)?)
+        else {
+            continue;
+        };
+        let new_person = r.get::<bool>(3)?.unwrap_or(false);
+        records.push(NameRecord { block, person, new_person, institution, local_id, clk });
     }
-    let recs = client
-        .select(
-            "SELECT p.block, p.person_id, coalesce(a.new_person, false), p.institution_code, p.local_patient_id, p.name_clk
-               FROM medanon.person_link p
-               LEFT JOIN pg_temp.medanon_link_batch b
-                 ON b.first_of_record AND b.inst = p.institution_code AND b.local = p.local_patient_id
-               LEFT JOIN pg_temp.medanon_link_assign a ON a.rn = b.rn
-              WHERE p.name_clk IS NOT NULL
-                AND p.block IN (SELECT b2.block FROM pg_temp.medanon_link_batch b2
-                                  JOIN pg_temp.medanon_link_assign a2 ON a2.rn = b2.rn WHERE a2.new_person)",
-            None,
-            &[],
-        )?
-        .map(|r| {
-            Ok(Rec {
-                block: r.get::<i64>(1)?.unwrap_or(0),
-                person: r.get::<i64>(2)?.unwrap_or(0),
-                new: r.get::<bool>(3)?.unwrap_or(false),
-                inst: r.get::<String>(4)?.unwrap_or_default(),
-                local: r.get::<String>(5)?.unwrap_or_default(),
-                clk: r.get::<Vec<u8>>(6)?.unwrap_or_default(),
-            })
-        })
-        .collect::<Result<Vec<Rec>, SpiError>>()?;
-    let mut recs = recs;
-    recs.sort_unstable_by_key(|r| r.block);
-    let (mut a_inst, mut a_local, mut b_inst, mut b_local, mut dice) = (vec![], vec![], vec![], vec![], vec![]);
-    for block in recs.chunk_by(|x, y| x.block == y.block) {
-        for (i, x) in block.iter().enumerate() {
-            for y in &block[i + 1..] {
-                if x.person == y.person || !(x.new || y.new) {
-                    continue;
-                }
-                let d = medanon_core::link::dice(&x.clk, &y.clk);
-                if d >= threshold {
-                    // Each pair once, in a fixed order.
-                    let (first, second) = if (&x.inst, &x.local) < (&y.inst, &y.local) { (x, y) } else { (y, x) };
-                    a_inst.push(first.inst.clone());
-                    a_local.push(first.local.clone());
-                    b_inst.push(second.inst.clone());
-                    b_local.push(second.local.clone());
-                    dice.push(d);
-                }
-            }
-        }
-    }
+    let found = candidates(&mut records, LINK_CANDIDATE_THRESHOLD.get());
+    let column = |pick: fn(&NameRecord) -> &String, first: bool| -> Vec<String> {
+        found.iter().map(|c| pick(&records[if first { c.first } else { c.second }]).clone()).collect()
+    };
+    let dice: Vec<f64> = found.iter().map(|c| c.dice).collect();
     let inserted = client.update(
         "INSERT INTO medanon.link_candidates (institution_code, local_patient_id, other_institution_code,
                                               other_local_patient_id, dice, source)
@@ -537,7 +389,14 @@ fn propose(client: &mut SpiClient<'_>, source: &str, counts: &mut Counts) -> Res
                                       pg_catalog.unnest($5::float8[]))
          ON CONFLICT DO NOTHING",
         None,
-        &[a_inst.into(), a_local.into(), b_inst.into(), b_local.into(), dice.into(), source.into()],
+        &[
+            column(|r| &r.institution, true).into(),
+            column(|r| &r.local_id, true).into(),
+            column(|r| &r.institution, false).into(),
+            column(|r| &r.local_id, false).into(),
+            dice.into(),
+            source.into(),
+        ],
     )?;
     counts.candidates = inserted.len() as i64;
     Ok(())

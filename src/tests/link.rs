@@ -278,3 +278,29 @@ fn person_link_holds_no_plaintext() {
         assert!(!row.contains(plain), "{plain} in {row}");
     }
 }
+
+/// A trigger that drops rows inserted into medanon.person cannot make
+/// link_patients link records to a person that does not exist (before, to person
+/// 0): it is refused with 55000, and nothing is linked.
+#[pg_test]
+fn persons_that_were_not_created_are_refused_not_invented() {
+    Spi::run(
+        "CREATE FUNCTION pg_temp.swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+         CREATE TRIGGER swallow BEFORE INSERT ON medanon.person FOR EACH ROW EXECUTE FUNCTION pg_temp.swallow();",
+    )
+    .unwrap();
+    staging(
+        "pg_temp.b1",
+        &[
+            ["H1", "1", "ヤマモトアキラ", "1985-04-04", "1", "", "", ""],
+            ["H1", "2", "ヤマモトサクラ", "1987-08-08", "2", "", "", ""],
+        ],
+    );
+    check(&[("medanon.link_patients('pg_temp.b1')", Fails("55000"))]);
+    assert_eq!(count("SELECT count(*) FROM medanon.person_link"), 0);
+    assert_eq!(count("SELECT count(*) FROM medanon.link_batch"), 0);
+    // Without the trigger, the same batch links.
+    Spi::run("DROP TRIGGER swallow ON medanon.person").unwrap();
+    assert_eq!(link("pg_temp.b1")["new_persons"].as_i64(), Some(2));
+    assert_eq!(count("SELECT count(*) FROM medanon.person_link WHERE person_id > 0"), 2);
+}

@@ -52,8 +52,10 @@ mod tests {
     use super::{check, Fails, Val};
     use pgrx::prelude::*;
 
-    // Linkage tests live in their own file; the runner calls every test in this schema.
+    // Linkage and risk tests live in their own files; the runner calls every test in
+    // this schema.
     include!("link.rs");
+    include!("risk.rs");
 
     #[pg_test]
     fn parse_japanese_date_cases() {
@@ -405,7 +407,7 @@ mod tests {
                  OR (p.proname IN ('_link_problem','_link_id1','_link_id2','_link_block','_link_clk','link_report')
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname IN ('normalize_kana','normalize_kanji_name','normalize_sex','normalize_insurer_number',
-                                   'normalize_insured_symbol','normalize_insured_number','_dice')
+                                   'normalize_insured_symbol','normalize_insured_number')
                         AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname IN ('link_patients','create_contract','_create_contract')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')

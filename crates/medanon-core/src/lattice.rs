@@ -21,6 +21,10 @@
 /// A lattice node: one level per quasi-identifier.
 pub type Node = Vec<u8>;
 
+/// The most nodes a search takes. The tags take a byte per node; a million nodes is
+/// far beyond any useful search.
+pub const MAX_NODES: u64 = 1_000_000;
+
 /// The lattice of all level combinations, `0..=max[i]` for each dimension.
 #[derive(Debug, Clone)]
 pub struct Lattice {

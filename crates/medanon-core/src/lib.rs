@@ -4,13 +4,15 @@
 //!
 //! Modules follow the pipeline: reading what institutions send (`jpdate`),
 //! normalizing identifying fields and building link keys (`normalize`, `link`),
-//! keyed pseudonyms (`keyed`), generalization (`generalize`, `prefecture`,
-//! `hierarchy`, `lattice`), and exposure under contract (`contract`, the planner
-//! `plan`, `view`, `cells`).
+//! grouping records into persons (`link_group`), keyed pseudonyms (`keyed`),
+//! generalization and its search (`generalize`, `prefecture`, `hierarchy`,
+//! `lattice`, `equivalence`), and exposure under contract (`contract`, the
+//! planner `plan`, `view`, `cells`).
 
 pub mod calendar;
 pub mod cells;
 pub mod contract;
+pub mod equivalence;
 pub mod error;
 pub mod generalize;
 pub mod hierarchy;
@@ -18,6 +20,7 @@ pub mod jpdate;
 pub mod keyed;
 pub mod lattice;
 pub mod link;
+pub mod link_group;
 pub mod normalize;
 pub mod plan;
 pub mod prefecture;

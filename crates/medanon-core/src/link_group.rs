@@ -1,0 +1,600 @@
+//! Grouping records into persons (名寄せ): which records of a batch, and which
+//! persons already linked, are one person; which records on one insurance card are
+//! kept apart; and, once the new persons exist, who gets which id and what merges.
+//!
+//! The rules, over the keyed link keys of `link` (never plaintext):
+//!
+//! * records with equal **ID2** (kana name, birth date, sex) are one person;
+//! * records with equal **ID1** (card, birth date, sex) are one person, unless the
+//!   card's records carry more than one kana name: a shared family card (twins,
+//!   or a parent and child of one sex and birth date as the card records them).
+//!   Then nothing is joined through that card, and each pair of its records whose
+//!   names differ (or are missing) is a conflict for a person to review;
+//! * a record linked before stays with its person;
+//! * a group that holds several existing persons merges them into the oldest
+//!   (lowest) id, which never changes.
+//!
+//! The glue (`src/link`) reads the batch's keys and the existing links that share
+//! them, calls [`group`], inserts [`Grouping::new_persons`] persons, calls
+//! [`Grouping::assign`] with their ids, and writes what it returns.
+
+use std::collections::{BTreeSet, HashMap};
+
+/// A link key (ID1 or ID2): 128 bits of an HMAC under the link key.
+pub type Key = [u8; 16];
+
+/// One record of the batch (the first copy of each institution's record).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchRecord {
+    /// Its row number in the batch; unique.
+    pub rn: i64,
+    pub id1: Option<Key>,
+    pub id2: Option<Key>,
+}
+
+/// A batch record that was linked before (same institution and local id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorLink {
+    pub rn: i64,
+    pub person: i64,
+    /// Whether its stored keys equal the batch's.
+    pub keys_unchanged: bool,
+}
+
+/// A linked record whose ID1 some batch record carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardHolder {
+    pub id1: Key,
+    pub person: i64,
+    pub id2: Option<Key>,
+    pub institution: String,
+    pub local_id: String,
+}
+
+/// A set of records that are one person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// The row number of its first batch record (in batch order), which a merge log
+    /// entry names.
+    pub first_rn: i64,
+    /// The existing persons it holds, ascending: none for a new person, several for
+    /// a merge.
+    pub persons: Vec<i64>,
+}
+
+/// What [`group`] decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grouping {
+    /// Per batch record, in batch order: its row number and the index of its group.
+    pub rows: Vec<(i64, usize)>,
+    pub groups: Vec<Group>,
+    /// Per batch record, in batch order: its person and whether its keys are
+    /// unchanged, if it was linked before.
+    prior: Vec<Option<(i64, bool)>>,
+    /// Card conflicts of a batch record with a linked record: (row number,
+    /// institution, local id); sorted, each once.
+    pub conflicts_with_linked: Vec<(i64, String, String)>,
+    /// Card conflicts between two batch records: (lower row number, higher); sorted,
+    /// each once.
+    pub conflicts_in_batch: Vec<(i64, i64)>,
+}
+
+/// A merge of one existing person into an older one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Merge {
+    pub from: i64,
+    pub into: i64,
+    /// The batch record that brought it about (the group's first).
+    pub rn: i64,
+}
+
+/// Who each batch record is, once the new persons exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    /// Per batch record, in batch order: its person.
+    pub persons: Vec<i64>,
+    /// Per batch record: whether its person is new in this batch.
+    pub new_person: Vec<bool>,
+    pub merges: Vec<Merge>,
+    /// Records not linked before that joined an existing person.
+    pub matched_existing: i64,
+    /// Records linked before whose person and keys stay as they were.
+    pub unchanged: i64,
+}
+
+/// The new person ids given to [`Grouping::assign`] are not one per new person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PersonIdCount {
+    pub needed: usize,
+    pub got: usize,
+}
+
+/// Disjoint sets over `0..n`, with path halving and union by size.
+pub struct UnionFind {
+    parent: Vec<u32>,
+    size: Vec<u32>,
+}
+
+impl UnionFind {
+    pub fn new(n: usize) -> Self {
+        UnionFind { parent: (0..n as u32).collect(), size: vec![1; n] }
+    }
+
+    pub fn len(&self) -> usize {
+        self.parent.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.parent.is_empty()
+    }
+
+    /// Adds a node and returns its index.
+    pub fn push(&mut self) -> usize {
+        self.parent.push(self.parent.len() as u32);
+        self.size.push(1);
+        self.parent.len() - 1
+    }
+
+    pub fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] as usize != x {
+            let grand = self.parent[self.parent[x] as usize];
+            self.parent[x] = grand;
+            x = grand as usize;
+        }
+        x
+    }
+
+    pub fn union(&mut self, a: usize, b: usize) {
+        let (mut a, mut b) = (self.find(a), self.find(b));
+        if a == b {
+            return;
+        }
+        if self.size[a] < self.size[b] {
+            std::mem::swap(&mut a, &mut b);
+        }
+        self.parent[b] = a as u32;
+        self.size[a] += self.size[b];
+    }
+}
+
+/// The records and existing persons on one card (equal ID1).
+#[derive(Default)]
+struct Card<'a> {
+    batch: Vec<usize>,
+    linked: Vec<&'a CardHolder>,
+    names: BTreeSet<Key>,
+}
+
+/// Groups the batch records, and the existing persons they touch, into persons.
+///
+/// `prior` are the batch records linked before, `same_name` the existing persons
+/// with an ID2 of the batch, and `same_card` the linked records with an ID1 of the
+/// batch. Rows of `prior` for a row number not in `batch`, and of `same_name` or
+/// `same_card` for a key not in `batch`, are ignored.
+pub fn group(batch: &[BatchRecord], prior: &[PriorLink], same_name: &[(Key, i64)], same_card: &[CardHolder]) -> Grouping {
+    let n = batch.len();
+    // Nodes 0..n are the batch records; an existing person gets a node when first met.
+    let mut uf = UnionFind::new(n);
+    let mut person_node: HashMap<i64, usize> = HashMap::new();
+    let mut node_of = |uf: &mut UnionFind, person: i64| *person_node.entry(person).or_insert_with(|| uf.push());
+
+    // The record itself, linked before: it stays with its person.
+    let index_of: HashMap<i64, usize> = batch.iter().enumerate().map(|(i, r)| (r.rn, i)).collect();
+    let mut prior_of = vec![None; n];
+    for p in prior {
+        let Some(&i) = index_of.get(&p.rn) else { continue };
+        prior_of[i] = Some((p.person, p.keys_unchanged));
+        let node = node_of(&mut uf, p.person);
+        uf.union(i, node);
+    }
+
+    // ID2: equal kana name, birth date and sex.
+    let mut by_id2: HashMap<Key, usize> = HashMap::new();
+    for (i, r) in batch.iter().enumerate() {
+        if let Some(k) = r.id2 {
+            let first = *by_id2.entry(k).or_insert(i);
+            uf.union(first, i);
+        }
+    }
+    for &(k, person) in same_name {
+        if let Some(&i) = by_id2.get(&k) {
+            let node = node_of(&mut uf, person);
+            uf.union(i, node);
+        }
+    }
+
+    // ID1: equal card, birth date and sex, unless the card carries other names.
+    let mut cards: HashMap<Key, Card> = HashMap::new();
+    for (i, r) in batch.iter().enumerate() {
+        if let Some(k) = r.id1 {
+            let card = cards.entry(k).or_default();
+            card.batch.push(i);
+            card.names.extend(r.id2);
+        }
+    }
+    for holder in same_card {
+        if let Some(card) = cards.get_mut(&holder.id1) {
+            card.names.extend(holder.id2);
+            card.linked.push(holder);
+        }
+    }
+    let mut conflicts_with_linked = Vec::new();
+    let mut conflicts_in_batch = Vec::new();
+    // Two names differ when either is missing: a card record without a kana name
+    // cannot be told apart from either twin.
+    let differ = |a: Option<Key>, b: Option<Key>| a.is_none() || b.is_none() || a != b;
+    for card in cards.values() {
+        if card.names.len() <= 1 {
+            let first = card.batch[0];
+            for &i in &card.batch[1..] {
+                uf.union(first, i);
+            }
+            for holder in &card.linked {
+                let node = node_of(&mut uf, holder.person);
+                uf.union(first, node);
+            }
+        } else {
+            for (x, &i) in card.batch.iter().enumerate() {
+                for holder in &card.linked {
+                    if differ(holder.id2, batch[i].id2) {
+                        conflicts_with_linked.push((batch[i].rn, holder.institution.clone(), holder.local_id.clone()));
+                    }
+                }
+                for &j in &card.batch[x + 1..] {
+                    if differ(batch[i].id2, batch[j].id2) {
+                        let (a, b) = (batch[i].rn, batch[j].rn);
+                        conflicts_in_batch.push((a.min(b), a.max(b)));
+                    }
+                }
+            }
+        }
+    }
+    // Conflicts are few; sorted, they come out the same whatever the input order.
+    conflicts_with_linked.sort_unstable();
+    conflicts_with_linked.dedup();
+    conflicts_in_batch.sort_unstable();
+    conflicts_in_batch.dedup();
+
+    // Groups in order of their first batch record, with their existing persons.
+    let mut group_of_root: HashMap<usize, usize> = HashMap::new();
+    let mut groups: Vec<Group> = Vec::new();
+    let mut rows = Vec::with_capacity(n);
+    for (i, r) in batch.iter().enumerate() {
+        let root = uf.find(i);
+        let g = *group_of_root.entry(root).or_insert_with(|| {
+            groups.push(Group { first_rn: r.rn, persons: Vec::new() });
+            groups.len() - 1
+        });
+        rows.push((r.rn, g));
+    }
+    for (&person, &node) in &person_node {
+        // Every person node was joined to a batch record when it was made.
+        if let Some(&g) = group_of_root.get(&uf.find(node)) {
+            groups[g].persons.push(person);
+        }
+    }
+    for g in &mut groups {
+        g.persons.sort_unstable();
+    }
+    Grouping { rows, groups, prior: prior_of, conflicts_with_linked, conflicts_in_batch }
+}
+
+impl Grouping {
+    /// How many new persons the batch needs: one per group without an existing person.
+    pub fn new_persons(&self) -> usize {
+        self.groups.iter().filter(|g| g.persons.is_empty()).count()
+    }
+
+    /// Gives each group its person: the oldest existing one, into which the others
+    /// merge, or the next of `new_ids` (one per new person, in group order).
+    pub fn assign(&self, new_ids: &[i64]) -> Result<Assignment, PersonIdCount> {
+        let count = PersonIdCount { needed: self.new_persons(), got: new_ids.len() };
+        let mut fresh = new_ids.iter().copied();
+        let person_of_group: Vec<i64> = self
+            .groups
+            .iter()
+            .map(|g| g.persons.first().copied().or_else(|| fresh.next()))
+            .collect::<Option<_>>()
+            .ok_or(count)?;
+        if fresh.next().is_some() {
+            return Err(count);
+        }
+        let merges: Vec<Merge> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.persons.iter().skip(1).map(move |&from| Merge { from, into: g.persons[0], rn: g.first_rn }))
+            .collect();
+        let persons: Vec<i64> = self.rows.iter().map(|&(_, g)| person_of_group[g]).collect();
+        let new_person: Vec<bool> = self.rows.iter().map(|&(_, g)| self.groups[g].persons.is_empty()).collect();
+        let (mut matched_existing, mut unchanged) = (0, 0);
+        for (i, &(_, g)) in self.rows.iter().enumerate() {
+            match self.prior[i] {
+                Some((person, keys_unchanged)) => unchanged += (keys_unchanged && person == person_of_group[g]) as i64,
+                None => matched_existing += !self.groups[g].persons.is_empty() as i64,
+            }
+        }
+        Ok(Assignment { persons, new_person, merges, matched_existing, unchanged })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn key(n: u8) -> Key {
+        [n; 16]
+    }
+
+    fn rec(rn: i64, id1: Option<u8>, id2: Option<u8>) -> BatchRecord {
+        BatchRecord { rn, id1: id1.map(key), id2: id2.map(key) }
+    }
+
+    fn holder(id1: u8, person: i64, id2: Option<u8>, local: &str) -> CardHolder {
+        CardHolder { id1: key(id1), person, id2: id2.map(key), institution: "H0".into(), local_id: local.into() }
+    }
+
+    /// The batch's row numbers, grouped: a canonical form of the partition.
+    fn partition(g: &Grouping) -> BTreeSet<BTreeSet<i64>> {
+        let mut by_group: BTreeMap<usize, BTreeSet<i64>> = BTreeMap::new();
+        for &(rn, i) in &g.rows {
+            by_group.entry(i).or_default().insert(rn);
+        }
+        by_group.into_values().collect()
+    }
+
+    fn persons_of(g: &Grouping) -> BTreeMap<i64, Vec<i64>> {
+        g.rows.iter().map(|&(rn, i)| (rn, g.groups[i].persons.clone())).collect()
+    }
+
+    #[test]
+    fn union_find_groups_transitively() {
+        let mut uf = UnionFind::new(5);
+        uf.union(0, 1);
+        uf.union(3, 4);
+        uf.union(1, 4);
+        assert_eq!(uf.find(0), uf.find(3));
+        assert_ne!(uf.find(0), uf.find(2));
+        let n = uf.push();
+        assert_eq!(n, 5);
+        assert_ne!(uf.find(5), uf.find(0));
+        assert_eq!(uf.len(), 6);
+    }
+
+    #[test]
+    fn same_name_and_same_card_join() {
+        // 1 and 2 share a name; 2 and 3 a card with one name; 4 is alone.
+        let batch = [rec(1, None, Some(7)), rec(2, Some(9), Some(7)), rec(3, Some(9), None), rec(4, Some(8), Some(6))];
+        let g = group(&batch, &[], &[], &[]);
+        assert_eq!(partition(&g), BTreeSet::from([BTreeSet::from([1, 2, 3]), BTreeSet::from([4])]));
+        assert_eq!(g.new_persons(), 2);
+        assert!(g.conflicts_in_batch.is_empty());
+    }
+
+    #[test]
+    fn twins_on_one_card_stay_apart_as_a_conflict() {
+        let batch = [rec(1, Some(5), Some(1)), rec(2, Some(5), Some(2))];
+        let g = group(&batch, &[], &[], &[]);
+        assert_eq!(partition(&g).len(), 2);
+        assert_eq!(g.conflicts_in_batch, [(1, 2)]);
+        // Later, the second twin at another hospital: joins that twin (by name) only,
+        // and conflicts with the first twin's linked record.
+        let later = [rec(10, Some(5), Some(2))];
+        let linked = [holder(5, 100, Some(1), "T1"), holder(5, 101, Some(2), "T2")];
+        let g = group(&later, &[], &[(key(2), 101)], &linked);
+        assert_eq!(g.groups[0].persons, [101]);
+        assert_eq!(g.conflicts_with_linked, [(10, "H0".to_string(), "T1".to_string())]);
+    }
+
+    #[test]
+    fn a_bridge_merges_into_the_oldest_person() {
+        // Person 7 by name, person 3 by card: one record proves them one.
+        let batch = [rec(1, Some(4), Some(2))];
+        let g = group(&batch, &[], &[(key(2), 7)], &[holder(4, 3, None, "B")]);
+        assert_eq!(g.groups, [Group { first_rn: 1, persons: vec![3, 7] }]);
+        let a = g.assign(&[]).unwrap();
+        assert_eq!(a.persons, [3]);
+        assert_eq!(a.merges, [Merge { from: 7, into: 3, rn: 1 }]);
+        assert_eq!((a.matched_existing, a.unchanged), (1, 0));
+    }
+
+    #[test]
+    fn assign_takes_one_id_per_new_person() {
+        let batch = [rec(1, None, Some(1)), rec(2, None, Some(2)), rec(3, None, Some(1))];
+        let g = group(&batch, &[PriorLink { rn: 2, person: 50, keys_unchanged: true }], &[], &[]);
+        assert_eq!(g.new_persons(), 1);
+        assert_eq!(g.assign(&[]), Err(PersonIdCount { needed: 1, got: 0 }));
+        assert_eq!(g.assign(&[60, 61]), Err(PersonIdCount { needed: 1, got: 2 }));
+        let a = g.assign(&[60]).unwrap();
+        assert_eq!(a.persons, [60, 50, 60]);
+        assert_eq!(a.new_person, [true, false, true]);
+        assert_eq!((a.matched_existing, a.unchanged), (0, 1));
+        assert!(a.merges.is_empty());
+    }
+
+    /// Small key domains, so that records collide on names and cards often.
+    fn batch_strategy() -> impl Strategy<Value = Vec<BatchRecord>> {
+        proptest::collection::vec((proptest::option::of(0u8..4), proptest::option::of(0u8..5)), 0..24).prop_map(|v| {
+            v.into_iter().enumerate().map(|(i, (id1, id2))| rec(i as i64 * 3 + 1, id1, id2)).collect()
+        })
+    }
+
+    /// Existing links, by small numbers: (name, person), (card, person, name), and
+    /// (batch index, person, keys unchanged).
+    type Existing = (Vec<(u8, i64)>, Vec<(u8, i64, Option<u8>)>, Vec<(usize, i64, bool)>);
+
+    fn existing_strategy() -> impl Strategy<Value = Existing> {
+        (
+            proptest::collection::vec((0u8..5, 100i64..106), 0..6),
+            proptest::collection::vec((0u8..4, 100i64..106, proptest::option::of(0u8..5)), 0..6),
+            proptest::collection::vec((0usize..24, 100i64..106, any::<bool>()), 0..4),
+        )
+    }
+
+    fn inputs(
+        batch: &[BatchRecord],
+        (names, cards, priors): &Existing,
+    ) -> (Vec<PriorLink>, Vec<(Key, i64)>, Vec<CardHolder>) {
+        let mut seen = BTreeSet::new();
+        let prior = priors
+            .iter()
+            .filter(|(i, ..)| *i < batch.len() && seen.insert(*i))
+            .map(|&(i, person, keys_unchanged)| PriorLink { rn: batch[i].rn, person, keys_unchanged })
+            .collect();
+        let same_name = names.iter().map(|&(k, p)| (key(k), p)).collect();
+        let same_card =
+            cards.iter().enumerate().map(|(i, &(k, p, id2))| holder(k, p, id2, &format!("L{i}"))).collect();
+        (prior, same_name, same_card)
+    }
+
+    /// What group should decide, by brute force: records are joined when they share
+    /// an ID2, a prior person, or a card that carries at most one name; a person
+    /// joins the records that point at it by name, prior link or such a card.
+    fn reference(batch: &[BatchRecord], prior: &[PriorLink], same_name: &[(Key, i64)], same_card: &[CardHolder]) -> BTreeSet<BTreeSet<i64>> {
+        let one_name = |card: Key| {
+            let names: BTreeSet<Key> = batch
+                .iter()
+                .filter(|r| r.id1 == Some(card))
+                .filter_map(|r| r.id2)
+                .chain(same_card.iter().filter(|h| h.id1 == card).filter_map(|h| h.id2))
+                .collect();
+            names.len() <= 1
+        };
+        let persons_of = |r: &BatchRecord| -> BTreeSet<i64> {
+            let mut p: BTreeSet<i64> = prior.iter().filter(|l| l.rn == r.rn).map(|l| l.person).collect();
+            if let Some(k) = r.id2 {
+                p.extend(same_name.iter().filter(|(n, _)| *n == k).map(|&(_, p)| p));
+            }
+            if let Some(c) = r.id1.filter(|&c| one_name(c)) {
+                p.extend(same_card.iter().filter(|h| h.id1 == c).map(|h| h.person));
+            }
+            p
+        };
+        let n = batch.len();
+        let edge = |a: &BatchRecord, b: &BatchRecord| {
+            (a.id2.is_some() && a.id2 == b.id2)
+                || (a.id1.is_some() && a.id1 == b.id1 && one_name(a.id1.unwrap()))
+                || !persons_of(a).is_disjoint(&persons_of(b))
+        };
+        // Transitive closure by repeated relaxation: plain, slow, obviously right.
+        let mut label: Vec<usize> = (0..n).collect();
+        loop {
+            let mut changed = false;
+            for i in 0..n {
+                for j in 0..n {
+                    if label[j] < label[i] && edge(&batch[i], &batch[j]) {
+                        label[i] = label[j];
+                        changed = true;
+                    }
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let mut by_label: BTreeMap<usize, BTreeSet<i64>> = BTreeMap::new();
+        for (i, r) in batch.iter().enumerate() {
+            by_label.entry(label[i]).or_default().insert(r.rn);
+        }
+        by_label.into_values().collect()
+    }
+
+    proptest! {
+        #[test]
+        fn grouping_is_a_partition_and_ids_are_well_spent(batch in batch_strategy(), existing in existing_strategy()) {
+            let (prior, same_name, same_card) = inputs(&batch, &existing);
+            let g = group(&batch, &prior, &same_name, &same_card);
+            // Every record in exactly one group, in batch order; no empty group.
+            prop_assert_eq!(g.rows.iter().map(|r| r.0).collect::<Vec<_>>(), batch.iter().map(|r| r.rn).collect::<Vec<_>>());
+            let mut sizes = vec![0usize; g.groups.len()];
+            for &(_, i) in &g.rows {
+                prop_assert!(i < g.groups.len());
+                sizes[i] += 1;
+            }
+            prop_assert!(sizes.iter().all(|&s| s > 0));
+            // Each existing person in at most one group; persons ascending.
+            let mut seen = BTreeSet::new();
+            for grp in &g.groups {
+                prop_assert!(grp.persons.windows(2).all(|w| w[0] < w[1]));
+                for &p in &grp.persons {
+                    prop_assert!(seen.insert(p), "person {} in two groups", p);
+                }
+            }
+            // Ids: one per new person; every record gets one; merges go to the oldest.
+            let new_ids: Vec<i64> = (0..g.new_persons() as i64).map(|i| 1000 + i).collect();
+            let a = g.assign(&new_ids).unwrap();
+            prop_assert_eq!(a.persons.len(), batch.len());
+            prop_assert!(a.persons.iter().all(|&p| p >= 100));
+            for m in &a.merges {
+                prop_assert!(m.into < m.from);
+            }
+            let distinct: BTreeSet<i64> = a.persons.iter().copied().collect();
+            prop_assert_eq!(distinct.len(), g.groups.len());
+        }
+
+        #[test]
+        fn grouping_follows_the_rules(batch in batch_strategy(), existing in existing_strategy()) {
+            let (prior, same_name, same_card) = inputs(&batch, &existing);
+            let g = group(&batch, &prior, &same_name, &same_card);
+            prop_assert_eq!(partition(&g), reference(&batch, &prior, &same_name, &same_card));
+        }
+
+        #[test]
+        fn grouping_is_independent_of_input_order(batch in batch_strategy(), existing in existing_strategy(), seed in any::<u64>()) {
+            let (prior, same_name, same_card) = inputs(&batch, &existing);
+            let g = group(&batch, &prior, &same_name, &same_card);
+            // A deterministic shuffle of every input.
+            fn shuffled<T: Clone>(v: &[T], seed: u64) -> Vec<T> {
+                let mut out = v.to_vec();
+                let mut s = seed | 1;
+                for i in (1..out.len()).rev() {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    out.swap(i, (s % (i as u64 + 1)) as usize);
+                }
+                out
+            }
+            let h = group(&shuffled(&batch, seed), &shuffled(&prior, seed ^ 1), &shuffled(&same_name, seed ^ 2), &shuffled(&same_card, seed ^ 3));
+            prop_assert_eq!(partition(&g), partition(&h));
+            prop_assert_eq!(persons_of(&g), persons_of(&h));
+            prop_assert_eq!(&g.conflicts_with_linked, &h.conflicts_with_linked);
+            prop_assert_eq!(&g.conflicts_in_batch, &h.conflicts_in_batch);
+        }
+
+        /// The family-card rule: two records with different names on one card are
+        /// never joined through the card. With nothing else to join them (no
+        /// shared name, no existing person), they stay apart and are a conflict.
+        #[test]
+        fn two_names_on_one_card_are_never_merged_through_it(
+            names in proptest::collection::vec(proptest::option::of(0u8..6), 2..10),
+            linked_names in proptest::collection::vec(proptest::option::of(0u8..6), 0..4),
+        ) {
+            let batch: Vec<BatchRecord> = names.iter().enumerate().map(|(i, &n)| rec(i as i64 + 1, Some(1), n)).collect();
+            let same_card: Vec<CardHolder> =
+                linked_names.iter().enumerate().map(|(i, &n)| holder(1, 200 + i as i64, n, &format!("L{i}"))).collect();
+            let g = group(&batch, &[], &[], &same_card);
+            let distinct: BTreeSet<u8> = names.iter().chain(&linked_names).flatten().copied().collect();
+            for (i, a) in batch.iter().enumerate() {
+                for b in &batch[i + 1..] {
+                    let together = g.rows[(a.rn - 1) as usize].1 == g.rows[(b.rn - 1) as usize].1;
+                    if distinct.len() > 1 {
+                        // Only an equal name joins them, and then they are no conflict.
+                        let same_name = a.id2.is_some() && a.id2 == b.id2;
+                        prop_assert_eq!(together, same_name, "{:?} {:?}", a, b);
+                        prop_assert_eq!(g.conflicts_in_batch.contains(&(a.rn, b.rn)), !same_name);
+                    } else {
+                        prop_assert!(together);
+                    }
+                }
+            }
+            if distinct.len() > 1 {
+                // No linked person is pulled in through the card.
+                prop_assert!(g.groups.iter().all(|grp| grp.persons.is_empty()));
+            } else {
+                prop_assert!(g.conflicts_in_batch.is_empty() && g.conflicts_with_linked.is_empty());
+            }
+        }
+    }
+}
