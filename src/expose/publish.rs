@@ -101,7 +101,6 @@ fn write_data(client: &mut SpiClient<'_>, plan: &ContractPlan, purpose: Purpose)
                 None,
                 &[id.into(), view.name.as_str().into()],
             )?
-            .into_iter()
             .next()
             .map(|r| r.get::<i32>(1))
             .transpose()?

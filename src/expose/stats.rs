@@ -48,7 +48,6 @@ pub fn safe_counts(contract_id: &str, view_name: &str, group_by: Vec<Option<Stri
                 None,
                 &[contract_id.into(), view_name.into()],
             )?
-            .into_iter()
             .next()
             .map(|r| Ok::<_, pgrx::spi::SpiError>((r.get::<pg_sys::Oid>(1)?, r.get::<String>(2)?, r.get::<String>(3)?)))
             .transpose()
