@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 
 mod anonymize;
 mod collect;
+mod definer;
 mod error;
 mod expose;
 mod gucs;
@@ -37,6 +38,7 @@ extension_sql_file!(
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    error::init();
     gucs::init();
     keyring::init();
 }

@@ -314,7 +314,7 @@ pub fn suggest_generalization(rel: pg_sys::Oid, spec: &Value, k: i32, max_suppre
     let mut person_codes: HashMap<String, u32> = HashMap::new();
     let mut value_codes: Vec<HashMap<String, u32>> = vec![HashMap::new(); dims];
     let mut rows: Vec<(u32, Vec<u32>)> = Vec::new();
-    crate::keyring::with_settings(&[(c"DateStyle", c"ISO, YMD")], || Spi::connect(|client| {
+    crate::definer::with_settings(&[(c"DateStyle", c"ISO, YMD")], || Spi::connect(|client| {
         let table = client.select(&sql, None, &[])?;
         rows.reserve(table.len());
         for row in table {

@@ -25,7 +25,8 @@ use super::{
     create, load, lock_contract, record, require_caller_reads, require_read_committed, require_status, schema_of, sources,
 };
 use crate::error::{raise, spi_failed};
-use crate::keyring::{as_owner, keyring_and_owner};
+use crate::definer::as_owner;
+use crate::keyring::keyring_and_owner;
 use medanon_core::view::{
     gone_persons_sql, ident, literal, materialize_select, person_map_select, persons_select, plan, view_select, ViewPlan,
     TOKEN_COLUMN,

@@ -10,7 +10,8 @@
 
 use super::{load, lock_contract, record, require_read_committed, require_status, schema_of};
 use crate::error::spi_failed;
-use crate::keyring::{as_owner, keyring_and_owner};
+use crate::definer::as_owner;
+use crate::keyring::keyring_and_owner;
 use medanon_core::view::{ident, literal};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiError};
