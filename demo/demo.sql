@@ -401,6 +401,14 @@ SELECT medanon.release_snapshot('c2026_001') AS snapshot_schema;
 RESET ROLE;
 SET ROLE medanon_auditor;
 SELECT entry_id, event, contract_id, recorded_by, row_count AS rows, person_count AS persons,
-       coalesce(left(detail ->> 'sha256', 16) || '…', '') AS content_sha256
-  FROM medanon.provision_ledger ORDER BY entry_id;
+       coalesce(left(detail ->> 'sha256', 16) || '…', '') AS content_sha256, left(entry_hash, 12) || '…' AS chained_hash
+  FROM medanon.provision_ledger ORDER BY chain_seq;
+\echo 'Each entry is chained to the one before it by SHA-256; the auditor checks the whole chain (NULL: every entry verifies):'
+SELECT medanon.verify_ledger() AS first_entry_that_does_not_verify;
 RESET ROLE;
+\echo 'A superuser who edits an entry behind the append-only trigger is caught:'
+BEGIN;
+ALTER TABLE medanon.provision_ledger DISABLE TRIGGER provision_ledger_append_only;
+UPDATE medanon.provision_ledger SET person_count = person_count + 1 WHERE event = 'publish' AND contract_id = 'c2026_002';
+SELECT medanon.verify_ledger() AS first_entry_that_does_not_verify;
+ROLLBACK;
