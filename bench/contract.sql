@@ -85,6 +85,19 @@ INSERT INTO contract_results SELECT 4, 'view: persons per month with E11.9 (coun
                             WHERE icd10 = 'E11.9' GROUP BY 1$q$,
                          $q$SELECT date_trunc('month', visit_date), count(DISTINCT person_id) FROM bench_clinical.visit
                             WHERE icd10 = 'E11.9' GROUP BY 1$q$, :runs) p;
+-- The contract's views are security_barrier (issue 15: statistics must not reach
+-- an analyst's leaky estimator). The cost of the barrier: the same two queries on
+-- the security_barrier view and on a plain view of the same definition.
+SELECT pg_catalog.format('CREATE VIEW bench_plain_visit AS %s', pg_catalog.pg_get_viewdef('contract_bench_c.visit'::regclass)) \gexec
+INSERT INTO contract_results SELECT 5, 'security_barrier view: query 3', p.ours_ms, 'the same on a plain view', p.theirs_ms
+  FROM pg_temp.best_pair('SELECT icd10, count(*), avg(lab_value) FROM contract_bench_c.visit WHERE lab_value > 100 GROUP BY icd10',
+                         'SELECT icd10, count(*), avg(lab_value) FROM bench_plain_visit WHERE lab_value > 100 GROUP BY icd10', :runs) p;
+INSERT INTO contract_results SELECT 6, 'security_barrier view: query 4', p.ours_ms, 'the same on a plain view', p.theirs_ms
+  FROM pg_temp.best_pair($q$SELECT date_trunc('month', visit_date), count(DISTINCT person_id) FROM contract_bench_c.visit
+                            WHERE icd10 = 'E11.9' GROUP BY 1$q$,
+                         $q$SELECT date_trunc('month', visit_date), count(DISTINCT person_id) FROM bench_plain_visit
+                            WHERE icd10 = 'E11.9' GROUP BY 1$q$, :runs) p;
+DROP VIEW bench_plain_visit;
 \unset QUIET
 SELECT benchmark, medanon_ms, baseline, baseline_ms, round(medanon_ms / nullif(baseline_ms, 0), 3) AS ratio
   FROM contract_results ORDER BY n;

@@ -26,7 +26,7 @@ psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench" -c "CREATE DATABA
 psql -q -d medanon_bench -c "CREATE EXTENSION medanon"
 
 if section foundation; then
-echo "== foundation: $ROWS rows, best of $RUNS, one core =="
+echo "== foundation: $ROWS rows, best of $RUNS, one core; then the keyed functions with two workers against a serial plan =="
 psql -d medanon_bench -v rows="$ROWS" -v runs="$RUNS" -v outfile="$OUT/foundation.md" -f bench/foundation.sql
 echo
 echo "markdown rows (target/bench/foundation.md):"
@@ -34,7 +34,7 @@ cat "$OUT/foundation.md"
 fi
 
 LINK_PATIENTS=${MEDANON_BENCH_LINK_PATIENTS:-560000}
-cargo build -q --release -p medanon-synth
+if section link || section risk; then cargo build -q --release -p medanon-synth; fi
 if section link; then
 echo
 echo "== linkage: synthetic data of $LINK_PATIENTS patients (about 1M staging records), seed 11 =="

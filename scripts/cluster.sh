@@ -29,7 +29,12 @@ start)
     fi
     opts="-p $port -k $dir -c listen_addresses=127.0.0.1 -c log_min_messages=warning"
     for setting in "$@"; do opts="$opts -c $setting"; done
-    as_pg "$BIN/pg_ctl" -D "$data" -l "$dir/server.log" -o "$opts" -w start >/dev/null
+    # Rust's backtrace settings reach the server when set (sudo would drop them):
+    # scripts/test.sh starts the test cluster with RUST_BACKTRACE=1, as a DBA
+    # chasing a crash might, so a test can check that no backtrace reaches a client.
+    rust_env=()
+    for v in RUST_BACKTRACE RUST_LIB_BACKTRACE; do [ -n "${!v:-}" ] && rust_env+=("$v=${!v}"); done
+    as_pg env "${rust_env[@]}" "$BIN/pg_ctl" -D "$data" -l "$dir/server.log" -o "$opts" -w start >/dev/null
     ;;
 stop)
     if [ -s "$data/PG_VERSION" ] && as_pg "$BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; then

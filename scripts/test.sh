@@ -25,7 +25,9 @@ cargo pgrx test pg15 --runas postgres --pgdata "$ROOT/target/pgrx-test/data"
 tier "3/4 pg_regress (pg_test/)"
 cargo pgrx install --pg-config "$PG_CONFIG" >/dev/null
 trap 'scripts/cluster.sh stop $CLUSTER' EXIT
-scripts/cluster.sh start "$CLUSTER" "$PORT"
+# RUST_BACKTRACE=1 in the server, so tests/bad_input.rs can show that no Rust
+# backtrace reaches a client even then.
+RUST_BACKTRACE=1 scripts/cluster.sh start "$CLUSTER" "$PORT"
 psql() { command psql -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "$PORT" -U postgres "$@"; }
 psql -d postgres -c "DROP DATABASE IF EXISTS medanon_regress" -c "CREATE DATABASE medanon_regress"
 rm -rf target/regress && mkdir -p target/regress

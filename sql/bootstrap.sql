@@ -12,8 +12,9 @@ END
 $roles$;
 
 -- The keyring. Master keys, 256 bits from the OS CSPRNG. Only the owner (the
--- installing superuser) can read it: keyed functions load the active keys
--- internally as the owner and never return them.
+-- installing superuser) can read it through SQL: keyed functions read the active
+-- keys straight from the table's heap under the statement's snapshot (no SPI, no
+-- change of user, so parallel workers can too) and never return them.
 --
 -- Two purposes, one active key each:
 --   'pseudonym'  tokens and date offsets; rotate_key() replaces it.

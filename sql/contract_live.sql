@@ -155,6 +155,12 @@ BEGIN
               WHERE ct.contract_id = ANY (gone_contracts)
               ORDER BY ct.contract_id, ct.view_name LOOP
         EXECUTE format('DELETE FROM %I.%I WHERE %I = ANY ($1)', t.data_schema, t.data_table, t.token_column) USING t.tokens;
+        -- Its statistics go too: they may hold the withheld persons' values (a
+        -- histogram bound, a most common value), and an estimate is read by
+        -- EXPLAIN. The planner falls back to defaults until the next refresh
+        -- analyzes new data tables.
+        DELETE FROM pg_catalog.pg_statistic s
+         WHERE s.starelid = pg_catalog.format('%I.%I', t.data_schema, t.data_table)::regclass;
     END LOOP;
     RETURN withheld;
 END

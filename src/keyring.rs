@@ -1,17 +1,17 @@
 //! The keyring: where master keys live, and the per-backend cache of the active one.
 //!
 //! Keys are 256 bits from the operating system's CSPRNG and are stored only in
-//! `medanon.keyring`, which no role but its owner can read. Keyed functions load the
-//! active key once per backend, as the keyring's owner (as a SECURITY DEFINER
-//! function would, but without handing the key to SQL), and keep it until a relcache
-//! invalidation on the keyring says it may have changed. `rotate_key` sends that
-//! invalidation, so every backend reloads after the rotation commits, and no
-//! per-row lookup is needed.
+//! `medanon.keyring`, which no role but its owner can read with SQL. Keyed functions
+//! read the active keys once per process straight from the table (see
+//! `read_active_keys`: no SQL, so it also works in a parallel worker), never hand
+//! them to SQL, and keep them until a relcache invalidation on the keyring says they
+//! may have changed. `rotate_key` sends that invalidation, so every backend reloads
+//! after the rotation commits, and no per-row lookup is needed.
 
 use crate::error::raise;
 use medanon_core::keyed::{DomainKey, MasterKey, Purpose, KEY_BYTES};
 use pgrx::prelude::*;
-use pgrx::{pg_sys, PgSqlErrorCode};
+use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use std::cell::{Cell, RefCell};
@@ -80,96 +80,117 @@ pub fn init() {
     }
 }
 
-/// Look up the keyring table and its owner through the catalog. Every name is
-/// schema-qualified, so a caller's search_path cannot redirect it.
+/// The keyring table and its owner (the extension owner, whose rights `definer::as_owner`
+/// lends to linking and contracts), from the catalog caches. No SQL runs, so a
+/// caller's search_path cannot redirect the lookup, and it works in a parallel worker.
 pub fn keyring_and_owner() -> (pg_sys::Oid, pg_sys::Oid) {
-    let row = Spi::get_two::<pg_sys::Oid, pg_sys::Oid>(
-        "SELECT c.oid, c.relowner FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
-         WHERE n.nspname OPERATOR(pg_catalog.=) 'medanon' AND c.relname OPERATOR(pg_catalog.=) 'keyring'",
-    );
-    match row {
-        Ok((Some(oid), Some(owner))) => (oid, owner),
-        _ => raise(
+    let missing = || -> ! {
+        raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "medanon keyring is missing",
             None,
             Some("reinstall the extension with CREATE EXTENSION medanon".into()),
-        ),
-    }
-}
-
-/// Run `f` with `search_path = pg_catalog, pg_temp`, as a function with that
-/// `SET` clause would: nothing in a caller's schemas (a look-alike function or
-/// operator) is resolved by the SQL `f` runs, or stored in objects it creates.
-/// On error, PostgreSQL's abort processing restores the setting.
-pub fn with_safe_search_path<R>(f: impl FnOnce() -> R) -> R {
-    with_settings(&[(c"search_path", c"pg_catalog, pg_temp")], f)
-}
-
-/// Run `f` with settings changed as a function's `SET` clause would change them,
-/// and restored afterwards (on error, by PostgreSQL's abort processing).
-pub fn with_settings<R>(settings: &[(&std::ffi::CStr, &std::ffi::CStr)], f: impl FnOnce() -> R) -> R {
-    let nest_level = unsafe {
-        let level = pg_sys::NewGUCNestLevel();
-        for (name, value) in settings {
-            pg_sys::set_config_option(
-                name.as_ptr(),
-                value.as_ptr(),
-                pg_sys::GucContext::PGC_USERSET,
-                pg_sys::GucSource::PGC_S_SESSION,
-                pg_sys::GucAction::GUC_ACTION_SAVE,
-                true,
-                0,
-                false,
-            );
-        }
-        level
+        )
     };
-    let result = f();
-    unsafe { pg_sys::AtEOXact_GUC(true, nest_level) };
-    result
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"medanon".as_ptr(), true);
+        if schema == pg_sys::InvalidOid {
+            missing();
+        }
+        let keyring = pg_sys::get_relname_relid(c"keyring".as_ptr(), schema);
+        if keyring == pg_sys::InvalidOid {
+            missing();
+        }
+        let rel = pg_sys::table_open(keyring, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        let owner = (*(*rel).rd_rel).relowner;
+        pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
+        (keyring, owner)
+    }
 }
 
-/// Run `f` with the keyring owner's privileges and a safe search_path, as a
-/// SECURITY DEFINER function with `SET search_path` would. The user is restored on
-/// the way out, also on error (and PostgreSQL's abort processing restores it too).
-pub fn as_owner<R>(owner: pg_sys::Oid, f: impl FnOnce() -> R + std::panic::UnwindSafe) -> R {
-    let mut saved_user = pg_sys::InvalidOid;
-    let mut saved_context = 0i32;
+/// One active row of the keyring: its purpose, id and key material.
+struct KeyRow {
+    purpose: String,
+    key_id: i32,
+    material: Zeroizing<Vec<u8>>,
+}
+
+/// The active keys, read straight from the keyring's heap under the statement's
+/// snapshot: no SPI, no SQL, no change of user.
+///
+/// Loading through SPI as the owner broke parallel plans: a parallel worker may not
+/// assign a transaction id (pgrx's SPI asks for one), start a command, or take a
+/// snapshot of its own. A scan under the active snapshot does none of these, in a
+/// worker or in a leader in parallel mode, and every process of one statement reads
+/// the same snapshot, so a parallel plan uses the same key as a serial one. Privileges
+/// are not checked here, as they would not be for a SECURITY DEFINER function of the
+/// owner: the gate is EXECUTE on the keyed functions. The material is copied once, into
+/// memory that is wiped when dropped, and never formatted.
+fn read_active_keys(keyring: pg_sys::Oid) -> Vec<KeyRow> {
+    let lock = pg_sys::AccessShareLock as pg_sys::LOCKMODE;
+    let mut rows = Vec::new();
     unsafe {
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_context);
-        pg_sys::SetUserIdAndSecContext(
-            owner,
-            saved_context
-                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
-                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
-        );
+        let rel = pg_sys::table_open(keyring, lock);
+        let desc = (*rel).rd_att;
+        let attnum = |name: &str| -> i32 {
+            let found = PgTupleDesc::from_pg_unchecked(desc)
+                .iter()
+                .find(|a| !a.is_dropped() && a.name() == name)
+                .map(|a| a.num() as i32);
+            found.unwrap_or_else(|| {
+                raise(
+                    PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                    "medanon keyring is damaged",
+                    Some(format!("the keyring has no column {name}")),
+                    Some("reinstall the extension, or restore the keyring from a dump".into()),
+                )
+            })
+        };
+        let (purpose_at, id_at, material_at, active_at) =
+            (attnum("purpose"), attnum("key_id"), attnum("material"), attnum("active"));
+        let snapshot =
+            if pg_sys::ActiveSnapshotSet() { pg_sys::GetActiveSnapshot() } else { pg_sys::GetTransactionSnapshot() };
+        let scan = pg_sys::systable_beginscan(rel, pg_sys::InvalidOid, false, snapshot, 0, std::ptr::null_mut());
+        loop {
+            let tuple = pg_sys::systable_getnext(scan);
+            if tuple.is_null() {
+                break;
+            }
+            let get = |at: i32| {
+                let mut isnull = false;
+                let datum = pg_sys::heap_getattr(tuple, at, desc, &mut isnull);
+                (!isnull).then_some(datum)
+            };
+            if !get(active_at).is_some_and(|d| bool::from_datum(d, false).unwrap_or(false)) {
+                continue;
+            }
+            // The columns are NOT NULL; a NULL would make the row unusable, and is
+            // reported as a missing key below.
+            let (Some(purpose), Some(key_id), Some(material)) = (get(purpose_at), get(id_at), get(material_at)) else {
+                continue;
+            };
+            let Some(purpose) = String::from_datum(purpose, false) else { continue };
+            let Some(key_id) = i32::from_datum(key_id, false) else { continue };
+            // Detoasted (if at all) into the current context, copied, and the copy
+            // is the only one medanon keeps.
+            let material = match <&[u8]>::from_datum(material, false) {
+                Some(bytes) => Zeroizing::new(bytes.to_vec()),
+                None => continue,
+            };
+            rows.push(KeyRow { purpose, key_id, material });
+        }
+        pg_sys::systable_endscan(scan);
+        pg_sys::table_close(rel, lock);
     }
-    with_safe_search_path(|| {
-        PgTryBuilder::new(f)
-            .finally(|| unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_context) })
-            .execute()
-    })
+    rows
 }
 
 fn load_active() -> ActiveKey {
-    let (keyring_oid, owner) = keyring_and_owner();
+    let (keyring_oid, _) = keyring_and_owner();
     KEYRING_OID.set(keyring_oid);
-    let rows = as_owner(owner, || {
-        Spi::connect(|client| {
-            client
-                .select("SELECT purpose, key_id, material FROM medanon.keyring WHERE active", None, &[])?
-                .map(|row| Ok((row.get::<String>(1)?, row.get::<i32>(2)?, row.get::<Vec<u8>>(3)?)))
-                .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
-        })
-    });
-    let mut rows = rows.unwrap_or_else(|e| {
-        crate::error::spi_failed("could not read the medanon keyring", e)
-    });
+    let rows = read_active_keys(keyring_oid);
     let take = |purpose: KeyPurpose| -> (i32, MasterKey) {
-        let Some((_, Some(id), Some(material))) = rows.iter().find(|(p, _, _)| p.as_deref() == Some(purpose.name()))
-        else {
+        let Some(row) = rows.iter().find(|r| r.purpose == purpose.name()) else {
             raise(
                 PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
                 format!("medanon has no active {} key", purpose.name()),
@@ -177,26 +198,19 @@ fn load_active() -> ActiveKey {
                 Some("reinstall the extension with CREATE EXTENSION medanon, or restore the keyring from a dump".into()),
             );
         };
-        let material = Zeroizing::new(material.clone());
-        match MasterKey::from_bytes(&material) {
-            Some(master) => (*id, master),
+        match MasterKey::from_bytes(&row.material) {
+            Some(master) => (row.key_id, master),
             // Say which key, never what is in it.
             None => raise(
                 PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
                 "medanon key is damaged",
-                Some(format!("key {id} does not have {KEY_BYTES} bytes")),
+                Some(format!("key {} does not have {KEY_BYTES} bytes", row.key_id)),
                 Some("restore the keyring from a dump".into()),
             ),
         }
     };
     let (key_id, pseudonym) = take(KeyPurpose::Pseudonym);
     let (_, link) = take(KeyPurpose::Link);
-    // Wipe the copies SPI handed over.
-    for (_, _, material) in rows.iter_mut() {
-        if let Some(material) = material.as_mut() {
-            zeroize::Zeroize::zeroize(material);
-        }
-    }
     ActiveKey { key_id, pseudonym, link, derived: Default::default(), recent: Default::default() }
 }
 
@@ -205,14 +219,11 @@ fn load_active() -> ActiveKey {
 /// every other call is a hash lookup.
 pub fn with_domain_key<R>(purpose: Purpose, domain: &[u8], f: impl FnOnce(&DomainKey) -> R) -> R {
     let missing = ACTIVE.with(|a| a.borrow().is_none());
-    // During a parallel operation a cached key serves the rest of the statement:
-    // loading runs SPI, which cannot start a command in parallel mode once the
-    // transaction has written (a rotation is seen from the next statement on).
-    // STALE stays set, so the key is reloaded after it.
-    let keep_cached = !missing && unsafe { pg_sys::IsInParallelMode() };
-    if (STALE.get() || missing) && !keep_cached {
+    if STALE.get() || missing {
         STALE.set(false);
-        // Load outside any borrow: SPI may process invalidations, which call back into us.
+        // Load outside any borrow: opening the keyring may process invalidations,
+        // which call back into us. Loading works in parallel mode too (see
+        // `read_active_keys`), in the leader and in every worker.
         let fresh = load_active();
         ACTIVE.with(|a| *a.borrow_mut() = Some(fresh));
     }
@@ -241,12 +252,6 @@ pub fn with_domain_key<R>(purpose: Purpose, domain: &[u8], f: impl FnOnce(&Domai
         active.recent[slot] = Some((domain.to_vec(), key));
         out
     })
-}
-
-/// Loads the active keys now, if they are not cached: a statement that may run in
-/// parallel after the transaction has written calls this first (see above).
-pub fn preload() {
-    with_domain_key(Purpose::Token, b"", |_| ());
 }
 
 /// The id of the active key, as the cache sees it (for tests and reports).

@@ -14,6 +14,7 @@ use pgrx::prelude::*;
 mod anonymize;
 mod catalog;
 mod collect;
+mod definer;
 mod error;
 mod expose;
 mod gucs;
@@ -42,6 +43,7 @@ extension_sql_file!(
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    error::init();
     gucs::init();
     keyring::init();
 }

@@ -232,7 +232,7 @@ pub fn suggest_generalization(
     let sql = format!("SELECT {person}::text, {columns} FROM {} WHERE {person} IS NOT NULL", c.relation);
     let dims = hierarchies.len();
     let mut encoder = Encoder::new(dims);
-    crate::keyring::with_settings(&[(c"DateStyle", c"ISO, YMD")], || {
+    crate::definer::with_settings(&[(c"DateStyle", c"ISO, YMD")], || {
         Spi::connect(|client| {
             let table = client.select(&sql, None, &[])?;
             encoder.reserve(table.len());

@@ -2,6 +2,10 @@
 //! hostile values in each argument. Each call must give a value or an ERROR with a
 //! specific SQLSTATE: never XX000 (a Rust panic or an internal error), never a
 //! crashed backend. The server log is checked for "terminated by signal".
+//!
+//! No error may show a Rust backtrace to the client (issue 13) either: not in its
+//! message, DETAIL, HINT or CONTEXT. The test cluster runs with RUST_BACKTRACE set
+//! (scripts/test.sh), as a DBA's may, so any capture would show.
 
 use medanon_integration::*;
 use postgres::error::SqlState;
@@ -124,6 +128,9 @@ fn classify(client: &mut postgres::Client, sql: &str, arg: Option<&str>) -> Resu
     };
     match result {
         Ok(()) => Ok(()),
+        Err(e) if backtrace_in(&e).is_some() => {
+            Err(format!("a backtrace in the error of {sql} with {:.40?}: {}", arg, backtrace_in(&e).unwrap_or_default()))
+        }
         Err(e) => match e.code() {
             Some(code) if *code == SqlState::INTERNAL_ERROR => Err(format!("XX000 from {sql} with {:.40?}: {e}", arg)),
             Some(_) => Ok(()),
@@ -133,8 +140,9 @@ fn classify(client: &mut postgres::Client, sql: &str, arg: Option<&str>) -> Resu
 }
 
 #[test]
-fn no_input_surfaces_as_xx000_or_crashes_the_backend() {
+fn no_input_surfaces_as_xx000_or_a_backtrace_or_crashes_the_backend() {
     let mut su = fresh_install();
+    assert!(server_would_capture_rust_backtraces(&mut su), "the test cluster must run with RUST_BACKTRACE=1 (scripts/test.sh)");
     su.batch_execute(
         "DROP SCHEMA IF EXISTS it_bad CASCADE; CREATE SCHEMA it_bad;
          CREATE TABLE it_bad.t (p int, a text);
@@ -177,7 +185,7 @@ fn no_input_surfaces_as_xx000_or_crashes_the_backend() {
     assert!(!log.contains("terminated by signal"), "a backend crashed");
     su.batch_execute("DROP SCHEMA it_bad CASCADE").unwrap();
     assert!(failures.is_empty(), "{} of {calls} calls failed:\n{}", failures.len(), failures.join("\n"));
-    println!("{calls} calls, no XX000, no crash");
+    println!("{calls} calls, no XX000, no backtrace, no crash");
 }
 
 /// Hostile contract specs get a specific SQLSTATE, never XX000; and names built to
@@ -248,4 +256,115 @@ fn hostile_specs_are_refused_and_hostile_names_stay_quoted() {
     assert!(keyring >= 2, "the keyring is still there");
     etl.batch_execute("SELECT medanon.revoke_contract('it_q')").unwrap();
     su.batch_execute(r#"DROP SCHEMA "it bad""; DROP" CASCADE"#).unwrap();
+}
+
+/// Errors that PostgreSQL raises inside medanon's own queries (SPI) and in parallel
+/// workers leave medanon with their own SQLSTATE and message, and no Rust backtrace:
+/// a cancelled query, a privilege the caller lacks, a role dropped while a publish
+/// waits, and keyed functions under a forced parallel plan (which must simply work).
+#[test]
+fn errors_raised_inside_medanon_carry_no_backtrace() {
+    let mut su = fresh_install();
+    assert!(server_would_capture_rust_backtraces(&mut su), "the test cluster must run with RUST_BACKTRACE=1 (scripts/test.sh)");
+    su.batch_execute(
+        "DROP SCHEMA IF EXISTS it_bad, contract_it_gone, contract_it_gone_data CASCADE; CREATE SCHEMA it_bad;
+         DROP ROLE IF EXISTS it_gone; CREATE ROLE it_gone;
+         CREATE TABLE it_bad.big AS
+         SELECT g AS p, 'patient-' || g AS v, DATE '2020-01-01' + (g % 3000)::int AS d, g % 97 AS a, g % 89 AS b
+           FROM generate_series(1, 200000) g;
+         ANALYZE it_bad.big;
+         CREATE TABLE it_bad.staging (institution_code text, local_patient_id text, name_kana text, birth_date text,
+                                      sex text, insurer_number text, insured_symbol text, insured_number text);
+         GRANT USAGE ON SCHEMA it_bad TO it_etl;
+         GRANT SELECT ON it_bad.big TO it_etl;
+         SELECT medanon.register_source('it_bad.big', 'p');
+         SELECT medanon.classify('it_bad.big', c, cls)
+           FROM (VALUES ('p', 'identifier'), ('v', 'identifier'), ('d', 'static'), ('a', 'quasi_identifier'),
+                        ('b', 'quasi_identifier')) x(c, cls);",
+    )
+    .unwrap();
+    let mut etl = connect_as("it_etl");
+    let mut problems = Vec::new();
+    let mut check = |what: &str, result: Result<(), postgres::Error>, expected: Option<SqlState>| {
+        match (&result, &expected) {
+            (Err(e), _) if backtrace_in(e).is_some() => {
+                problems.push(format!("{what}: a backtrace in the error: {}", backtrace_in(e).unwrap_or_default()))
+            }
+            (Err(e), Some(code)) if e.code() == Some(code) => {}
+            (Ok(()), None) => {}
+            (Err(e), _) => problems.push(format!("{what}: expected {expected:?}, got {e}")),
+            (Ok(()), Some(code)) => problems.push(format!("{what}: expected {}, but it succeeded", code.code())),
+        }
+    };
+
+    // Keyed functions under a forced parallel plan, as an ETL login.
+    etl.batch_execute(
+        "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+         SET max_parallel_workers_per_gather = 2",
+    )
+    .unwrap();
+    for sql in [
+        "SELECT count(medanon.tokenize(v, 'x')) FROM it_bad.big",
+        "SELECT count(medanon.shift_date(d, v, 'x')) FROM it_bad.big",
+        "SELECT sum(medanon.date_offset(v, 'x')) FROM it_bad.big",
+    ] {
+        check(sql, etl.batch_execute(sql), None);
+    }
+    etl.batch_execute("RESET ALL").unwrap();
+
+    // A query medanon runs itself, cancelled by the caller's statement_timeout.
+    check(
+        "k_anonymity cancelled by statement_timeout",
+        etl.batch_execute(
+            "SET statement_timeout = '20ms';
+             SELECT medanon.k_anonymity('it_bad.big', ARRAY['v', 'a', 'b', 'd'], 'p');",
+        ),
+        Some(SqlState::QUERY_CANCELED),
+    );
+    etl.batch_execute("RESET statement_timeout").unwrap();
+
+    // A privilege the caller lacks, found by a query medanon runs as the caller.
+    check(
+        "link_patients on a staging table the caller may not read",
+        etl.batch_execute("SELECT medanon.link_patients('it_bad.staging')"),
+        Some(SqlState::INSUFFICIENT_PRIVILEGE),
+    );
+
+    // The grantee is dropped while publish_contract waits for the contract's row
+    // lock, after it checked that the role exists: GRANT then fails inside medanon.
+    etl.batch_execute(
+        r#"SELECT medanon.create_contract('{"id": "it_gone", "grantee": "it_gone", "purpose": "x",
+              "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "anonymized", "k": 2,
+              "tables": [{"source": "it_bad.big", "columns": {"p": "token", "a": "keep"}}]}')"#,
+    )
+    .unwrap();
+    let mut holder = superuser();
+    holder.batch_execute("BEGIN; SELECT FROM medanon.contract WHERE contract_id = 'it_gone' FOR UPDATE").unwrap();
+    let publisher = std::thread::spawn(|| {
+        let mut etl = connect_as("it_etl");
+        etl.batch_execute("SELECT medanon.publish_contract('it_gone')")
+    });
+    let waiting = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let n: i64 = su
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                  WHERE wait_event_type = 'Lock' AND query LIKE '%publish_contract(''it_gone'')%'",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        n > 0
+    });
+    assert!(waiting, "publish_contract never waited for the contract's lock");
+    su.batch_execute("DROP ROLE it_gone").unwrap();
+    holder.batch_execute("COMMIT").unwrap();
+    check(
+        "publish_contract after its grantee was dropped",
+        publisher.join().expect("the publishing thread"),
+        Some(SqlState::UNDEFINED_OBJECT),
+    );
+
+    su.batch_execute("DROP SCHEMA it_bad CASCADE").unwrap();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

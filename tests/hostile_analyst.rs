@@ -263,6 +263,49 @@ fn no_session_setting_of_the_analyst_moves_the_expiry_gate() {
     }
 }
 
+/// Issue 15, item 2: the planner hands no value the analyst cannot SELECT to the
+/// analyst's own code. A pg_temp operator with a restriction estimator
+/// (`RESTRICT = scalarltsel`) is called by the planner with histogram values of
+/// the relation it filters, when it may read the statistics; behind a plain view it
+/// could (they are the view owner's), and the data table's statistics still held
+/// the dates of persons withheld since the last ANALYZE.
+#[test]
+fn a_leaky_estimator_never_receives_a_value_the_analyst_cannot_see() {
+    let _su = contract_warehouse();
+    let mut lab = connect_as("it_lab_a");
+    lab.batch_execute(
+        "CREATE TEMP TABLE leaked (v date);
+         CREATE FUNCTION pg_temp.peek(a date, b date) RETURNS boolean LANGUAGE plpgsql COST 1 AS
+           $$ BEGIN INSERT INTO leaked VALUES (a), (b); RETURN a < b; END $$;
+         CREATE OPERATOR pg_temp.<<< (LEFTARG = date, RIGHTARG = date, FUNCTION = pg_temp.peek, RESTRICT = scalarltsel);
+         -- The control: on a table of its own, the estimator does hand it histogram values.
+         CREATE TEMP TABLE own AS SELECT DATE '2020-01-01' + g AS d FROM generate_series(1, 500) g;
+         ANALYZE own;
+         EXPLAIN SELECT * FROM own WHERE d OPERATOR(pg_temp.<<<) DATE '2020-06-01';",
+    )
+    .unwrap();
+    let control = count(&mut lab, "SELECT count(*) FROM leaked WHERE v <> DATE '2020-06-01'");
+    assert!(control > 50, "the attack does not work on this server, so the check below would be vacuous ({control})");
+    lab.batch_execute("TRUNCATE leaked").unwrap();
+    // Ten of the sixty persons opt out: their rows leave the views at once.
+    let mut etl = connect_as("it_etl");
+    for i in 1..=10 {
+        etl.execute("SELECT medanon.opt_out('H1', $1, 'self')", &[&format!("p{i}")]).unwrap();
+    }
+    for sql in [
+        "EXPLAIN SELECT * FROM contract_it_a.visit WHERE visit_date OPERATOR(pg_temp.<<<) DATE '2025-01-01'",
+        "SELECT count(*) FROM contract_it_a.visit WHERE visit_date OPERATOR(pg_temp.<<<) DATE '2025-01-01'",
+    ] {
+        lab.batch_execute(sql).unwrap();
+    }
+    let unseen = count(
+        &mut lab,
+        "SELECT count(*) FROM (SELECT v FROM leaked WHERE v <> DATE '2025-01-01'
+                               EXCEPT SELECT visit_date FROM contract_it_a.visit) x",
+    );
+    assert_eq!(unseen, 0, "the analyst's operator received dates of rows it cannot select");
+}
+
 /// A person visible in contract it_a (its local id at H1).
 fn visible_in_it_a(su: &mut Client) -> String {
     su.query_one(

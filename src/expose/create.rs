@@ -5,7 +5,8 @@
 
 use super::{planned, record, refuse, today};
 use crate::error::spi_failed;
-use crate::keyring::{as_owner, keyring_and_owner};
+use crate::definer::as_owner;
+use crate::keyring::keyring_and_owner;
 use medanon_core::contract::parse;
 use medanon_core::plan::Purpose;
 use pgrx::prelude::*;

@@ -24,7 +24,7 @@ pub fn describe(contract: &Contract) -> Described {
             )?
             .first()
             .get_three::<bool, bool, bool>()?;
-        let relations = spec.tables.iter().map(|t| relation(&client, &t.source)).collect::<Result<Vec<_>, _>>()?;
+        let relations = spec.tables.iter().map(|t| relation(client, &t.source)).collect::<Result<Vec<_>, _>>()?;
         Ok::<_, SpiError>(Described {
             time_zone: super::operator_zone(),
             grantee_exists: row.0 == Some(true),
@@ -48,7 +48,6 @@ fn relation(client: &SpiClient<'_>, name: &str) -> Result<Relation, SpiError> {
             None,
             &[name.into()],
         )?
-        .into_iter()
         .next()
         .map(|r| {
             Ok::<_, SpiError>((

@@ -29,7 +29,8 @@
 
 use super::{load, lock_contract_with, planned, record, require_read_committed, require_status, LockScope};
 use crate::error::spi_failed;
-use crate::keyring::{as_owner, keyring_and_owner};
+use crate::definer::as_owner;
+use crate::keyring::keyring_and_owner;
 use medanon_core::plan::{ContractPlan, Purpose};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiError};
@@ -55,8 +56,6 @@ fn run(id: &str, purpose: Purpose) -> JsonB {
     let plan = planned(&stored.contract, purpose);
     let sha = stored.spec_sha256;
     let (_, owner) = keyring_and_owner();
-    // The map statement may run in parallel, and tokenize must not load the keys then.
-    crate::keyring::preload();
     let summary = as_owner(owner, move || {
         Spi::connect_mut(|client| {
             let id = plan.id.as_str();
@@ -107,7 +106,6 @@ fn write_data(client: &mut SpiClient<'_>, plan: &ContractPlan, purpose: Purpose)
                 None,
                 &[id.into(), view.name.as_str().into()],
             )?
-            .into_iter()
             .next()
             .map(|r| r.get::<i32>(1))
             .transpose()?

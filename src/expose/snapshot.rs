@@ -10,7 +10,8 @@
 
 use super::{load, lock_contract, record, require_read_committed, require_status};
 use crate::error::spi_failed;
-use crate::keyring::{as_owner, keyring_and_owner};
+use crate::definer::as_owner;
+use crate::keyring::keyring_and_owner;
 use medanon_core::plan::{snapshot_schema, snapshot_schema_ddl, snapshot_table_ddl, PersonState};
 use medanon_core::view::ident;
 use pgrx::prelude::*;

@@ -19,7 +19,8 @@
 
 use super::load;
 use crate::error::{raise, spi_failed};
-use crate::keyring::{as_owner, keyring_and_owner};
+use crate::definer::as_owner;
+use crate::keyring::keyring_and_owner;
 use medanon_core::cells::{suppress, Cell, Level, Suppression};
 use medanon_core::contract::Kind;
 use medanon_core::plan::{effective_min_cell, CountsCall};

@@ -25,7 +25,8 @@ pub mod normalize;
 
 use crate::error::{raise, spi_failed};
 use crate::gucs::LINK_CANDIDATE_THRESHOLD;
-use crate::keyring::{as_owner, keyring_and_owner, with_safe_search_path};
+use crate::definer::{as_owner, with_safe_search_path};
+use crate::keyring::keyring_and_owner;
 use medanon_core::link::{candidates, NameRecord};
 use medanon_core::link_group::{self, Assignment, BatchRecord, CardHolder, Grouping, PersonIdCount, PriorLink};
 use pgrx::prelude::*;

@@ -4,6 +4,7 @@
 
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
+use std::collections::HashMap;
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run the integration tests through `make test`"))
@@ -254,4 +255,66 @@ pub fn wait_until_blocked(observer: &mut Client, marker: &str) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     panic!("no session running {marker} came to wait on a lock");
+}
+
+/// The first line of `text` that belongs to a Rust backtrace or names a Rust source
+/// location: frames (`  12: std::panicking::…`), their `at src/….rs:12:5` lines, or
+/// the names of Rust's and pgrx's unwinding machinery. None if there is none.
+pub fn backtrace_line(text: &str) -> Option<String> {
+    const MARKERS: &[&str] = &[
+        "stack backtrace",
+        "std::panicking",
+        "std::panic::",
+        "core::panicking",
+        "rust_begin_unwind",
+        "__rust_",
+        "pgrx::",
+        "pgrx_pg_sys::",
+        "{{closure}}",
+        "at /rustc/",
+        "at src/",
+        "at ./src/",
+        ".rs:",
+    ];
+    text.lines()
+        .find(|line| {
+            let trimmed = line.trim_start();
+            let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
+            let frame = line.len() > trimmed.len() && digits > 0 && trimmed[digits..].starts_with(": ");
+            frame || MARKERS.iter().any(|m| line.contains(m))
+        })
+        .map(str::to_owned)
+}
+
+/// Where a failed statement's error shows a Rust backtrace to the client, if it
+/// does: which field (message, DETAIL, HINT, CONTEXT) and the offending line.
+pub fn backtrace_in(e: &postgres::Error) -> Option<String> {
+    let db = e.as_db_error()?;
+    let fields = [("message", Some(db.message())), ("DETAIL", db.detail()), ("HINT", db.hint()), ("CONTEXT", db.where_())];
+    fields.into_iter().find_map(|(field, text)| backtrace_line(text?).map(|line| format!("{field}: {line:.160}")))
+}
+
+/// Whether the server runs with a Rust backtrace setting that would make std
+/// capture backtraces (RUST_BACKTRACE or RUST_LIB_BACKTRACE, not "0"), read from the
+/// postmaster's environment, which every backend inherits (a backend's own
+/// /proc/self/environ is overwritten by its process title). `scripts/test.sh` starts
+/// the test cluster so, because a DBA who debugs a crash may too: a test of "no
+/// backtrace reaches a client" means something only then.
+pub fn server_would_capture_rust_backtraces(su: &mut Client) -> bool {
+    let environ: Vec<u8> = su
+        .query_one(
+            "SELECT pg_catalog.pg_read_binary_file(
+                 '/proc/' || pg_catalog.split_part(pg_catalog.pg_read_file('postmaster.pid'), E'\\n', 1) || '/environ')",
+            &[],
+        )
+        .expect("read the postmaster's environment (superuser)")
+        .get(0);
+    let vars: HashMap<String, String> = environ
+        .split(|b| *b == 0)
+        .filter_map(|kv| String::from_utf8_lossy(kv).split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    match vars.get("RUST_LIB_BACKTRACE").or(vars.get("RUST_BACKTRACE")) {
+        Some(value) => value != "0",
+        None => false,
+    }
 }
