@@ -86,7 +86,6 @@ pub fn safe_counts(contract_id: &str, view_name: &str, group_by: Vec<Option<Stri
                     None,
                     &[id.as_str().into(), name.as_str().into()],
                 )?
-                .into_iter()
                 .next()
                 .map(|r| {
                     Ok::<_, pgrx::spi::SpiError>(Found {
