@@ -45,7 +45,8 @@ COMMENT ON TABLE certified_user IS 'Roles of users certified for pseudonymized d
 
 CREATE TABLE contract (
     contract_id     text PRIMARY KEY,
-    kind            text NOT NULL CHECK (kind IN ('anonymized', 'pseudonymized')),
+    -- statistics: the grantee reads no view; safe_counts counts them for it.
+    kind            text NOT NULL CHECK (kind IN ('anonymized', 'pseudonymized', 'statistics')),
     grantee         name NOT NULL,
     purpose         text NOT NULL,
     approved_on     date NOT NULL,
@@ -63,7 +64,10 @@ CREATE TABLE contract (
     -- Publish, refresh and snapshots lock this row FOR UPDATE. Consent triggers
     -- lock it FOR SHARE before they withhold anyone, so they wait for a refresh in
     -- progress, and a REPEATABLE READ opt-out that overlaps a refresh fails with a
-    -- serialization error instead of missing what it wrote.
+    -- serialization error instead of missing what it wrote. Refresh and revoke take
+    -- this row and the locks they need on the views together, with a lock timeout
+    -- and retries (_contract_lock in contract_live.sql), so they never hold it
+    -- while they wait for an analyst.
     status          text NOT NULL DEFAULT 'created' CHECK (status IN ('created', 'published', 'revoked', 'expired')),
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     created_by      name NOT NULL DEFAULT session_user,
@@ -79,8 +83,10 @@ CREATE TABLE provision_ledger (
     recorded_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     recorded_by  name NOT NULL DEFAULT session_user,
     contract_id  text,
+    -- safe_counts: one call of safe_counts on a statistics contract (its counts
+    -- are the provision).
     event        text NOT NULL CHECK (event IN ('create', 'publish', 'refresh', 'snapshot', 'revoke', 'expire',
-                                                'key_rotation')),
+                                                'key_rotation', 'safe_counts')),
     spec_sha256  text,
     row_count    bigint,
     person_count bigint,
@@ -91,7 +97,14 @@ CREATE TABLE provision_ledger (
     prev_hash    text NOT NULL,
     entry_hash   text NOT NULL UNIQUE
 );
-COMMENT ON TABLE provision_ledger IS 'The provision record (提供記録): every create, publish, refresh, snapshot, revoke, expiry and key rotation. Append-only and hash-chained (verify_ledger).';
+COMMENT ON TABLE provision_ledger IS 'The provision record (提供記録): every create, publish, refresh, snapshot, revoke, expiry, key rotation and safe_counts call of a statistics contract. Append-only and hash-chained (verify_ledger).';
+
+-- Numbers every safe_counts call of a statistics contract, in its ledger entry.
+-- A sequence is not transactional: a call whose transaction rolls back (its
+-- counts were seen, its entry is gone) leaves a gap in the numbers, which an
+-- auditor sees; PostgreSQL has no autonomous transaction to keep the entry.
+CREATE SEQUENCE safe_counts_call;
+COMMENT ON SEQUENCE safe_counts_call IS 'Numbers safe_counts calls of statistics contracts; a gap in the ledger''s call numbers is a call whose transaction rolled back.';
 CREATE TRIGGER provision_ledger_append_only BEFORE UPDATE OR DELETE ON provision_ledger
     FOR EACH ROW EXECUTE FUNCTION ledger_append_only();
 CREATE TRIGGER provision_ledger_no_truncate BEFORE TRUNCATE ON provision_ledger
@@ -188,6 +201,9 @@ BEGIN
         EXECUTE pg_catalog.format('GRANT SELECT ON TABLE %I TO medanon_operator', t);
     END LOOP;
     PERFORM pg_catalog.pg_extension_config_dump('provision_ledger_entry_id_seq', '');
+    PERFORM pg_catalog.pg_extension_config_dump('safe_counts_call', '');
+    REVOKE ALL ON SEQUENCE safe_counts_call FROM PUBLIC;
+    GRANT SELECT ON SEQUENCE safe_counts_call TO medanon_operator, medanon_auditor;
 END
 $contract$;
 GRANT INSERT, UPDATE, DELETE ON source, source_column, certified_user TO medanon_operator;

@@ -107,6 +107,9 @@ BEGIN
     -- Wait for a publish or refresh in progress, and make the next statements see
     -- what it wrote (each statement here takes a new snapshot at READ COMMITTED;
     -- at REPEATABLE READ a refresh committed meanwhile is a serialization error).
+    -- Publish, refresh, snapshots and revoke take these rows through
+    -- _contract_lock, which never holds one while it waits for an analyst longer
+    -- than its lock_timeout: this waits for their own work, not for analysts.
     PERFORM FROM medanon.contract c WHERE c.status IN ('created', 'published') ORDER BY c.contract_id FOR SHARE;
     IF NOT FOUND THEN
         RETURN 0;
@@ -163,6 +166,84 @@ BEGIN
 END
 $fn$;
 
+-- Takes, for each contract of `ids`, its row FOR UPDATE and, by `scope`, the
+-- ACCESS EXCLUSIVE locks the caller's DDL will need:
+--   'row'      the row alone (publish, snapshots);
+--   'views'    also its views and their current data tables (refresh replaces them);
+--   'schemas'  also every relation of its schemas: views, data tables, snapshots
+--              (revoke and expire drop them).
+-- An analyst that reads a view holds ACCESS SHARE on it until its transaction
+-- ends, idle or not. Waiting for it while holding the contract row would make
+-- every opt-out wait too (the consent triggers lock the rows FOR SHARE), for as
+-- long as the analyst likes. So each attempt takes the row and the locks together
+-- in a subtransaction, under lock_timeout (200 ms): when the timeout fires the
+-- subtransaction rolls back, which lets go of the row, and a waiting opt-out goes
+-- on at once. Rows first, then relations, as the consent triggers do (rows, then
+-- the data tables they delete from), so the two never deadlock. Attempts are
+-- retried after a growing pause (opt-outs run meanwhile) for `patience`; then
+-- 55P03, naming the sessions that hold the relations. Once it returns, the
+-- caller holds everything until it commits: analysts' new queries on those views
+-- wait for the refresh or revoke to finish, and then read what it left.
+CREATE FUNCTION _contract_lock(ids text[], scope text, patience interval DEFAULT '30 s') RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '200ms'
+AS $fn$
+DECLARE
+    started constant timestamptz := clock_timestamp();
+    pause double precision := 0.05;
+    attempts integer := 0;
+    rels oid[];
+    holders text;
+BEGIN
+    IF scope IS NULL OR scope NOT IN ('row', 'views', 'schemas') THEN
+        RAISE EXCEPTION 'unknown lock scope "%"', scope USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    LOOP
+        attempts := attempts + 1;
+        BEGIN
+            PERFORM FROM medanon.contract c WHERE c.contract_id = ANY (ids) ORDER BY c.contract_id FOR UPDATE;
+            -- Read after the row lock: a refresh that committed meanwhile named new tables.
+            IF scope = 'views' THEN
+                rels := ARRAY(SELECT x.oid FROM medanon.contract c
+                                JOIN medanon.contract_table ct ON ct.contract_id = c.contract_id,
+                                LATERAL (VALUES (to_regclass(format('%I.%I', c.view_schema, ct.view_name))::oid),
+                                                (to_regclass(format('%I.%I', ct.data_schema, ct.data_table))::oid)) x(oid)
+                               WHERE c.contract_id = ANY (ids) AND x.oid IS NOT NULL ORDER BY 1);
+            ELSIF scope = 'schemas' THEN
+                rels := ARRAY(SELECT r.oid FROM pg_class r JOIN pg_namespace n ON n.oid = r.relnamespace
+                               WHERE r.relkind IN ('r', 'v', 'm', 'p', 'f')
+                                 AND n.nspname IN (SELECT s FROM unnest(ids) i, medanon._contract_schemas(i) s)
+                               ORDER BY 1);
+            END IF;
+            IF pg_catalog.cardinality(rels) > 0 THEN
+                EXECUTE 'LOCK TABLE ' || (SELECT string_agg(r::regclass::text, ', ') FROM unnest(rels) r)
+                     || ' IN ACCESS EXCLUSIVE MODE';
+            END IF;
+            RETURN;
+        EXCEPTION WHEN lock_not_available OR deadlock_detected THEN
+            -- Rolled back: the row is free again until the next attempt.
+        END;
+        IF clock_timestamp() - started >= patience THEN
+            SELECT string_agg(DISTINCT format('pid %s (%s, %s)', a.pid, a.usename, a.state), ', ')
+              INTO holders
+              FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.granted AND l.pid <> pg_backend_pid() AND l.relation = ANY (rels);
+            RAISE EXCEPTION 'could not lock contract "%": it is in use', array_to_string(ids, '", "')
+                USING ERRCODE = 'lock_not_available',
+                      DETAIL = format('%s attempts in %s; sessions holding its views: %s', attempts,
+                                      date_trunc('second', clock_timestamp() - started), coalesce(holders, 'none now')),
+                      HINT = 'an analyst''s open transaction on the contract''s views holds them until it ends (publish sets '
+                             || 'idle_in_transaction_session_timeout for grantees); try again, or end that session with pg_terminate_backend(pid)';
+        END IF;
+        PERFORM pg_sleep(pause * (0.5 + random()));
+        pause := least(pause * 2, 2.0);
+    END LOOP;
+END
+$fn$;
+
+COMMENT ON FUNCTION _contract_lock(text[], text, interval) IS 'Internal: locks contract rows and the relations their DDL needs, retrying under lock_timeout so that no opt-out waits on an analyst.';
+
 -- An opt-out hides the person it names from every contract at its commit.
 CREATE FUNCTION _contract_on_opt_out() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
@@ -213,7 +294,8 @@ CREATE TRIGGER person_link_withholds_update AFTER UPDATE ON person_link
 CREATE TRIGGER person_link_withholds_delete AFTER DELETE ON person_link
     REFERENCING OLD TABLE AS old_links FOR EACH STATEMENT EXECUTE FUNCTION _contract_on_link();
 
-REVOKE ALL ON FUNCTION _contract_withhold(bigint[]), _contract_on_opt_out(), _contract_on_link() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _contract_withhold(bigint[]), _contract_on_opt_out(), _contract_on_link(),
+    _contract_lock(text[], text, interval) FROM PUBLIC;
 
 -- What a contract shows now. Runs as the caller (the operator reads the map).
 CREATE FUNCTION contract_report(id text)
@@ -285,7 +367,14 @@ DECLARE
     schemas text[];
     s name;
 BEGIN
-    SELECT * INTO c FROM medanon.contract WHERE contract_id = id FOR UPDATE;
+    -- The row and every relation DROP SCHEMA will take, without holding the row
+    -- while an analyst idles; then the status again (another session may have
+    -- closed it meanwhile).
+    PERFORM medanon._contract_lock(ARRAY[id], 'schemas');
+    SELECT * INTO c FROM medanon.contract WHERE contract_id = id;
+    IF c.status NOT IN ('created', 'published') THEN
+        RAISE EXCEPTION 'contract "%" is % already', id, c.status USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
     SELECT r.persons_exposed INTO exposed FROM medanon.contract_report(id) r;
     FOR s IN SELECT * FROM medanon._contract_schemas(id) LOOP
         EXECUTE format('DROP SCHEMA %I CASCADE', s);
@@ -331,6 +420,11 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE id text;
 BEGIN
+    -- All of them at once: a contract closed here stays locked until the commit,
+    -- and no opt-out may wait on it while the next one waits for an analyst.
+    PERFORM medanon._contract_lock(ARRAY(SELECT c.contract_id FROM medanon.contract c
+                                          WHERE c.status IN ('created', 'published')
+                                            AND c.expires_on < medanon.contract_today()), 'schemas');
     FOR id IN SELECT c.contract_id FROM medanon.contract c
                WHERE c.status IN ('created', 'published')
                  AND c.expires_on < medanon.contract_today()

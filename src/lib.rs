@@ -298,8 +298,8 @@ mod functions {
         crate::expose::snapshot::release_snapshot(id)
     }
 
-    /// PARALLEL RESTRICTED: it queries the view through SPI.
-    #[pg_extern(stable, strict, parallel_restricted)]
+    /// VOLATILE, PARALLEL UNSAFE: a call on a statistics contract writes the ledger.
+    #[pg_extern(volatile, strict, parallel_unsafe)]
     fn safe_counts(
         contract_id: &str,
         view_name: &str,

@@ -186,3 +186,44 @@ fn a_revoked_contract_and_its_snapshot_are_gone_for_the_grantee() {
         ["create", "publish", "snapshot", "revoke"].iter().map(|e| (e.to_string(), "it_etl".to_string())).collect();
     assert_eq!(events, expected);
 }
+
+/// The floor belongs to the contract (issue 15, item 4): under a spec's min_cell of
+/// 40, safe_counts shows no cell under 40 persons, whatever min_cell the grantee
+/// passes; a cell under it is suppressed.
+#[test]
+fn safe_counts_never_shows_a_cell_under_the_contracts_floor() {
+    let _su = contract_warehouse();
+    let mut etl = connect_as("it_etl");
+    etl.batch_execute(
+        r#"SELECT medanon.create_contract('{"id": "it_f", "grantee": "it_lab_b", "purpose": "floor", "min_cell": 40,
+              "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "anonymized", "k": 2,
+              "tables": [{"source": "it_clinical.patient", "columns": {"person_id": "token", "sex": "keep"}}]}');
+           SELECT medanon.publish_contract('it_f');"#,
+    )
+    .unwrap();
+    let mut lab_b = connect_as("it_lab_b");
+    let by_sex: Vec<i64> = lab_b
+        .query("SELECT count(DISTINCT person_id) FROM contract_it_f.patient GROUP BY sex", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(by_sex.len() == 2 && by_sex.iter().all(|n| (10..40).contains(n)), "{by_sex:?}");
+    for asked in [1, 10, 39] {
+        let rows = lab_b.query("SELECT persons, suppression FROM medanon.safe_counts('it_f', 'patient', ARRAY['sex'], $1)", &[&asked]).unwrap();
+        let shown: Vec<i64> = rows.iter().filter_map(|r| r.get::<_, Option<i64>>(0)).collect();
+        assert!(shown.iter().all(|n| *n >= 40), "min_cell {asked}: {shown:?}");
+        assert_eq!(rows.iter().filter(|r| r.get::<_, Option<String>>(1).is_some()).count(), 2, "both sexes hidden");
+    }
+    // A spec floor under 2 is refused, naming the key.
+    let err = etl
+        .batch_execute(
+            r#"SELECT medanon.create_contract('{"id": "it_g", "grantee": "it_lab_b", "purpose": "floor", "min_cell": 1,
+                  "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "anonymized", "k": 2,
+                  "tables": [{"source": "it_clinical.patient", "columns": {"person_id": "token", "sex": "keep"}}]}')"#,
+        )
+        .unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code(), &SqlState::INVALID_PARAMETER_VALUE);
+    assert!(db.message().contains("\"min_cell\""), "{}", db.message());
+}

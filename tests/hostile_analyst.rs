@@ -305,3 +305,214 @@ fn a_leaky_estimator_never_receives_a_value_the_analyst_cannot_see() {
     );
     assert_eq!(unseen, 0, "the analyst's operator received dates of rows it cannot select");
 }
+
+/// A person visible in contract it_a (its local id at H1).
+fn visible_in_it_a(su: &mut Client) -> String {
+    su.query_one(
+        "SELECT l.local_patient_id FROM medanon.contract_person m JOIN medanon.person_link l USING (person_id)
+          WHERE m.contract_id = 'it_a' AND m.state = 'visible' AND l.institution_code = 'H1'
+          ORDER BY l.local_patient_id LIMIT 1",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// Issue 15, item 3: the grantee idles in a transaction on a view of it_a, and
+/// `operation` (a refresh or a revoke of it_a, as the ETL login) waits for it. An
+/// opt-out in a third session must commit in under a second, before the analyst
+/// ends (on 0.1.0 the operation held the contract row FOR UPDATE while it waited,
+/// and the opt-out waited with it until the analyst let go, here 3 s). Returns the
+/// superuser, the person opted out, and how the operation ended, which it does only
+/// after the analyst ended.
+fn an_opt_out_commits_while_an_idle_analyst_holds_up(operation: &'static str) -> (Client, String, Result<(), postgres::Error>) {
+    use std::time::{Duration, Instant};
+    let mut su = contract_warehouse();
+    let local = visible_in_it_a(&mut su);
+    let mut lab = connect_as("it_lab_a");
+    lab.batch_execute("BEGIN; SELECT count(*) FROM contract_it_a.patient").unwrap();
+    let op = std::thread::spawn(move || {
+        let result = connect_as("it_etl").batch_execute(operation);
+        (result, Instant::now())
+    });
+    wait_until_blocked(&mut su, operation);
+    // The analyst ends after 3 s whatever happens, so a build on which the opt-out
+    // waits for it fails on the timing below instead of hanging.
+    let analyst = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        lab.batch_execute("COMMIT").unwrap();
+        Instant::now()
+    });
+    let mut registrar = connect_as("it_etl");
+    let started = Instant::now();
+    registrar.batch_execute(&format!("SELECT medanon.opt_out('H1', '{local}', 'self')")).unwrap();
+    let committed = Instant::now();
+    let analyst_ended = analyst.join().unwrap();
+    let (result, op_ended) = op.join().unwrap();
+    assert!(
+        committed - started < Duration::from_secs(1),
+        "the opt-out took {:?} while {operation} waited for an idle analyst",
+        committed - started
+    );
+    assert!(committed < analyst_ended, "the opt-out committed only after the analyst ended");
+    assert!(op_ended > analyst_ended, "{operation} did not wait for the analyst, so this test proved nothing");
+    (su, local, result)
+}
+
+#[test]
+fn an_opt_out_commits_at_once_while_a_refresh_waits_for_an_idle_analyst() {
+    let (mut su, local, result) =
+        an_opt_out_commits_while_an_idle_analyst_holds_up("SELECT medanon.refresh_contract('it_a')");
+    result.expect("the refresh completes once the analyst ends");
+    // The refresh did not undo the opt-out: the person is withheld and in no view.
+    let state: String = su
+        .query_one(
+            "SELECT m.state FROM medanon.contract_person m JOIN medanon.person_link l USING (person_id)
+              WHERE m.contract_id = 'it_a' AND l.institution_code = 'H1' AND l.local_patient_id = $1",
+            &[&local],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "consent");
+    let shown: i64 = su
+        .query_one(
+            "SELECT (SELECT count(*) FROM contract_it_a.patient p WHERE p.person_id = m.token)
+                  + (SELECT count(*) FROM contract_it_a.visit v WHERE v.person_id = m.token)
+               FROM medanon.contract_person m JOIN medanon.person_link l USING (person_id)
+              WHERE m.contract_id = 'it_a' AND l.institution_code = 'H1' AND l.local_patient_id = $1",
+            &[&local],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, 0, "the refreshed views show the person who opted out during the refresh");
+    let refreshes: i64 = count(&mut su, "SELECT count(*) FROM medanon.provision_ledger WHERE event = 'refresh' AND contract_id = 'it_a'");
+    assert_eq!(refreshes, 1);
+}
+
+#[test]
+fn an_opt_out_commits_at_once_while_a_revoke_waits_for_an_idle_analyst() {
+    let (mut su, local, result) = an_opt_out_commits_while_an_idle_analyst_holds_up("SELECT medanon.revoke_contract('it_a')");
+    result.expect("the revoke completes once the analyst ends");
+    let status: String = su.query_one("SELECT status FROM medanon.contract WHERE contract_id = 'it_a'", &[]).unwrap().get(0);
+    assert_eq!(status, "revoked");
+    assert_eq!(count(&mut su, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'contract_it_a%'"), 0);
+    // The opt-out took effect in the contract that stays.
+    let state: String = su
+        .query_one(
+            "SELECT m.state FROM medanon.contract_person m JOIN medanon.person_link l USING (person_id)
+              WHERE m.contract_id = 'it_b' AND l.institution_code = 'H1' AND l.local_patient_id = $1",
+            &[&local],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "consent");
+}
+
+/// When the analyst does not let go, the lock attempts end in 55P03, naming the
+/// session that holds the views and how to end it; and every grantee role gets an
+/// idle-in-transaction timeout at publish.
+#[test]
+fn a_refresh_that_cannot_lock_the_views_fails_clearly_and_grantees_have_an_idle_timeout() {
+    let mut su = contract_warehouse();
+    let mut lab = connect_as("it_lab_a");
+    let timeout: String = lab.query_one("SHOW idle_in_transaction_session_timeout", &[]).unwrap().get(0);
+    assert_eq!(timeout, "5min", "publish sets the grantee's idle-in-transaction timeout");
+    let configured = strings(&mut su, "SELECT unnest(rolconfig) FROM pg_roles WHERE rolname IN ('it_lab_a', 'it_lab_b') ORDER BY 1");
+    assert_eq!(configured, ["idle_in_transaction_session_timeout=5min", "idle_in_transaction_session_timeout=5min"]);
+    lab.batch_execute("BEGIN; SELECT count(*) FROM contract_it_a.visit").unwrap();
+    let lab_pid: i32 = lab.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    // The lock step of refresh, with 1 s of patience instead of 30 (owner only).
+    let started = std::time::Instant::now();
+    let err = su
+        .batch_execute("BEGIN; SELECT medanon._contract_lock(ARRAY['it_a'], 'views', '1 s')")
+        .expect_err("the analyst holds the views");
+    let waited = started.elapsed();
+    su.batch_execute("ROLLBACK").unwrap();
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code(), &SqlState::LOCK_NOT_AVAILABLE);
+    assert_eq!(db.message(), "could not lock contract \"it_a\": it is in use");
+    assert!(db.detail().unwrap_or_default().contains(&format!("pid {lab_pid} (it_lab_a, idle in transaction)")), "{:?}", db.detail());
+    assert!(db.hint().unwrap_or_default().contains("pg_terminate_backend"), "{:?}", db.hint());
+    assert!(waited < std::time::Duration::from_secs(5), "retried for {waited:?}");
+    // The operator cannot call it (nor hold a contract with it).
+    let mut etl = connect_as("it_etl");
+    assert_sqlstate(&mut etl, "SELECT medanon._contract_lock(ARRAY['it_a'], 'views')", SqlState::INSUFFICIENT_PRIVILEGE);
+    lab.batch_execute("COMMIT").unwrap();
+    su.batch_execute("BEGIN; SELECT medanon._contract_lock(ARRAY['it_a'], 'views', '1 s'); ROLLBACK").unwrap();
+}
+
+/// Issue 15, item 4: a statistics contract. Its grantee reads no row (42501 on its
+/// views, their data tables, a snapshot), and gets from safe_counts counts of at
+/// least the contract's floor (10) whatever min_cell it passes; suppressed cells are
+/// left out. Each call is in the provision ledger; a call whose transaction rolled
+/// back leaves a gap in the call numbers. No one but the grantee and the operator
+/// gets counts (42501).
+#[test]
+fn a_statistics_grantee_gets_suppressed_counts_only_and_every_call_is_recorded() {
+    let mut su = contract_warehouse();
+    statistics_contract(&mut su);
+    let mut lab = connect_as("it_lab_s");
+    for sql in [
+        "SELECT * FROM contract_it_s.patient",
+        "SELECT count(*) FROM contract_it_s.visit",
+        "SELECT * FROM contract_it_s_data.t0_g1",
+        "SELECT medanon.release_snapshot('it_s')",
+        "SELECT * FROM medanon.provision_ledger",
+        "SELECT * FROM medanon.safe_counts('it_a', 'patient', ARRAY['sex'])",
+    ] {
+        assert_sqlstate(&mut lab, sql, SqlState::INSUFFICIENT_PRIVILEGE);
+    }
+    // The cells under the floor exist: classes of about 6 persons (as the superuser).
+    let smallest = count(&mut su, "SELECT min(n) FROM (SELECT count(DISTINCT person_id) AS n FROM contract_it_s.patient GROUP BY birth_date, sex) c");
+    assert!(smallest < 10, "the test needs cells under 10 ({smallest})");
+    let persons = count(&mut su, "SELECT count(DISTINCT person_id) FROM contract_it_s.patient");
+    let rows = lab
+        .query("SELECT cell::text, persons, suppression FROM medanon.safe_counts('it_s', 'patient', ARRAY['birth_date', 'sex'], 1)", &[])
+        .unwrap();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        let (cell, shown, suppression): (String, Option<i64>, Option<String>) = (r.get(0), r.get(1), r.get(2));
+        assert!(shown.is_some_and(|n| n >= 10) && suppression.is_none(), "{cell}: {shown:?} {suppression:?}");
+    }
+    let total = rows.iter().find(|r| r.get::<_, String>(0) == "{}").map(|r| r.get::<_, Option<i64>>(1));
+    assert_eq!(total, Some(Some(persons)), "the grand total is shown");
+    // The ledger: who, which view and grouping, the floor applied, cells shown and hidden.
+    let entry = su
+        .query_one(
+            "SELECT recorded_by::text, person_count, detail::text FROM medanon.provision_ledger
+              WHERE event = 'safe_counts' AND contract_id = 'it_s'",
+            &[],
+        )
+        .unwrap();
+    let (by, person_count, detail): (String, Option<i64>, String) = (entry.get(0), entry.get(1), entry.get(2));
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(by, "it_lab_s");
+    assert_eq!(person_count, Some(persons));
+    assert_eq!(detail["view"], "patient");
+    assert_eq!(detail["role"], "it_lab_s");
+    assert_eq!(detail["group_by"], serde_json::json!(["birth_date", "sex"]));
+    assert_eq!((detail["min_cell_asked"].as_i64(), detail["min_cell"].as_i64()), (Some(1), Some(10)));
+    assert_eq!(detail["cells_shown"].as_u64(), Some(rows.len() as u64));
+    assert!(detail["cells_suppressed"].as_u64().is_some_and(|n| n > 0), "{detail}");
+    // A rolled-back call is gone from the ledger, but not from the numbering.
+    lab.batch_execute(
+        "BEGIN; SELECT * FROM medanon.safe_counts('it_s', 'visit', ARRAY['icd10']); ROLLBACK;
+         SELECT * FROM medanon.safe_counts('it_s', 'visit', ARRAY['icd10']);",
+    )
+    .unwrap();
+    let calls = strings(&mut su, "SELECT detail ->> 'call' FROM medanon.provision_ledger WHERE event = 'safe_counts' ORDER BY entry_id");
+    assert_eq!(calls, ["1", "3"]);
+    assert_eq!(count(&mut su, "SELECT count(*) FROM medanon.provision_ledger WHERE medanon.verify_ledger() IS NOT NULL"), 0);
+    // No one else gets counts of it: neither another contract's grantee nor an outsider.
+    for role in ["it_lab_a", "it_lab_b", "it_outsider"] {
+        let mut other = connect_as(role);
+        assert_sqlstate(&mut other, "SELECT * FROM medanon.safe_counts('it_s', 'patient', ARRAY['sex'], 10)", SqlState::INSUFFICIENT_PRIVILEGE);
+    }
+    // Nothing row-level is released for it: no snapshot, even for the operator.
+    let mut etl = connect_as("it_etl");
+    assert_sqlstate(&mut etl, "SELECT medanon.release_snapshot('it_s')", SqlState::FEATURE_NOT_SUPPORTED);
+    // The operator may count (it computes the statistics); its calls are recorded too.
+    assert!(!etl.query("SELECT * FROM medanon.safe_counts('it_s', 'patient', ARRAY['sex'])", &[]).unwrap().is_empty());
+    let by = strings(&mut su, "SELECT recorded_by::text FROM medanon.provision_ledger WHERE event = 'safe_counts' ORDER BY entry_id");
+    assert_eq!(by, ["it_lab_s", "it_lab_s", "it_etl"]);
+}

@@ -8,10 +8,12 @@ CREATE EXTENSION medanon;
 DROP ROLE IF EXISTS regress_lab_a;
 DROP ROLE IF EXISTS regress_lab_b;
 DROP ROLE IF EXISTS regress_etl;
+DROP ROLE IF EXISTS regress_lab_s;
 RESET client_min_messages;
 CREATE ROLE regress_lab_a;
 CREATE ROLE regress_lab_b;
 CREATE ROLE regress_etl;
+CREATE ROLE regress_lab_s;
 GRANT medanon_operator TO regress_etl;
 
 -- 40 patients at H1, 10 of them also at H2 (birth dates written as ISO text, whatever
@@ -63,6 +65,9 @@ SELECT medanon.create_contract(:'spec_a'), medanon.create_contract(:'spec_b');
 SELECT medanon.publish_contract('ca') AS published_a;
 SELECT medanon.publish_contract('cb') - 'schema' AS published_b;
 SELECT * FROM medanon.contract_report('ca');
+-- Publish gave each grantee an idle-in-transaction timeout: an analyst's forgotten
+-- open transaction does not hold the views for long.
+SELECT rolname, rolconfig FROM pg_roles WHERE rolname IN ('regress_lab_a', 'regress_lab_b') ORDER BY 1;
 -- Publishing twice, refreshing what is not published, an unknown contract, an old snapshot.
 SELECT medanon.publish_contract('ca');
 SELECT medanon.create_contract(jsonb_set(:'spec_a', '{id}', '"cc"'));
@@ -188,6 +193,8 @@ SELECT * FROM medanon.safe_counts('ca', 'visit', ARRAY['icd10'], 0);
 SELECT * FROM medanon.safe_counts('ca', 'nothing', ARRAY['icd10']);
 SELECT * FROM medanon.safe_counts('ca', 'visit', ARRAY['no_such']);
 SELECT * FROM medanon.safe_counts('ca', 'visit', ARRAY['icd10', 'icd10']);
+-- The floor is the contract's (min_cell, 10 by default): asking for 1 is raised to it.
+SELECT * FROM medanon.safe_counts('ca', 'patient', ARRAY['sex', 'address'], 1);
 RESET ROLE;
 
 -- A snapshot: frozen, hashed into the ledger, readable by the grantee only.
@@ -236,6 +243,32 @@ SET ROLE regress_etl;
 SELECT medanon.revoke_contract('cp');
 RESET ROLE;
 
+-- A statistics contract (統計情報として提供): built like an anonymized one, but its
+-- grantee reads no view; it gets counts of at least the contract's min_cell (12)
+-- from safe_counts, suppressed cells left out, and each call is in the ledger.
+SET ROLE regress_etl;
+SELECT medanon.create_contract('{"id": "cst", "grantee": "regress_lab_s", "purpose": "trial feasibility", "approved_on": "2026-11-01", "expires_on": "2099-03-31", "kind": "statistics", "k": 2, "min_cell": 12, "tables": [{"source": "clinical.visit", "columns": {"person_id": "token", "icd10": "keep", "institution_code": "keep"}}]}');
+SELECT medanon.publish_contract('cst') -> 'persons' AS persons_st;
+SELECT medanon.create_contract('{"id": "cst2", "grantee": "regress_lab_s", "purpose": "x", "approved_on": "2026-11-01", "expires_on": "2099-03-31", "kind": "statistics", "tables": [{"source": "clinical.visit", "columns": {"person_id": "token"}}]}');
+SELECT medanon.create_contract('{"id": "cst2", "grantee": "regress_lab_s", "purpose": "x", "approved_on": "2026-11-01", "expires_on": "2099-03-31", "kind": "statistics", "k": 2, "min_cell": 1, "tables": [{"source": "clinical.visit", "columns": {"person_id": "token"}}]}');
+SELECT medanon.release_snapshot('cst');
+RESET ROLE;
+SELECT c.relname, has_schema_privilege('regress_lab_s', c.relnamespace, 'USAGE') AS s_uses_schema,
+       has_table_privilege('regress_lab_s', c.oid, 'SELECT') AS s_reads
+  FROM pg_class c WHERE c.relnamespace = 'contract_cst'::regnamespace ORDER BY 1;
+SET ROLE regress_lab_s;
+SELECT count(*) FROM contract_cst.visit;
+SELECT * FROM medanon.safe_counts('cst', 'visit', ARRAY['institution_code', 'icd10'], 1);
+SELECT * FROM medanon.safe_counts('ca', 'visit', ARRAY['icd10']);
+RESET ROLE;
+SET ROLE regress_lab_a;
+SELECT * FROM medanon.safe_counts('cst', 'visit', ARRAY['icd10']);
+RESET ROLE;
+SELECT recorded_by, person_count, detail - 'call' AS detail FROM medanon.provision_ledger WHERE event = 'safe_counts' ORDER BY entry_id;
+SET ROLE regress_etl;
+SELECT medanon.revoke_contract('cst');
+RESET ROLE;
+
 -- The views show nothing after expires_on: the condition is in each view, and
 -- expire_contracts closes contracts past it.
 SELECT count(*) AS views_with_expiry FROM pg_views WHERE schemaname = 'contract_ca' AND definition LIKE '%CURRENT_DATE <= ''2099-03-31''::date%';
@@ -273,3 +306,4 @@ RESET client_min_messages;
 DROP ROLE regress_lab_a;
 DROP ROLE regress_lab_b;
 DROP ROLE regress_etl;
+DROP ROLE regress_lab_s;

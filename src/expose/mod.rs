@@ -147,8 +147,37 @@ pub fn require_status(id: &str, status: &str, expected: &str, hint: &str) {
 /// another session may have published or revoked it since `load`. While the lock
 /// is held, the consent triggers wait (sql/contract_live.sql).
 pub fn lock_contract(client: &mut pgrx::spi::SpiClient<'_>, id: &str, expected: &str) -> Result<(), pgrx::spi::SpiError> {
+    lock_contract_with(client, id, expected, LockScope::Row)
+}
+
+/// What `medanon._contract_lock` takes besides the contract row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockScope {
+    /// The row alone.
+    Row,
+    /// Also the views and their current data tables, ACCESS EXCLUSIVE (refresh
+    /// replaces them).
+    Views,
+}
+
+/// Locks the contract row and, by `scope`, the relations the caller's DDL needs,
+/// through `medanon._contract_lock`: under a lock timeout and retried, so the row
+/// is never held while an analyst's open transaction keeps a view (the consent
+/// triggers would wait on it); 55P03 when the analysts do not let go. Then checks
+/// the status again.
+pub fn lock_contract_with(
+    client: &mut pgrx::spi::SpiClient<'_>,
+    id: &str,
+    expected: &str,
+    scope: LockScope,
+) -> Result<(), pgrx::spi::SpiError> {
+    let scope = match scope {
+        LockScope::Row => "row",
+        LockScope::Views => "views",
+    };
+    client.update("SELECT medanon._contract_lock(ARRAY[$1], $2)", None, &[id.into(), scope.into()])?;
     let status = client
-        .update("SELECT status FROM medanon.contract WHERE contract_id = $1 FOR UPDATE", None, &[id.into()])?
+        .select("SELECT status FROM medanon.contract WHERE contract_id = $1", None, &[id.into()])?
         .first()
         .get_one::<String>()?;
     if status.as_deref() != Some(expected) {
@@ -160,6 +189,19 @@ pub fn lock_contract(client: &mut pgrx::spi::SpiClient<'_>, id: &str, expected: 
         );
     }
     Ok(())
+}
+
+/// A statistics contract's grantee reads no rows, so nothing row-level is
+/// released for it: no snapshot.
+pub fn refuse_rows_for_statistics(id: &str, contract: &Contract, what: &str) {
+    if !contract.spec.kind.grantee_reads_rows() {
+        raise(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("contract \"{id}\" is a statistics contract: it has no {what}"),
+            None,
+            Some("its grantee gets counts through medanon.safe_counts()".into()),
+        );
+    }
 }
 
 /// The map and the views must read the consent ledger as of now, which only

@@ -6,8 +6,12 @@
 //! to read every column the contract exposes. The plan is applied as the
 //! extension owner under a fixed search_path, in one transaction:
 //!
-//! 1. the contract row is locked FOR UPDATE: consent triggers wait for it, and see
-//!    the new map when they go on (sql/contract_live.sql);
+//! 1. the contract row is locked FOR UPDATE, and on refresh the views and their
+//!    data tables ACCESS EXCLUSIVE, together, under a lock timeout and retried
+//!    (`medanon._contract_lock`): an analyst's open transaction on a view never
+//!    makes the row wait, so no opt-out waits on an analyst; the consent triggers
+//!    wait for the refresh itself and see the new map when they go on
+//!    (sql/contract_live.sql);
 //! 2. the contract's persons go into an analyzed scratch table, the map as it should
 //!    be now into another (`ContractPlan::map_sql`: consent state, token and
 //!    offset, kept for persons already there, class, k state), and the difference
@@ -17,12 +21,13 @@
 //!    in `contract_<id>_data` (owner only), with an index on the token, by which
 //!    the consent triggers delete a withheld person's rows;
 //! 5. on publish, schema `contract_<id>` gets one view per source over its data
-//!    table, readable by the grantee only; on refresh the views are pointed at the
-//!    new tables and the old ones dropped, so analysts read the old rows until the
-//!    refresh commits;
+//!    table, readable by the grantee only (a statistics grantee reads none), and
+//!    the grantee role gets an idle-in-transaction timeout; on refresh the views
+//!    are pointed at the new tables and the old ones dropped (analysts' queries on
+//!    them wait for the refresh to commit, then read the new rows);
 //! 6. the ledger records the event with the rows of each view and the persons.
 
-use super::{load, lock_contract, planned, record, require_read_committed, require_status};
+use super::{load, lock_contract_with, planned, record, require_read_committed, require_status, LockScope};
 use crate::error::spi_failed;
 use crate::definer::as_owner;
 use crate::keyring::keyring_and_owner;
@@ -54,9 +59,10 @@ fn run(id: &str, purpose: Purpose) -> JsonB {
     let summary = as_owner(owner, move || {
         Spi::connect_mut(|client| {
             let id = plan.id.as_str();
-            lock_contract(client, id, expected)?;
+            lock_contract_with(client, id, expected, LockScope::Views)?;
             if purpose == Purpose::Publish {
                 client.update(plan.schemas_ddl().as_str(), None, &[])?;
+                client.update(plan.grantee_settings_sql().as_str(), None, &[])?;
             }
             client.update(plan.persons_sql().as_str(), None, &[])?;
             client.update(plan.map_sql().as_str(), None, &[])?;

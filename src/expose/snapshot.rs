@@ -49,6 +49,7 @@ pub fn release_snapshot(id: &str) -> String {
     require_read_committed("release_snapshot");
     let stored = load(id);
     require_status(id, &stored.status, "published", "publish it first with medanon.publish_contract()");
+    super::refuse_rows_for_statistics(id, &stored.contract, "snapshots");
     let contract = stored.contract;
     let id = contract.spec.id.clone();
     let grantee = contract.spec.grantee.clone();

@@ -1,13 +1,29 @@
 //! safe_counts: distinct persons per cell of a contract view, with the grand total
 //! and every margin, small cells suppressed (`medanon_core::cells`).
 //!
-//! It runs as the caller and reads the view through the caller's own grants, so
-//! it can never show more than the caller may read: a grantee counts its own
-//! views, and anyone else gets 42501. The person column is the view's token
-//! column, which the contract names.
+//! The floor belongs to the contract: a cell under the spec's `min_cell` (10 by
+//! default) is never shown, whatever the caller passes (a lower value is raised to
+//! it, `medanon_core::plan::effective_min_cell`).
+//!
+//! An anonymized or pseudonymized contract: it runs as the caller and reads the
+//! view through the caller's own grants, so it can never show more than the
+//! caller may read: a grantee counts its own views, and anyone else gets 42501.
+//!
+//! A statistics contract: its grantee may not read the views, so the counts are
+//! read as the extension owner, after checking that the caller has the grantee's
+//! rights (or the operator's); anyone else gets the same 42501 before anything
+//! of the contract is read. Suppressed cells are left out (as the NDB tables show
+//! 0 and 1-9 alike, so a cell's absence tells nothing), and every call goes in the
+//! provision ledger as `safe_counts`, numbered by a sequence (a rolled-back call
+//! leaves a gap) and logged to the server log.
 
+use super::load;
 use crate::error::{raise, spi_failed};
+use crate::definer::as_owner;
+use crate::keyring::keyring_and_owner;
 use medanon_core::cells::{suppress, Cell, Level, Suppression};
+use medanon_core::contract::Kind;
+use medanon_core::plan::{effective_min_cell, CountsCall};
 use medanon_core::view::ident;
 use pgrx::prelude::*;
 use pgrx::{pg_sys, JsonB, PgSqlErrorCode};
@@ -17,6 +33,24 @@ const MAX_GROUP_BY: usize = 4;
 
 fn bad(message: impl Into<String>, hint: Option<&str>) -> ! {
     raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, message, None, hint.map(String::from))
+}
+
+/// What the owner reads of a published contract's view.
+struct Found {
+    view: pg_sys::Oid,
+    schema: String,
+    person: Option<String>,
+    kind: String,
+    grantee: String,
+}
+
+fn denied(schema: &str, view_name: &str) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+        format!("permission denied for view {schema}.{view_name}"),
+        None,
+        Some("safe_counts counts the views of the caller's own contract only".into()),
+    )
 }
 
 type Row = (JsonB, Option<i64>, Option<String>);
@@ -34,26 +68,39 @@ pub fn safe_counts(contract_id: &str, view_name: &str, group_by: Vec<Option<Stri
             bad(format!("group_by names \"{c}\" twice"), None);
         }
     }
-    // The view's schema and person column, as apply stored them (a definer
-    // function: they are names, which pg_class shows anyone; the view's own grants
-    // decide who reads it).
-    let found = Spi::connect(|client| {
-        client
-            .select(
-                "SELECT c.oid, v.view_schema::text, v.person_column::text
-                   FROM medanon._contract_view($1, $2) v
-                   JOIN pg_catalog.pg_namespace n ON n.nspname OPERATOR(pg_catalog.=) v.view_schema
-                   JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid
-                    AND c.relname OPERATOR(pg_catalog.=) $2 AND c.relkind OPERATOR(pg_catalog.=) 'v'",
-                None,
-                &[contract_id.into(), view_name.into()],
-            )?
-            .next()
-            .map(|r| Ok::<_, pgrx::spi::SpiError>((r.get::<pg_sys::Oid>(1)?, r.get::<String>(2)?, r.get::<String>(3)?)))
-            .transpose()
+    // As the owner: the view's schema, person column, and its contract's kind and
+    // grantee (names, which pg_class shows anyone, and the grantee, which the
+    // view's ACL shows; nothing else is read before the caller is checked).
+    let (_, owner) = keyring_and_owner();
+    let (id, name) = (contract_id.to_string(), view_name.to_string());
+    let found = as_owner(owner, move || {
+        Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT r.oid, c.view_schema::text, ct.person_column::text, c.kind, c.grantee::text
+                       FROM medanon.contract c
+                       JOIN medanon.contract_table ct ON ct.contract_id = c.contract_id
+                       JOIN pg_namespace n ON n.nspname = c.view_schema
+                       JOIN pg_class r ON r.relnamespace = n.oid AND r.relname = ct.view_name AND r.relkind = 'v'
+                      WHERE c.contract_id = $1 AND c.status = 'published' AND ct.view_name = $2",
+                    None,
+                    &[id.as_str().into(), name.as_str().into()],
+                )?
+                .next()
+                .map(|r| {
+                    Ok::<_, pgrx::spi::SpiError>(Found {
+                        view: r.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::InvalidOid),
+                        schema: r.get::<String>(2)?.unwrap_or_default(),
+                        person: r.get::<String>(3)?,
+                        kind: r.get::<String>(4)?.unwrap_or_default(),
+                        grantee: r.get::<String>(5)?.unwrap_or_default(),
+                    })
+                })
+                .transpose()
+        })
     })
     .unwrap_or_else(|e| spi_failed("could not find the view", e));
-    let Some((Some(view), Some(schema), person)) = found else {
+    let Some(Found { view, schema, person, kind, grantee }) = found else {
         raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
             format!("contract \"{contract_id}\" has no view \"{view_name}\""),
@@ -61,16 +108,29 @@ pub fn safe_counts(contract_id: &str, view_name: &str, group_by: Vec<Option<Stri
             Some("name a published contract and one of the views in its schema contract_<id>".into()),
         );
     };
-    let allowed = Spi::get_one_with_args::<bool>("SELECT pg_catalog.has_table_privilege($1, 'SELECT')", &[view.into()])
-        .unwrap_or_else(|e| spi_failed("could not check privileges", e));
-    if allowed != Some(true) {
-        raise(
-            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
-            format!("permission denied for view {schema}.{view_name}"),
-            None,
-            Some("safe_counts counts the views of the caller's own contract only".into()),
-        );
+    let statistics = kind == Kind::Statistics.name();
+    // As the caller. A statistics contract: the caller has the grantee's rights,
+    // or the operator's (who reads the raw data anyway). Any other: the caller
+    // may SELECT the view.
+    let allowed = if statistics {
+        Spi::get_one_with_args::<bool>(
+            "SELECT CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname OPERATOR(pg_catalog.=) $1)
+                         THEN pg_catalog.pg_has_role(CURRENT_USER, $1::name, 'USAGE') ELSE false END
+                    OR pg_catalog.pg_has_role(CURRENT_USER, 'medanon_operator', 'USAGE')",
+            &[grantee.as_str().into()],
+        )
+    } else {
+        Spi::get_one_with_args::<bool>("SELECT pg_catalog.has_table_privilege($1, 'SELECT')", &[view.into()])
     }
+    .unwrap_or_else(|e| spi_failed("could not check privileges", e));
+    if allowed != Some(true) {
+        denied(&schema, view_name);
+    }
+    // Only now the contract itself: expired (55000), its floor and spec hash.
+    let id = contract_id.to_string();
+    let stored = as_owner(owner, move || load(&id));
+    let floor = stored.contract.min_cell();
+    let applied = effective_min_cell(min_cell, floor);
     let person = person.unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -102,28 +162,38 @@ pub fn safe_counts(contract_id: &str, view_name: &str, group_by: Vec<Option<Stri
         quoted.join(", ")
     );
     let n = columns.len();
-    let mut cells = Spi::connect(|client| {
-        client
-            .select(query.as_str(), None, &[])?
-            .map(|row| {
-                let grouping = row.get::<i32>(n + 1)?.unwrap_or(0);
-                let mut key = Vec::with_capacity(n);
-                for i in 0..n {
-                    // GROUPING's leftmost argument is its most significant bit.
-                    if grouping & (1 << (n - 1 - i)) != 0 {
-                        key.push(Level::Total);
-                    } else {
-                        key.push(Level::Value(row.get::<String>(i + 1)?));
+    let count = move || {
+        Spi::connect(|client| {
+            client
+                .select(query.as_str(), None, &[])?
+                .map(|row| {
+                    let grouping = row.get::<i32>(n + 1)?.unwrap_or(0);
+                    let mut key = Vec::with_capacity(n);
+                    for i in 0..n {
+                        // GROUPING's leftmost argument is its most significant bit.
+                        if grouping & (1 << (n - 1 - i)) != 0 {
+                            key.push(Level::Total);
+                        } else {
+                            key.push(Level::Value(row.get::<String>(i + 1)?));
+                        }
                     }
-                }
-                Ok(Cell::new(key, row.get::<i64>(n + 2)?.unwrap_or(0)))
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
-    })
-    .unwrap_or_else(|e| spi_failed("could not count the view", e));
+                    Ok(Cell::new(key, row.get::<i64>(n + 2)?.unwrap_or(0)))
+                })
+                .collect::<Result<Vec<_>, pgrx::spi::SpiError>>()
+        })
+    };
+    // A statistics grantee has no SELECT on the view: the owner reads it for it.
+    let mut cells = if statistics { as_owner(owner, count) } else { count() }
+        .unwrap_or_else(|e| spi_failed("could not count the view", e));
     // An empty view has no grand total row to show either.
     cells.retain(|c| c.persons > 0);
-    suppress(&mut cells, min_cell as i64);
+    suppress(&mut cells, applied as i64);
+    if statistics {
+        let suppressed = cells.iter().filter(|c| c.suppressed.is_some()).count();
+        cells.retain(|c| c.suppressed.is_none());
+        let total = cells.iter().find(|c| c.key.iter().all(|l| *l == Level::Total)).map(|c| c.persons);
+        record_call(owner, contract_id, &stored.spec_sha256, view_name, &columns, min_cell, applied, cells.len(), suppressed, total);
+    }
     cells.sort_by(|a, b| {
         let totals = |c: &Cell| c.key.iter().filter(|l| **l == Level::Total).count();
         totals(a).cmp(&totals(b)).then_with(|| a.key.cmp(&b.key))
@@ -145,4 +215,52 @@ pub fn safe_counts(contract_id: &str, view_name: &str, group_by: Vec<Option<Stri
             (JsonB(serde_json::Value::Object(cell)), persons, suppression)
         })
         .collect()
+}
+
+/// Records one call of a statistics contract in the provision ledger, as the
+/// owner, in the caller's transaction; its number comes from a sequence, which a
+/// rollback does not take back, and the server log gets a line too.
+#[allow(clippy::too_many_arguments)]
+fn record_call(
+    owner: pg_sys::Oid,
+    contract_id: &str,
+    spec_sha256: &str,
+    view_name: &str,
+    group_by: &[String],
+    asked: i32,
+    applied: i32,
+    shown: usize,
+    suppressed: usize,
+    total: Option<i64>,
+) {
+    let role = Spi::get_one::<String>("SELECT CURRENT_USER::text")
+        .unwrap_or_else(|e| spi_failed("could not read the current user", e))
+        .unwrap_or_default();
+    let (id, sha, view, group_by) = (contract_id.to_string(), spec_sha256.to_string(), view_name.to_string(), group_by.to_vec());
+    let call = as_owner(owner, move || {
+        Spi::connect_mut(|client| {
+            let call = client
+                .update("SELECT pg_catalog.nextval('medanon.safe_counts_call')", None, &[])?
+                .first()
+                .get_one::<i64>()?
+                .unwrap_or(0);
+            let detail = CountsCall {
+                call,
+                role: &role,
+                view: &view,
+                group_by: &group_by,
+                min_cell_asked: asked,
+                min_cell: applied,
+                cells_shown: shown,
+                cells_suppressed: suppressed,
+            }
+            .detail();
+            super::record(client, &id, "safe_counts", &sha, None, total, detail)?;
+            Ok::<_, pgrx::spi::SpiError>(call)
+        })
+    })
+    .unwrap_or_else(|e| spi_failed("could not record the counts in the provision ledger", e));
+    pgrx::log!(
+        "medanon: safe_counts call {call} of statistics contract \"{contract_id}\", view \"{view_name}\": {shown} cells shown, {suppressed} suppressed"
+    );
 }

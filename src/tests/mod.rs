@@ -414,7 +414,7 @@ mod tests {
                  OR (p.proname = '_suggest_generalization' AND p.provolatile = 's' AND p.proparallel = 'r')
                  OR (p.proname IN ('publish_contract','refresh_contract','release_snapshot','revoke_contract',
                                    'expire_contracts','_contract_withhold','_contract_close','_contract_on_opt_out',
-                                   '_contract_on_link')
+                                   '_contract_on_link','_contract_lock','safe_counts')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname IN ('contract_report','_contract_view','_contract_schemas','verify_ledger')
                         AND p.provolatile = 's' AND p.proparallel = 's')
@@ -422,7 +422,6 @@ mod tests {
                  OR (p.proname = '_ledger_chain' AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname = '_ledger_refusal' AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname = 'contract_today' AND p.provolatile = 's' AND p.proparallel = 'r')
-                 OR (p.proname = 'safe_counts' AND p.provolatile = 's' AND p.proparallel = 'r')
                  OR (p.proname IN ('register_source','classify','register_certified_user')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname IN ('notice_wait_days','is_eligible') AND p.provolatile = 's' AND p.proparallel = 's')

@@ -152,7 +152,8 @@ pub fn contract_warehouse() -> Client {
     let mut su = superuser();
     su.batch_execute(
         "DROP SCHEMA IF EXISTS it_clinical, contract_it_a, contract_it_b, contract_it_a_data, contract_it_b_data, contract_it_a_snap_1,
-             contract_it_c, contract_it_c_data CASCADE;
+             contract_it_c, contract_it_c_data, contract_it_s, contract_it_s_data,
+             contract_it_f, contract_it_f_data CASCADE;
          DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_a') THEN CREATE ROLE it_lab_a LOGIN; END IF;
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_b') THEN CREATE ROLE it_lab_b LOGIN; END IF;
@@ -212,6 +213,48 @@ pub fn contract_warehouse() -> Client {
 /// The first column of every row of `sql`, as text.
 pub fn strings(client: &mut Client, sql: &str) -> Vec<String> {
     client.query(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).iter().map(|r| r.get(0)).collect()
+}
+
+/// Contract it_s, statistics only, for it_lab_s (k = 2, ages in 10-year bands and
+/// sex over the 60 patients of `contract_warehouse`: classes of about 6 persons,
+/// all under the default floor of 10), published by the ETL login.
+pub fn statistics_contract(su: &mut Client) {
+    su.batch_execute(
+        "DO $$ BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_s') THEN CREATE ROLE it_lab_s LOGIN; END IF;
+         END $$;",
+    )
+    .expect("role it_lab_s");
+    let mut etl = connect_as("it_etl");
+    etl.batch_execute(
+        r#"SELECT medanon.create_contract('{"id": "it_s", "grantee": "it_lab_s", "purpose": "trial feasibility counts",
+              "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "statistics", "k": 2, "reference_date": "2026-04-01",
+              "tables": [{"source": "it_clinical.patient", "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 10}}, "sex": "keep"}},
+                         {"source": "it_clinical.visit", "columns": {"person_id": "token", "icd10": "keep"}}]}');
+           SELECT medanon.publish_contract('it_s');"#,
+    )
+    .expect("statistics contract");
+}
+
+/// Waits (up to 10 s) until another session running a statement that contains
+/// `marker` waits on a lock or sleeps between lock attempts; panics otherwise.
+pub fn wait_until_blocked(observer: &mut Client, marker: &str) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < std::time::Duration::from_secs(10) {
+        let waiting: i64 = observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND state = 'active'
+                    AND strpos(query, $1) > 0 AND (wait_event_type = 'Lock' OR wait_event = 'PgSleep')",
+                &[&marker],
+            )
+            .expect("pg_stat_activity")
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("no session running {marker} came to wait on a lock");
 }
 
 /// The first line of `text` that belongs to a Rust backtrace or names a Rust source

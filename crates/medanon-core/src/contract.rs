@@ -88,6 +88,10 @@ pub enum Kind {
     /// 仮名加工医療情報 (2024 amendment): identifiers removed or tokenized, k optional,
     /// only for registered certified users.
     Pseudonymized,
+    /// Statistics only (統計情報として提供, the seed's example ④): the views are
+    /// built as for an anonymized contract (k holds), but the grantee may not read
+    /// them; it gets suppressed counts from `safe_counts`, each call recorded.
+    Statistics,
 }
 
 impl Kind {
@@ -96,9 +100,24 @@ impl Kind {
         match self {
             Kind::Anonymized => "anonymized",
             Kind::Pseudonymized => "pseudonymized",
+            Kind::Statistics => "statistics",
         }
     }
+
+    /// Whether the grantee reads the contract's views row by row. A statistics
+    /// grantee does not: it sees counts only.
+    pub fn grantee_reads_rows(self) -> bool {
+        self != Kind::Statistics
+    }
 }
+
+/// The smallest cell `safe_counts` shows when a spec names no `min_cell`: the NDB
+/// publication rule (cells of 1 to 9 persons are not published).
+pub const DEFAULT_MIN_CELL: i32 = 10;
+
+/// The bounds of a spec's `min_cell`. A floor of 1 would hide nothing, which is
+/// the hole issue 15 names; above a million is larger than any release.
+pub const MIN_CELL_BOUNDS: std::ops::RangeInclusive<i64> = 2..=1_000_000;
 
 /// How one column is treated in the contract's view.
 #[derive(Debug, Clone, PartialEq)]
@@ -222,6 +241,10 @@ pub struct ContractSpec {
     pub k: Option<i64>,
     #[serde(default)]
     pub reference_date: Option<String>,
+    /// The contract's floor for `safe_counts`: no cell under it is shown, whatever
+    /// the caller asks (default [`DEFAULT_MIN_CELL`]).
+    #[serde(default)]
+    pub min_cell: Option<i64>,
     pub tables: Vec<TableSpec>,
 }
 
@@ -232,6 +255,13 @@ pub struct Contract {
     pub approved_on: Ymd,
     pub expires_on: Ymd,
     pub reference_date: Option<Ymd>,
+}
+
+impl Contract {
+    /// The contract's floor for `safe_counts` (checked by [`parse`]).
+    pub fn min_cell(&self) -> i32 {
+        self.spec.min_cell.map_or(DEFAULT_MIN_CELL, |n| n as i32)
+    }
 }
 
 fn date_at(path: &str, value: &str) -> Result<Ymd, SpecError> {
@@ -273,9 +303,19 @@ pub fn parse(json: &str, today: Ymd) -> Result<Contract, SpecError> {
     let reference_date = spec.reference_date.as_deref().map(|d| date_at("reference_date", d)).transpose()?;
     match (spec.kind, spec.k) {
         (Kind::Anonymized, None) => return Err(err("k", "an anonymized contract needs k")),
+        (Kind::Statistics, None) => return Err(err("k", "a statistics contract needs k (its views are k-anonymous)")),
         (_, Some(k)) if k < 2 => return Err(err("k", format!("must be at least 2, not {k}"))),
         (_, Some(k)) if k > 1_000_000 => return Err(err("k", "is larger than any release")),
         _ => {}
+    }
+    if let Some(n) = spec.min_cell {
+        if !MIN_CELL_BOUNDS.contains(&n) {
+            return Err(err(
+                "min_cell",
+                format!("must be from {} to {}, not {n}", MIN_CELL_BOUNDS.start(), MIN_CELL_BOUNDS.end()),
+            )
+            .hint("the NDB publication rule is 10"));
+        }
     }
     if spec.tables.is_empty() {
         return Err(err("tables", "must name at least one source table"));
@@ -351,6 +391,13 @@ mod tests {
             (with(r#""reference_date": "2026-04-01","#, ""), "tables[0].columns.birth_date"),
             (with(r#""lab_value": {"top_code": 500}"#, r#""lab_value": {"top_code": "high"}"#), "tables[1].columns.lab_value"),
             (with(r#""grantee": "lab_a""#, r#""grantee": 7"#), "grantee"),
+            (with(r#""k": 5"#, r#""k": 5, "min_cell": 1"#), "min_cell"),
+            (with(r#""k": 5"#, r#""k": 5, "min_cell": 0"#), "min_cell"),
+            (with(r#""k": 5"#, r#""k": 5, "min_cell": -10"#), "min_cell"),
+            (with(r#""k": 5"#, r#""k": 5, "min_cell": 1000001"#), "min_cell"),
+            (with(r#""k": 5"#, r#""k": 5, "min_cell": 10.5"#), "min_cell"),
+            (with(r#""k": 5"#, r#""k": 5, "min_cell": "10""#), "min_cell"),
+            (with(r#""kind": "anonymized", "k": 5"#, r#""kind": "statistics""#), "k"),
         ];
         for (json, path) in cases {
             let e = refused(&json);
@@ -363,6 +410,27 @@ mod tests {
     fn pseudonymized_contracts_may_leave_out_k() {
         let json = with(r#""kind": "anonymized", "k": 5"#, r#""kind": "pseudonymized""#);
         assert_eq!(parse(&json, TODAY).unwrap().spec.k, None);
+    }
+
+    #[test]
+    fn statistics_contracts_need_k_and_keep_their_floor() {
+        let c = parse(&with(r#""kind": "anonymized""#, r#""kind": "statistics""#), TODAY).unwrap();
+        assert_eq!(c.spec.kind, Kind::Statistics);
+        assert_eq!(c.spec.kind.name(), "statistics");
+        assert!(!c.spec.kind.grantee_reads_rows());
+        assert!(Kind::Anonymized.grantee_reads_rows() && Kind::Pseudonymized.grantee_reads_rows());
+        assert_eq!(c.min_cell(), DEFAULT_MIN_CELL, "the NDB rule by default");
+        assert_eq!(DEFAULT_MIN_CELL, 10);
+        let c = parse(&with(r#""k": 5"#, r#""k": 5, "min_cell": 20"#), TODAY).unwrap();
+        assert_eq!(c.min_cell(), 20);
+        for edge in [2, 1_000_000] {
+            let json = with(r#""k": 5"#, &format!(r#""k": 5, "min_cell": {edge}"#));
+            assert_eq!(parse(&json, TODAY).unwrap().min_cell(), edge);
+        }
+        let e = refused(&with(r#""k": 5"#, r#""k": 5, "min_cell": 1"#));
+        assert_eq!((e.refusal, e.path.as_str()), (Refusal::InvalidSpec, "min_cell"));
+        assert!(e.client_message().starts_with("invalid contract spec at \"min_cell\": must be from 2"), "{}", e.client_message());
+        assert!(e.hint.is_some());
     }
 
     use proptest::prelude::*;

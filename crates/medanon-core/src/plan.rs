@@ -68,6 +68,14 @@ impl PersonState {
 /// this name cannot be exposed.
 pub const TOKEN_COLUMN: &str = "_token";
 
+/// The `idle_in_transaction_session_timeout` publish gives every grantee role: a
+/// session left idle inside a transaction holds its locks on the contract's views,
+/// and a refresh or revoke waits on it (and retries, see
+/// `medanon._contract_lock`), so it is ended after this long. Only a default: the
+/// analyst may SET it in its own session, and a superuser may change it; no
+/// opt-out ever waits on an analyst, whatever it is.
+pub const GRANTEE_IDLE_IN_TRANSACTION_TIMEOUT: &str = "5min";
+
 /// One column of a source table, as the catalog describes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceColumn {
@@ -160,6 +168,8 @@ pub struct ContractPlan {
     pub grantee: String,
     pub kind: Kind,
     pub k: Option<i32>,
+    /// The contract's floor for `safe_counts`.
+    pub min_cell: i32,
     pub expires_on: String,
     /// The operator's time zone: the views and snapshots compare `expires_on`
     /// with today there, so no session setting of the analyst's moves the gate.
@@ -391,6 +401,40 @@ pub fn snapshot_schema_ddl(snapshot: &str, grantee: &str) -> String {
     )
 }
 
+/// The smallest cell `safe_counts` shows: what the caller asks, raised to the
+/// contract's floor (its spec's `min_cell`). Raised rather than refused, so the
+/// function's default (10) works under a contract with a higher floor.
+pub fn effective_min_cell(asked: i32, floor: i32) -> i32 {
+    asked.max(floor)
+}
+
+/// One `safe_counts` call, as the provision ledger records it for a statistics
+/// contract (event `safe_counts`): the statistics are the provision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountsCall<'a> {
+    /// Its number in `medanon.safe_counts_call` (a sequence, so a call whose
+    /// transaction rolled back leaves a gap an auditor sees).
+    pub call: i64,
+    /// The role that called (the session user is the entry's `recorded_by`).
+    pub role: &'a str,
+    pub view: &'a str,
+    pub group_by: &'a [String],
+    pub min_cell_asked: i32,
+    pub min_cell: i32,
+    pub cells_shown: usize,
+    pub cells_suppressed: usize,
+}
+
+impl CountsCall<'_> {
+    pub fn detail(&self) -> serde_json::Value {
+        serde_json::json!({
+            "call": self.call, "role": self.role, "view": self.view, "group_by": self.group_by,
+            "min_cell_asked": self.min_cell_asked, "min_cell": self.min_cell,
+            "cells_shown": self.cells_shown, "cells_suppressed": self.cells_suppressed,
+        })
+    }
+}
+
 /// Plans a contract: every check that needs the catalog, in the order a person
 /// fixing a spec meets them (grantee, id, then each table and its columns), and
 /// every name and statement of its objects.
@@ -446,6 +490,7 @@ pub fn plan(contract: &Contract, described: &Described, purpose: Purpose) -> Res
         grantee: spec.grantee.clone(),
         kind: spec.kind,
         k: spec.k.map(|k| k as i32),
+        min_cell: contract.min_cell(),
         expires_on: contract.expires_on.to_string(),
         time_zone: described.time_zone.clone(),
         data_schema: format!("{schema}_data"),
@@ -487,18 +532,46 @@ impl ContractPlan {
     /// The schemas of a new contract. Their comments say nothing of the contract
     /// (purpose, grantee, expiry): pg_description is readable by every role,
     /// including other contracts' analysts; those facts stay in medanon.contract.
+    /// The grantee gets USAGE on the view schema unless the contract is
+    /// statistics-only: that grantee reads no view at all (`safe_counts` reads
+    /// them for it, as the owner).
     pub fn schemas_ddl(&self) -> String {
         let schema = ident(&self.schema);
         let data = ident(&self.data_schema);
+        let usage = if self.kind.grantee_reads_rows() {
+            format!("GRANT USAGE ON SCHEMA {schema} TO {};", ident(&self.grantee))
+        } else {
+            String::new()
+        };
         format!(
             "CREATE SCHEMA {schema};
              COMMENT ON SCHEMA {schema} IS 'medanon contract views';
              REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;
-             GRANT USAGE ON SCHEMA {schema} TO {grantee};
+             {usage}
              CREATE SCHEMA {data};
              COMMENT ON SCHEMA {data} IS 'medanon contract data: the rows behind a contract''s views, the extension owner''s only';
-             REVOKE ALL ON SCHEMA {data} FROM PUBLIC;",
-            grantee = ident(&self.grantee)
+             REVOKE ALL ON SCHEMA {data} FROM PUBLIC;"
+        )
+    }
+
+    /// What the grantee may do with view `view` (quoted): SELECT, or nothing for
+    /// a statistics-only contract.
+    fn view_grant_sql(&self, view: &str) -> String {
+        if self.kind.grantee_reads_rows() {
+            format!("GRANT SELECT ON {view} TO {};", ident(&self.grantee))
+        } else {
+            String::new()
+        }
+    }
+
+    /// The settings publish gives the grantee role: an idle-in-transaction timeout
+    /// ([`GRANTEE_IDLE_IN_TRANSACTION_TIMEOUT`]), so a forgotten open transaction
+    /// does not hold the contract's views for long.
+    pub fn grantee_settings_sql(&self) -> String {
+        format!(
+            "ALTER ROLE {} SET idle_in_transaction_session_timeout = {}",
+            ident(&self.grantee),
+            literal(GRANTEE_IDLE_IN_TRANSACTION_TIMEOUT)
         )
     }
 
@@ -635,8 +708,8 @@ impl ContractPlan {
             ddl.push_str(&format!(
                 "COMMENT ON VIEW {view} IS 'medanon contract view: anonymized per the contract; shows nothing after it expires';
                  REVOKE ALL ON {view} FROM PUBLIC;
-                 GRANT SELECT ON {view} TO {};",
-                ident(&self.grantee)
+                 {}",
+                self.view_grant_sql(&view)
             ));
             if let Some(person) = &p.person_column {
                 ddl.push_str(&format!(
@@ -655,6 +728,7 @@ impl ContractPlan {
     pub fn create_detail(&self) -> serde_json::Value {
         serde_json::json!({
             "grantee": self.grantee, "kind": self.kind.name(), "expires_on": self.expires_on, "tables": self.views.len(),
+            "min_cell": self.min_cell,
         })
     }
 }
@@ -758,6 +832,53 @@ pub(crate) mod tests {
             assert!(comments.iter().all(|c| !c.contains(secret)), "{secret}: {comments:?}");
         }
         assert!(ddl.contains("GRANT SELECT ON \"contract_c2026_001\".\"patient\" TO \"lab_a\""));
+    }
+
+    #[test]
+    fn a_statistics_grantee_gets_no_view_and_the_floor_is_the_contracts() {
+        let mut c = contract();
+        c.spec.kind = Kind::Statistics;
+        c.spec.min_cell = Some(20);
+        let p = plan(&c, &described(patient(), visit()), Purpose::Publish).unwrap();
+        assert_eq!(p.min_cell, 20);
+        let ddl = p.schemas_ddl() + &p.view_sql(0, 1, Purpose::Publish) + &p.view_sql(1, 1, Purpose::Publish);
+        assert!(!ddl.contains("GRANT"), "a statistics grantee reads no view: {ddl}");
+        assert!(ddl.contains("REVOKE ALL ON \"contract_c2026_001\".\"patient\" FROM PUBLIC"));
+        assert!(ddl.contains("REVOKE ALL ON SCHEMA \"contract_c2026_001\" FROM PUBLIC"));
+        assert_eq!(p.create_detail()["kind"], "statistics");
+        assert_eq!(p.create_detail()["min_cell"], 20);
+        // An anonymized contract grants both, and its floor is the NDB rule.
+        let a = planned();
+        assert_eq!(a.min_cell, 10);
+        let ddl = a.schemas_ddl() + &a.view_sql(0, 1, Purpose::Publish);
+        assert!(ddl.contains("GRANT USAGE ON SCHEMA \"contract_c2026_001\" TO \"lab_a\""));
+        assert!(ddl.contains("GRANT SELECT ON \"contract_c2026_001\".\"patient\" TO \"lab_a\""));
+        // Every grantee gets the idle-in-transaction timeout, its name quoted.
+        assert_eq!(
+            a.grantee_settings_sql(),
+            "ALTER ROLE \"lab_a\" SET idle_in_transaction_session_timeout = '5min'"
+        );
+        let mut hostile = contract();
+        hostile.spec.grantee = "lab\"; DROP ROLE x; --".into();
+        let h = plan(&hostile, &described(patient(), visit()), Purpose::Publish).unwrap();
+        assert!(h.grantee_settings_sql().starts_with("ALTER ROLE \"lab\"\"; DROP ROLE x; --\" SET"));
+    }
+
+    #[test]
+    fn safe_counts_never_goes_under_the_floor_and_records_the_call() {
+        for (asked, floor, applied) in [(1, 10, 10), (10, 10, 10), (12, 10, 12), (10, 20, 20), (i32::MAX, 2, i32::MAX)] {
+            assert_eq!(effective_min_cell(asked, floor), applied, "{asked} under {floor}");
+        }
+        let group_by = ["sex".to_string(), "icd10".to_string()];
+        let d = CountsCall {
+            call: 7, role: "lab_s", view: "visit", group_by: &group_by, min_cell_asked: 1, min_cell: 10,
+            cells_shown: 3, cells_suppressed: 4,
+        }
+        .detail();
+        assert_eq!(d["group_by"], serde_json::json!(["sex", "icd10"]));
+        assert_eq!((d["min_cell_asked"].as_i64(), d["min_cell"].as_i64()), (Some(1), Some(10)));
+        assert_eq!((d["cells_shown"].as_i64(), d["cells_suppressed"].as_i64(), d["call"].as_i64()), (Some(3), Some(4), Some(7)));
+        assert_eq!((d["view"].as_str(), d["role"].as_str()), (Some("visit"), Some("lab_s")));
     }
 
     #[test]
