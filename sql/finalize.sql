@@ -285,13 +285,13 @@ COMMENT ON FUNCTION release_snapshot(text) IS
 COMMENT ON FUNCTION contract_report(text) IS
     'Persons exposed, suppressed by k, excluded by consent and unlinked, classes and the smallest class shown, for one contract.';
 COMMENT ON FUNCTION safe_counts(text, text, text[], integer) IS
-    'Distinct persons per cell of one of the caller''s contract views, with every margin (GROUP BY CUBE); cells below min_cell suppressed (NDB rule), and more cells suppressed until none can be recovered from a row or column total.';
+    'Distinct persons per cell of one of the caller''s contract views, with every margin (GROUP BY CUBE); cells below min_cell suppressed (NDB rule), never below the contract''s own min_cell floor, and more cells suppressed until none can be recovered from a row or column total. On a statistics contract only its grantee (or the operator) may call it, and each call is recorded in the provision ledger.';
 COMMENT ON FUNCTION contract_today() IS
     'Today in the operator''s time zone (medanon.time_zone, Asia/Tokyo by default): contract expiry is counted in these days, whatever the session''s TimeZone.';
 COMMENT ON FUNCTION verify_ledger() IS
     'The entry_id of the first provision-ledger entry whose hash chain does not verify (edited, deleted or forged), or NULL when every entry does. Operator and auditor.';
 COMMENT ON FUNCTION _ledger_chain() IS 'Internal trigger: chains each new provision-ledger entry to the one before it (SHA-256).';
-COMMENT ON FUNCTION _contract_view(text, text) IS 'Internal to safe_counts: the schema and person column of a published contract''s view, as publish stored them.';
+COMMENT ON FUNCTION _contract_view(text, text) IS 'The schema and person column of a published contract''s view, as publish stored them (names only, which pg_class shows anyone).';
 COMMENT ON FUNCTION _contract_person_states() IS 'Internal: the names of the person states of a contract map, keyed by meaning, as the planner defines them.';
 COMMENT ON FUNCTION _contract_withhold(bigint[]) IS 'Internal: withholds persons from every contract now (opt-out or unlinked), suppressing classes that fall below k.';
 COMMENT ON FUNCTION _contract_on_opt_out() IS 'Internal trigger: an opt-out withholds its person from every contract at commit.';
