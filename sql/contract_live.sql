@@ -328,20 +328,6 @@ BEGIN
 END
 $fn$;
 
--- The schema and person column of a published contract's view, as publish
--- stored them: what safe_counts needs. Not secret (names, which pg_class shows
--- anyone); the view's own grants decide who reads it.
-CREATE FUNCTION _contract_view(contract_id text, view_name text) RETURNS TABLE (view_schema name, person_column name)
-LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT c.view_schema, ct.person_column
-      FROM medanon.contract c
-      JOIN medanon.contract_table ct ON ct.contract_id = c.contract_id
-     WHERE c.contract_id = _contract_view.contract_id AND c.status = 'published'
-       AND ct.view_name = _contract_view.view_name;
-END;
-
 -- The schemas a contract has: its views and its snapshots (from the ledger).
 CREATE FUNCTION _contract_schemas(id text) RETURNS SETOF name
 LANGUAGE sql STABLE PARALLEL SAFE

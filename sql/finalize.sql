@@ -128,8 +128,7 @@ BEGIN
         'risk_profile(regclass, text[], text, integer)',
         'suggest_generalization(regclass, jsonb, integer, double precision)',
         '_suggest_generalization(regclass, text, integer, double precision)',
-        'safe_counts(text, text, text[], integer)',
-        '_contract_view(text, text)'
+        'safe_counts(text, text, text[], integer)'
     ]::regprocedure[] LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
     END LOOP;
@@ -291,7 +290,6 @@ COMMENT ON FUNCTION contract_today() IS
 COMMENT ON FUNCTION verify_ledger() IS
     'The entry_id of the first provision-ledger entry whose hash chain does not verify (edited, deleted or forged), or NULL when every entry does. Operator and auditor.';
 COMMENT ON FUNCTION _ledger_chain() IS 'Internal trigger: chains each new provision-ledger entry to the one before it (SHA-256).';
-COMMENT ON FUNCTION _contract_view(text, text) IS 'The schema and person column of a published contract''s view, as publish stored them (names only, which pg_class shows anyone).';
 COMMENT ON FUNCTION _contract_person_states() IS 'Internal: the names of the person states of a contract map, keyed by meaning, as the planner defines them.';
 COMMENT ON FUNCTION _contract_withhold(bigint[]) IS 'Internal: withholds persons from every contract now (opt-out or unlinked), suppressing classes that fall below k.';
 COMMENT ON FUNCTION _contract_on_opt_out() IS 'Internal trigger: an opt-out withholds its person from every contract at commit.';

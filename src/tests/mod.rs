@@ -416,7 +416,7 @@ mod tests {
                                    'expire_contracts','_contract_withhold','_contract_close','_contract_on_opt_out',
                                    '_contract_on_link','_contract_lock','safe_counts')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
-                 OR (p.proname IN ('contract_report','_contract_view','_contract_schemas','verify_ledger')
+                 OR (p.proname IN ('contract_report','_contract_schemas','verify_ledger')
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname = '_contract_person_states' AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname = '_ledger_chain' AND p.provolatile = 'v' AND p.proparallel = 'u')
