@@ -358,21 +358,24 @@ fn an_opt_out_commits_while_an_idle_analyst_holds_up(operation: &'static str) ->
     (su, local, result)
 }
 
+/// The state in `contract`'s map of the person behind record ('H1', `local`).
+fn state_in(su: &mut Client, contract: &str, local: &str) -> String {
+    su.query_one(
+        "SELECT m.state FROM medanon.contract_person m JOIN medanon.person_link l USING (person_id)
+          WHERE m.contract_id = $1 AND l.institution_code = 'H1' AND l.local_patient_id = $2",
+        &[&contract, &local],
+    )
+    .unwrap()
+    .get(0)
+}
+
 #[test]
 fn an_opt_out_commits_at_once_while_a_refresh_waits_for_an_idle_analyst() {
     let (mut su, local, result) =
         an_opt_out_commits_while_an_idle_analyst_holds_up("SELECT medanon.refresh_contract('it_a')");
     result.expect("the refresh completes once the analyst ends");
     // The refresh did not undo the opt-out: the person is withheld and in no view.
-    let state: String = su
-        .query_one(
-            "SELECT m.state FROM medanon.contract_person m JOIN medanon.person_link l USING (person_id)
-              WHERE m.contract_id = 'it_a' AND l.institution_code = 'H1' AND l.local_patient_id = $1",
-            &[&local],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(state, "consent");
+    assert_eq!(state_in(&mut su, "it_a", &local), "consent");
     let shown: i64 = su
         .query_one(
             "SELECT (SELECT count(*) FROM contract_it_a.patient p WHERE p.person_id = m.token)
@@ -396,15 +399,7 @@ fn an_opt_out_commits_at_once_while_a_revoke_waits_for_an_idle_analyst() {
     assert_eq!(status, "revoked");
     assert_eq!(count(&mut su, "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'contract_it_a%'"), 0);
     // The opt-out took effect in the contract that stays.
-    let state: String = su
-        .query_one(
-            "SELECT m.state FROM medanon.contract_person m JOIN medanon.person_link l USING (person_id)
-              WHERE m.contract_id = 'it_b' AND l.institution_code = 'H1' AND l.local_patient_id = $1",
-            &[&local],
-        )
-        .unwrap()
-        .get(0);
-    assert_eq!(state, "consent");
+    assert_eq!(state_in(&mut su, "it_b", &local), "consent");
 }
 
 /// When the analyst does not let go, the lock attempts end in 55P03, naming the
