@@ -107,6 +107,9 @@ BEGIN
         'postal_prefix(text, integer)',
         'prefecture_of(text)',
         'region_of(text)',
+        'icd10_category(text)',
+        'icd10_chapter(text)',
+        'rare_values(regclass, text, text, integer)',
         'top_code(numeric, numeric)',
         'top_code(double precision, double precision)',
         'top_code(bigint, bigint)',
@@ -216,6 +219,12 @@ COMMENT ON FUNCTION generalize_postal_code(text, integer) IS
 'Keeps the first keep_digits (0-7) of a Japanese postal code and masks the rest: 123-****. Not 7 digits: 22P02; keep_digits out of range: 22023.';
 COMMENT ON FUNCTION prefecture_of(text) IS
 'The prefecture (one of 47) an address is in, also for addresses that start with a designated city or omit 都/府/県; NULL when it names none.';
+COMMENT ON FUNCTION icd10_category(text) IS
+'The 3-character ICD-10 category of a code (E11.9 gives E11); full-width forms, case, spaces and the dot are folded. NULL if the text is no ICD-10 code.';
+COMMENT ON FUNCTION icd10_chapter(text) IS
+'The WHO ICD-10 chapter of a code or category, as its range (E11.9 gives E00-E90). NULL if the text is no ICD-10 code.';
+COMMENT ON FUNCTION _icd10_parent(text, integer) IS
+'Internal: the parent of an ICD-10 label at a level (0 a code, 1 a category, 2 a chapter), for rare values climbing the hierarchy.';
 COMMENT ON FUNCTION region_of(text) IS
 'The region (地方) of a prefecture''s full name, such as 関東地方; NULL for an unknown name.';
 COMMENT ON FUNCTION k_anonymity(regclass, text[], text) IS

@@ -137,6 +137,24 @@ mod functions {
         medanon_core::prefecture::region_of(prefecture)
     }
 
+    /// The 3-character ICD-10 category of a code (`E11.9` → `E11`), NULL if it is none.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn icd10_category(code: &str) -> Option<String> {
+        medanon_core::icd10::category(code)
+    }
+
+    /// The WHO ICD-10 chapter of a code, as its range (`E11.9` → `E00-E90`).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn icd10_chapter(code: &str) -> Option<String> {
+        medanon_core::icd10::chapter(code)
+    }
+
+    /// The parent of an ICD-10 label at `level` (0 a code, 1 a category, 2 a chapter).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn _icd10_parent(label: &str, level: i32) -> Option<String> {
+        medanon_core::icd10::parent(label, level)
+    }
+
     // --- Consent -----------------------------------------------------------------
 
     /// The waiting period in days (`medanon.notice_wait_days`), for the consent views.
@@ -277,6 +295,8 @@ mod functions {
             ("k", PersonState::K),
             ("consent", PersonState::Consent),
             ("unlinked", PersonState::Unlinked),
+            ("changed", PersonState::Changed),
+            ("calendar", PersonState::Calendar),
         ];
         pgrx::JsonB(serde_json::Value::Object(
             keyed.iter().map(|(key, state)| (key.to_string(), serde_json::Value::from(state.name()))).collect(),

@@ -231,11 +231,19 @@ pub fn person_map_select(plan: &crate::plan::ContractPlan, persons: &str) -> Str
     }
     let mut dates: Vec<String> = plans
         .iter()
-        .flat_map(|p| p.shifted_dates.iter().map(move |d| visible_rows(p, &format!("{d} AS d"))))
+        .flat_map(|p| p.shifted_dates.iter().map(move |d| visible_rows(p, &format!("m.date_offset AS o, {d} AS d"))))
         .collect();
-    let calendar = k.is_some() && !dates.is_empty();
+    // Offsets the public calendar leaves each person (anonymous contracts with
+    // shifted dates only): every real date a business day within the span of all
+    // of the contract's shifted dates.
+    let calendar = if k.is_some() && !dates.is_empty() {
+        "SELECT d.person_id, medanon._shift_candidates(array_agg(DISTINCT d.d), d.o, w.lo, w.hi) AS offsets
+      FROM dates d, span w WHERE d.d IS NOT NULL GROUP BY d.person_id, d.o, w.lo, w.hi"
+    } else {
+        "SELECT NULL::bigint AS person_id, NULL::integer AS offsets WHERE false"
+    };
     if dates.is_empty() {
-        dates.push("SELECT NULL::bigint AS person_id, NULL::date AS d WHERE false".into());
+        dates.push("SELECT NULL::bigint AS person_id, NULL::integer AS o, NULL::date AS d WHERE false".into());
     }
     let mut firsts: Vec<String> = plans
         .iter()
@@ -278,8 +286,7 @@ pub fn person_map_select(plan: &crate::plan::ContractPlan, persons: &str) -> Str
 ), span AS (
     SELECT min(d.d) AS lo, max(d.d) AS hi FROM dates d
 ), calendar AS (
-    SELECT d.person_id, medanon._shift_candidates(array_agg(DISTINCT d.d), w.lo, w.hi) AS offsets
-      FROM dates d, span w WHERE {calendar} AND d.d IS NOT NULL GROUP BY d.person_id, w.lo, w.hi
+    {calendar}
 ), firsts AS (
     SELECT f.person_id, jsonb_object_agg(f.key, f.d) AS first_dates
       FROM (SELECT x.person_id, x.key, min(x.d)::text AS d FROM ({firsts}) x WHERE x.d IS NOT NULL GROUP BY 1, 2) f
@@ -420,7 +427,7 @@ mod tests {
         assert!(sql.contains("coalesce(d.first_class, CASE WHEN true AND d.state = 'visible' THEN d.class_key END)"));
         // The visit dates are shifted, so the calendar is checked over them.
         assert!(sql.contains("s.\"visit_date\"::date AS d FROM \"clinical\".\"visit\" s"), "{sql}");
-        assert!(sql.contains("WHERE true AND d.d IS NOT NULL") && sql.contains("ca.offsets < 4 THEN 'calendar'"));
+        assert!(sql.contains("medanon._shift_candidates(array_agg(DISTINCT d.d), d.o, w.lo, w.hi)") && sql.contains("ca.offsets < 4 THEN 'calendar'"));
         assert!(!sql.contains('$'), "no parameters: CREATE TABLE AS takes none");
         assert_eq!(planned.map_sql(), format!("CREATE UNLOGGED TABLE \"contract_c2026_001_data\".\"_map\" AS {}; ANALYZE \"contract_c2026_001_data\".\"_map\";",
             person_map_select(&planned, &planned.persons_table())));
@@ -437,7 +444,7 @@ mod tests {
         none.k = None;
         let sql = person_map_select(&none, "p");
         assert!(sql.contains("c.class_persons < NULL::integer"));
-        assert!(sql.contains("WHERE false") && sql.contains("WHERE false AND d.d IS NOT NULL"), "no calendar check without k");
+        assert!(sql.contains("WHERE false") && !sql.contains("_shift_candidates"), "no calendar check without k");
         assert!(sql.contains("CASE WHEN false AND d.state"));
     }
 
