@@ -162,7 +162,8 @@ fn summarize(client: &mut SpiClient<'_>, plan: &ContractPlan, rows: Vec<(String,
     let report = client
         .select(
             "SELECT jsonb_build_object('visible', persons_exposed, 'k', persons_suppressed_k,
-                                       'consent', persons_excluded_consent, 'unlinked', persons_unlinked),
+                                       'consent', persons_excluded_consent, 'unlinked', persons_unlinked,
+                                       'changed', persons_changed, 'calendar', persons_calendar),
                     min_class_size
                FROM medanon.contract_report($1)",
             None,
