@@ -196,13 +196,17 @@ GRANT EXECUTE ON FUNCTION verify_ledger() TO medanon_auditor;
 COMMENT ON FUNCTION tokenize(text, text) IS
 'Keyed HMAC-SHA256 token of value in domain (64 hex characters). Deterministic under the active key; unrelated across domains. NULL in, NULL out. Operator only.';
 COMMENT ON FUNCTION shift_date(date, text, text) IS
-'Moves a date by the keyed offset of (person, domain): never 0, uniform within +/- medanon.max_shift_days, the same for every date of that person. Operator only.';
+'Moves a date by the keyed offset of (person, domain): whole weeks (the weekday is kept), never 0, uniform within +/- medanon.max_shift_days (default 728 days, 104 weeks), the same for every date of that person. Operator only.';
 COMMENT ON FUNCTION shift_date(timestamp, text, text) IS
 'Moves a timestamp by whole 24-hour days, by the keyed offset of (person, domain), as shift_date(date, ...). Operator only.';
 COMMENT ON FUNCTION shift_date(timestamptz, text, text) IS
 'Moves a timestamptz by whole 24-hour days, by the keyed offset of (person, domain), as shift_date(date, ...). Operator only.';
 COMMENT ON FUNCTION date_offset(text, text) IS
-'The offset in days that shift_date applies to (person, domain). Operator only.';
+'The offset in days that shift_date applies to (person, domain): a multiple of 7, never 0. Operator only.';
+-- _shift_candidates is left to the extension owner by the deny-by-default block
+-- above and granted to nobody: publish calls it as the owner.
+COMMENT ON FUNCTION _shift_candidates(date[], integer, date, date, integer) IS
+'Internal to publish: how many offsets an analyst who knows the Japanese outpatient calendar (weekends, national holidays, 12/29-1/3), the study window and the offset range cannot rule out for one person, from the real dates and the true offset. A candidate counts when it puts no more dates on closed days or outside the window than the truth does. Window outside 1970-2050 or reversed: 22023.';
 COMMENT ON FUNCTION rotate_key() IS
 'Creates a new 256-bit key from the OS CSPRNG, makes it the only active key and returns its id. Every token and offset changes. Superuser only.';
 COMMENT ON FUNCTION _install_first_key() IS

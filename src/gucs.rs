@@ -4,8 +4,10 @@
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
-/// Half-width of the date-shift window in days (DESIGN.md: default 365).
-pub static MAX_SHIFT_DAYS: GucSetting<i32> = GucSetting::<i32>::new(365);
+/// Half-width of the date-shift range in days. Offsets are whole weeks within it
+/// (so at least 7); the default, 728 days (104 weeks), and why, are in
+/// `medanon_core::keyed::DEFAULT_MAX_SHIFT_DAYS`.
+pub static MAX_SHIFT_DAYS: GucSetting<i32> = GucSetting::<i32>::new(medanon_core::keyed::DEFAULT_MAX_SHIFT_DAYS as i32);
 
 /// Dice similarity at or above which two records of different persons in one
 /// block (birth date and sex) are proposed in `medanon.link_candidates`. 0.7: on
@@ -60,9 +62,9 @@ pub fn init() {
     GucRegistry::define_int_guc(
         c"medanon.max_shift_days",
         c"Largest date shift, in days, that shift_date applies in either direction.",
-        c"Offsets are uniform over [-N, -1] and [1, N]. Changing it changes every shifted date.",
+        c"Offsets are whole weeks, uniform over -W..-1 and 1..W weeks with W = N/7, so weekdays are kept. Changing it changes every new shifted date.",
         &MAX_SHIFT_DAYS,
-        1,
+        7,
         3650,
         GucContext::Suset,
         GucFlags::default(),

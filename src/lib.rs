@@ -52,7 +52,7 @@ pub extern "C-unwind" fn _PG_init() {
 /// the control file names; PostgreSQL creates that schema itself, so this module is
 /// deliberately not a `#[pg_schema]` (that would emit a conflicting CREATE SCHEMA).
 mod functions {
-    use pgrx::datum::{Date, Range, Timestamp, TimestampWithTimeZone};
+    use pgrx::datum::{Array, Date, Range, Timestamp, TimestampWithTimeZone};
     use pgrx::prelude::*;
     use pgrx::PgRelation;
 
@@ -74,10 +74,25 @@ mod functions {
         crate::anonymize::dates::shift_timestamptz(value, person, domain)
     }
 
-    /// The date offset in days that shift_date applies to `person` in `domain`.
+    /// The date offset in days that shift_date applies to `person` in `domain`:
+    /// whole weeks, never 0.
     #[pg_extern(stable, strict, parallel_safe)]
     fn date_offset(person: &str, domain: &str) -> i32 {
         crate::anonymize::dates::offset_days(person, domain)
+    }
+
+    /// Internal to publish: the offsets the calendar leaves an analyst for one
+    /// person (see `anonymize::dates::shift_candidates`). IMMUTABLE: the range is
+    /// an argument, whose default reads the setting at the call.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn _shift_candidates(
+        real_dates: Array<'_, Date>,
+        date_offset: i32,
+        window_start: Date,
+        window_end: Date,
+        max_shift_days: default!(i32, "pg_catalog.current_setting('medanon.max_shift_days')::pg_catalog.int4"),
+    ) -> i32 {
+        crate::anonymize::dates::shift_candidates(real_dates, date_offset, window_start, window_end, max_shift_days)
     }
 
     /// Replaces the pseudonym key; the link key is never rotated (see sql/bootstrap.sql).

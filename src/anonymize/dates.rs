@@ -1,9 +1,11 @@
 //! shift_date(value, person, domain): move every date of a person by one keyed
 //! offset, so intervals within a person survive (drug to adverse event) while the
-//! calendar dates no longer match outside records.
+//! calendar dates no longer match outside records. The offset is whole weeks
+//! (`medanon_core::keyed::DomainKey::week_offset`), so the weekday is kept and
+//! tells nothing; `shift_candidates` counts what the holiday calendar still tells.
 
 use crate::anonymize::token::check_domain;
-use crate::error::raise;
+use crate::error::{raise, OrRaise};
 use crate::gucs::MAX_SHIFT_DAYS;
 use crate::keyring::with_domain_key;
 use medanon_core::keyed::Purpose;
@@ -12,7 +14,7 @@ use pgrx::{pg_sys, PgSqlErrorCode};
 
 const USECS_PER_DAY: i64 = 86_400_000_000;
 
-/// The person's offset in days in `domain`, never 0.
+/// The person's offset in days in `domain`: whole weeks, never 0.
 pub fn offset_days(person: &str, domain: &str) -> i32 {
     check_domain(domain.as_bytes());
     if person.is_empty() {
@@ -24,7 +26,7 @@ pub fn offset_days(person: &str, domain: &str) -> i32 {
         );
     }
     let max = MAX_SHIFT_DAYS.get().max(1) as u32;
-    with_domain_key(Purpose::DateShift, domain.as_bytes(), |key| key.day_offset(person.as_bytes(), max))
+    with_domain_key(Purpose::DateShift, domain.as_bytes(), |key| key.week_offset(person.as_bytes(), max))
 }
 
 fn overflow() -> ! {
@@ -74,4 +76,42 @@ pub fn shift_timestamptz(value: TimestampWithTimeZone, person: &str, domain: &st
     }
     let micros: pg_sys::TimestampTz = value.into_inner();
     TimestampWithTimeZone::try_from(shift_micros(micros, offset)).unwrap_or_else(|_| overflow())
+}
+
+/// Internal to publish: how many whole-week offsets an analyst who knows the
+/// Japanese outpatient calendar (weekends, national holidays, 12/29-1/3), the
+/// study window and the offset range cannot rule out for one person, from the
+/// person's real dates and true offset (`medanon_core::shift_attack`). NULL
+/// elements and infinite dates show no calendar day and are skipped.
+pub fn shift_candidates(
+    real_dates: pgrx::datum::Array<'_, Date>,
+    date_offset: i32,
+    window_start: Date,
+    window_end: Date,
+    max_shift_days: i32,
+) -> i32 {
+    use medanon_core::shift_attack::{candidate_count, Window};
+    if !window_start.is_finite() || !window_end.is_finite() {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "study window must be finite",
+            None,
+            Some("pass the first and the last real date of the study".into()),
+        );
+    }
+    if !(7..=3650).contains(&max_shift_days) {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "max_shift_days must be between 7 and 3650",
+            Some(format!("got {max_shift_days}")),
+            Some("pass the setting medanon.max_shift_days, as the default does".into()),
+        );
+    }
+    let real: Vec<i64> =
+        real_dates.iter().flatten().filter(|d| d.is_finite()).map(|d| d.to_pg_epoch_days() as i64).collect();
+    let window = Window { first: window_start.to_pg_epoch_days() as i64, last: window_end.to_pg_epoch_days() as i64 };
+    let calendar = medanon_core::closed_days::japan();
+    let count = candidate_count(calendar, &real, date_offset as i64, window, max_shift_days as u32).or_raise();
+    // At most 2 · 3650 + 1 candidates: always an integer.
+    count.min(i32::MAX as u64) as i32
 }

@@ -296,6 +296,13 @@ mod tests {
                  - (medanon.date_offset('p1', 'c1') * interval '24 hours') = '2026-04-01 10:30+09'::timestamptz",
                 Val(Some("true")),
             ),
+            // Whole weeks: the weekday is kept, so it tells nothing about the offset.
+            ("medanon.date_offset('p1', 'c1') % 7 = 0", Val(Some("true"))),
+            (
+                "extract(isodow FROM medanon.shift_date('2026-04-01'::date, 'p1', 'c1')) \
+                 = extract(isodow FROM '2026-04-01'::date)",
+                Val(Some("true")),
+            ),
             ("medanon.shift_date('infinity'::date, 'p1', 'c1')", Val(Some("infinity"))),
             ("medanon.shift_date(NULL::date, 'p1', 'c1')", Val(None)),
             ("medanon.shift_date('2026-04-01'::date, NULL, 'c1')", Val(None)),
@@ -326,45 +333,102 @@ mod tests {
         ]);
     }
 
-    /// DESIGN.md: across many persons, one offset per person, never 0, spread over ±365.
+    /// DESIGN.md and issue 14: across many persons, one offset per person, whole
+    /// weeks (every weekday kept), never 0, spread uniformly over ±104 weeks.
     #[pg_test]
-    fn shift_date_offsets_are_per_person_nonzero_and_spread() {
+    fn shift_date_offsets_are_per_person_nonzero_whole_weeks_and_spread() {
         let row = Spi::get_three::<i64, i64, i64>(
             "WITH persons AS (SELECT 'person-' || g AS person FROM generate_series(1, 10000) g),
                   shifted AS (
-                    SELECT person, medanon.shift_date(d::date, person, 'contract-x') - d::date AS offset_days
+                    SELECT person, d::date AS d, medanon.shift_date(d::date, person, 'contract-x') AS s,
+                           medanon.shift_date(d::date, person, 'contract-x') - d::date AS offset_days
                       FROM persons, generate_series('2020-01-01'::date, '2020-01-05'::date, '1 day') d)
              SELECT (SELECT count(*) FROM (SELECT person FROM shifted GROUP BY person
                                             HAVING count(DISTINCT offset_days) <> 1) s),
-                    (SELECT count(*) FROM shifted WHERE offset_days = 0 OR abs(offset_days) > 365),
+                    (SELECT count(*) FROM shifted WHERE offset_days = 0 OR abs(offset_days) > 728
+                                                     OR offset_days % 7 <> 0 OR extract(isodow FROM s) <> extract(isodow FROM d)),
                     (SELECT count(DISTINCT offset_days) FROM shifted)",
         )
         .unwrap();
         assert_eq!(row.0, Some(0), "persons with more than one offset");
-        assert_eq!(row.1, Some(0), "offsets that are 0 or beyond 365");
-        // 10,000 draws over 730 values: a uniform spread covers nearly all.
-        assert!(row.2.unwrap() > 700, "only {:?} distinct offsets", row.2);
+        assert_eq!(row.1, Some(0), "offsets that are 0, beyond 728 days, not whole weeks, or move the weekday");
+        // 10,000 draws over 208 values (about 48 each): a uniform spread sees every one.
+        assert_eq!(row.2, Some(208), "distinct offsets");
         let (lo, hi, mean) = Spi::get_three::<i32, i32, f64>(
             "SELECT min(o), max(o), avg(o)::float8 FROM (SELECT medanon.date_offset('p' || g, 'c') o
                FROM generate_series(1, 10000) g) s",
         )
         .unwrap();
-        assert!(lo.unwrap() <= -360 && hi.unwrap() >= 360, "range {lo:?}..{hi:?}");
-        // Mean of a uniform over ±365 has standard error ≈ 2.1 at n = 10,000.
-        assert!(mean.unwrap().abs() < 10.0, "mean {mean:?}");
+        assert_eq!((lo, hi), (Some(-728), Some(728)), "range");
+        // Mean of a uniform over ±104 weeks has standard error ≈ 4.2 days at n = 10,000.
+        assert!(mean.unwrap().abs() < 20.0, "mean {mean:?}");
     }
 
     #[pg_test]
     fn max_shift_days_is_respected_and_superuser_only() {
-        Spi::run("SET LOCAL medanon.max_shift_days = 3").unwrap();
-        let bad = Spi::get_one::<i64>(
-            "SELECT count(*) FROM generate_series(1, 2000) g WHERE abs(medanon.date_offset('p' || g, 'c')) NOT BETWEEN 1 AND 3",
+        Spi::run("SET LOCAL medanon.max_shift_days = 20").unwrap();
+        // 20 days hold two whole weeks: offsets ±7 and ±14, all four of them.
+        let (bad, kinds) = Spi::get_two::<i64, i64>(
+            "SELECT count(*) FILTER (WHERE abs(o) NOT IN (7, 14)), count(DISTINCT o)
+               FROM (SELECT medanon.date_offset('p' || g, 'c') o FROM generate_series(1, 2000) g) s",
         )
         .unwrap();
-        assert_eq!(bad, Some(0));
+        assert_eq!((bad, kinds), (Some(0), Some(4)));
+        // _shift_candidates reads the same setting by default: no date leaves the four.
+        let n = Spi::get_one::<i32>("SELECT medanon._shift_candidates('{}'::date[], 7, '2024-01-01', '2024-12-31')").unwrap();
+        assert_eq!(n, Some(4));
         let context = Spi::get_one::<String>("SELECT context FROM pg_settings WHERE name = 'medanon.max_shift_days'").unwrap();
         assert_eq!(context.as_deref(), Some("superuser"));
-        super::check(&[("set_config('medanon.max_shift_days', '0', true)", Fails("22023"))]);
+        super::check(&[
+            ("set_config('medanon.max_shift_days', '0', true)", Fails("22023")),
+            // Less than a week cannot hold a whole-week offset.
+            ("set_config('medanon.max_shift_days', '6', true)", Fails("22023")),
+            ("set_config('medanon.max_shift_days', '3651', true)", Fails("22023")),
+        ]);
+    }
+
+    /// The candidate count publish uses against the calendar attack (issue 14).
+    /// The count itself is property-tested against the attack in medanon-core
+    /// (shift_attack.rs); these cases pin the SQL glue.
+    #[pg_test]
+    fn shift_candidates_cases() {
+        check(&[
+            // No date: every whole week of ±104 but 0.
+            ("medanon._shift_candidates('{}'::date[], 14, '2024-01-01', '2024-12-31')", Val(Some("208"))),
+            ("medanon._shift_candidates('{}'::date[], 14, '2024-01-01', '2024-12-31', 70)", Val(Some("20"))),
+            // A Tuesday in a window of one week: only the truth is left.
+            ("medanon._shift_candidates(ARRAY['2024-06-04']::date[], 7, '2024-06-03', '2024-06-09')", Val(Some("1"))),
+            // Two weeks: the Tuesday after, 06-11, too; 05-28 is outside.
+            ("medanon._shift_candidates(ARRAY['2024-06-04']::date[], 14, '2024-06-03', '2024-06-16')", Val(Some("2"))),
+            // ... unless that candidate is offset 0, which is never drawn.
+            ("medanon._shift_candidates(ARRAY['2024-06-04']::date[], 7, '2024-06-03', '2024-06-16')", Val(Some("1"))),
+            // 2024-05-07 (a Tuesday) and the Tuesday a week earlier, 04-30, are open;
+            // the window ends on 05-12: only one more week back is in it.
+            ("medanon._shift_candidates(ARRAY['2024-05-07']::date[], 7, '2024-04-29', '2024-05-12')", Val(Some("2"))),
+            // 2024-05-06 was a substitute holiday (振替休日): the Monday before it,
+            // 04-29 (昭和の日), too; 05-13 is open. The truth is a Monday, 05-13:
+            // 05-06 and 04-29 are ruled out.
+            ("medanon._shift_candidates(ARRAY['2024-05-13']::date[], 7, '2024-04-29', '2024-05-19')", Val(Some("1"))),
+            // NULL and infinite elements show no day and are skipped.
+            ("medanon._shift_candidates(ARRAY[NULL, 'infinity', '2024-06-04']::date[], 7, '2024-06-03', '2024-06-09')", Val(Some("1"))),
+            // A daily offset (from a person map older than whole weeks) is counted on
+            // the daily lattice: one weekday in a week of one date leaves 5 days, the
+            // truth included, and 0 is never an offset.
+            ("medanon._shift_candidates(ARRAY['2024-06-05']::date[], 3, '2024-06-03', '2024-06-09')", Val(Some("5"))),
+            ("medanon._shift_candidates(NULL, 7, '2024-06-03', '2024-06-09')", Val(None)),
+            ("medanon._shift_candidates('{}'::date[], NULL, '2024-06-03', '2024-06-09')", Val(None)),
+            ("medanon._shift_candidates('{}'::date[], 7, '2024-06-09', '2024-06-03')", Fails("22023")),
+            ("medanon._shift_candidates('{}'::date[], 7, '1960-01-01', '2024-06-03')", Fails("22023")),
+            ("medanon._shift_candidates('{}'::date[], 7, '2024-01-01', 'infinity')", Fails("22023")),
+            ("medanon._shift_candidates('{}'::date[], 7, '2024-01-01', '2024-12-31', 6)", Fails("22023")),
+        ]);
+        // Internal: nobody but the owner may call it.
+        let public = Spi::get_one::<bool>(
+            "SELECT has_function_privilege('public', 'medanon._shift_candidates(date[], integer, date, date, integer)', 'EXECUTE')
+                 OR has_function_privilege('medanon_operator', 'medanon._shift_candidates(date[], integer, date, date, integer)', 'EXECUTE')",
+        )
+        .unwrap();
+        assert_eq!(public, Some(false));
     }
 
     #[pg_test]
@@ -419,6 +483,7 @@ mod tests {
                  OR (p.proname IN ('contract_report','_contract_schemas','verify_ledger')
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname = '_contract_person_states' AND p.provolatile = 'i' AND p.proparallel = 's')
+                 OR (p.proname = '_shift_candidates' AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname = '_ledger_chain' AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname = '_ledger_refusal' AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname = 'contract_today' AND p.provolatile = 's' AND p.proparallel = 'r')

@@ -1,6 +1,13 @@
-//! Proleptic Gregorian calendar arithmetic, in the day numbering PostgreSQL uses
-//! for `date` (days since 2000-01-01). Kept here so the parsers and the
-//! generalizers can be tested without a server.
+//! Proleptic Gregorian calendar dates, in the day numbering PostgreSQL uses for
+//! `date` (days since 2000-01-01). The arithmetic is chrono's; this module only
+//! adapts it to PostgreSQL's day numbers and to PostgreSQL's range.
+//!
+//! PostgreSQL's `date` reaches 5874897 AD, chrono's `NaiveDate` about ±262,000
+//! years. The Gregorian calendar repeats exactly every 400 years (146,097 days),
+//! so a date beyond chrono's range is taken to its place in the cycle near 2000,
+//! converted there by chrono, and moved back by whole cycles.
+
+use chrono::{Datelike, NaiveDate};
 
 /// A calendar date. Fields are validated by [`Ymd::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -10,58 +17,76 @@ pub struct Ymd {
     pub day: u32,
 }
 
+/// Days in one 400-year Gregorian cycle.
+const CYCLE_DAYS: i64 = 146_097;
+const CYCLE_YEARS: i32 = 400;
+
+/// PostgreSQL's day 0.
+fn pg_epoch() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2000, 1, 1).expect("2000-01-01 exists")
+}
+
+/// `year` moved by whole 400-year cycles into [2000, 2400), and the number of
+/// cycles moved.
+fn reduce_year(year: i32) -> (i32, i64) {
+    let cycles = (year as i64 - 2000).div_euclid(CYCLE_YEARS as i64);
+    ((year as i64 - cycles * CYCLE_YEARS as i64) as i32, cycles)
+}
+
 pub fn is_leap(year: i32) -> bool {
-    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+    NaiveDate::from_ymd_opt(reduce_year(year).0, 1, 1).is_some_and(|d| d.leap_year())
 }
 
 pub fn days_in_month(year: i32, month: u32) -> u32 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(year) => 29,
-        2 => 28,
+    let (year, _) = reduce_year(year);
+    let first = NaiveDate::from_ymd_opt(year, month, 1);
+    let next = if month == 12 { NaiveDate::from_ymd_opt(year + 1, 1, 1) } else { NaiveDate::from_ymd_opt(year, month + 1, 1) };
+    match (first, next) {
+        (Some(a), Some(b)) => (b - a).num_days() as u32,
         _ => 0,
     }
 }
 
-/// Days between 0000-03-01 and 2000-01-01, so that day 0 is PostgreSQL's epoch.
-const PG_EPOCH_SHIFT: i64 = 730_425;
-
 impl Ymd {
     /// A date, or `None` when the month or day does not exist.
     pub fn new(year: i32, month: u32, day: u32) -> Option<Ymd> {
-        if (1..=12).contains(&month) && day >= 1 && day <= days_in_month(year, month) {
-            Some(Ymd { year, month, day })
-        } else {
-            None
-        }
+        NaiveDate::from_ymd_opt(reduce_year(year).0, month, day).map(|_| Ymd { year, month, day })
     }
 
     /// Days since 2000-01-01 (PostgreSQL's `date` representation).
-    /// Howard Hinnant's days_from_civil.
     pub fn to_pg_days(self) -> i64 {
-        let y = self.year as i64 - if self.month <= 2 { 1 } else { 0 };
-        let era = y.div_euclid(400);
-        let yoe = y - era * 400;
-        let m = self.month as i64;
-        let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + self.day as i64 - 1;
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        era * 146_097 + doe - PG_EPOCH_SHIFT
+        let (year, cycles) = reduce_year(self.year);
+        // A Ymd built with a struct literal may name a day that does not exist;
+        // such a day counts on from the first of its month, as the civil formula would.
+        let first = NaiveDate::from_ymd_opt(year, self.month.clamp(1, 12), 1).expect("the first of a month exists");
+        (first - pg_epoch()).num_days() + self.day as i64 - 1 + cycles * CYCLE_DAYS
     }
 
-    /// Inverse of [`Ymd::to_pg_days`] (Hinnant's civil_from_days).
+    /// Inverse of [`Ymd::to_pg_days`].
     pub fn from_pg_days(days: i64) -> Ymd {
-        let z = days + PG_EPOCH_SHIFT;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let year = (yoe + era * 400 + if month <= 2 { 1 } else { 0 }) as i32;
-        Ymd { year, month, day }
+        let cycles = days.div_euclid(CYCLE_DAYS);
+        let d = pg_epoch() + chrono::Days::new(days.rem_euclid(CYCLE_DAYS) as u64);
+        Ymd { year: (d.year() as i64 + cycles * CYCLE_YEARS as i64) as i32, month: d.month(), day: d.day() }
     }
+
+    /// The same day as chrono's date, when chrono's range holds it.
+    pub fn to_naive(self) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(self.year, self.month, self.day)
+    }
+
+    pub fn from_naive(date: NaiveDate) -> Ymd {
+        Ymd { year: date.year(), month: date.month(), day: date.day() }
+    }
+
+    /// Day of the week, Monday = 0 .. Sunday = 6 (2000-01-01 was a Saturday).
+    pub fn weekday(self) -> u32 {
+        weekday_of_pg_day(self.to_pg_days())
+    }
+}
+
+/// Day of the week of a PostgreSQL day number, Monday = 0 .. Sunday = 6.
+pub fn weekday_of_pg_day(days: i64) -> u32 {
+    (days + 5).rem_euclid(7) as u32
 }
 
 impl std::fmt::Display for Ymd {
@@ -85,6 +110,31 @@ mod tests {
     }
 
     #[test]
+    fn both_ends_of_postgresqls_range_convert() {
+        // PostgreSQL's date runs from 4714-11-24 BC (year -4713) to 5874897-12-31,
+        // far beyond chrono's own range: the 400-year cycle carries it.
+        let first = Ymd::new(-4713, 11, 24).unwrap();
+        assert_eq!(first.to_pg_days(), -2_451_545);
+        assert_eq!(Ymd::from_pg_days(-2_451_545), first);
+        let last = Ymd::new(5_874_897, 12, 31).unwrap();
+        assert_eq!(last.to_pg_days(), 2_147_483_494 - 2_451_545 - 1);
+        assert_eq!(Ymd::from_pg_days(last.to_pg_days()), last);
+        assert!(Ymd::new(5_874_896, 2, 29).is_some() == is_leap(5_874_896));
+    }
+
+    #[test]
+    fn weekdays_and_month_lengths() {
+        // 2000-01-01 was a Saturday, 2026-11-30 is a Monday.
+        assert_eq!(Ymd::new(2000, 1, 1).unwrap().weekday(), 5);
+        assert_eq!(Ymd::new(2026, 11, 30).unwrap().weekday(), 0);
+        assert_eq!(days_in_month(2024, 2), 29);
+        assert_eq!(days_in_month(2100, 2), 28);
+        assert_eq!(days_in_month(2024, 12), 31);
+        assert_eq!(days_in_month(2024, 13), 0);
+        assert!(is_leap(2000) && !is_leap(1900) && is_leap(-4) && !is_leap(-100));
+    }
+
+    #[test]
     fn invalid_dates_are_refused() {
         assert!(Ymd::new(2023, 2, 29).is_none());
         assert!(Ymd::new(2024, 2, 29).is_some());
@@ -98,6 +148,21 @@ mod tests {
     proptest! {
         #[test]
         fn days_round_trip(days in -1_000_000i64..1_000_000) {
+            let ymd = Ymd::from_pg_days(days);
+            prop_assert!(Ymd::new(ymd.year, ymd.month, ymd.day).is_some());
+            prop_assert_eq!(ymd.to_pg_days(), days);
+        }
+
+        #[test]
+        fn chrono_round_trip_and_weekday(days in -1_000_000i64..1_000_000) {
+            let ymd = Ymd::from_pg_days(days);
+            let naive = ymd.to_naive().unwrap();
+            prop_assert_eq!(Ymd::from_naive(naive), ymd);
+            prop_assert_eq!(ymd.weekday(), chrono::Datelike::weekday(&naive).num_days_from_monday());
+        }
+
+        #[test]
+        fn far_days_round_trip(days in -2_451_545i64..2_145_031_949) {
             let ymd = Ymd::from_pg_days(days);
             prop_assert!(Ymd::new(ymd.year, ymd.month, ymd.day).is_some());
             prop_assert_eq!(ymd.to_pg_days(), days);

@@ -98,17 +98,43 @@ impl DomainKey {
         buf.iter().map(|&b| b as char).collect()
     }
 
-    /// The date offset of a person, in days: uniform over `[-max, -1] ∪ [1, max]`,
-    /// never 0, the same for every call with the same person. Uses the top 64 bits of
-    /// the MAC and Lemire's multiply-shift, whose bias (2·max / 2^64) is negligible.
-    pub fn day_offset(&self, person: &[u8], max_days: u32) -> i32 {
-        let max = max_days.max(1) as u64;
+    /// The date offset of a person, in days: a whole number of weeks, uniform over
+    /// `[-W, -1] ∪ [1, W]` weeks with `W = max_days / 7` (at least 1), never 0, the
+    /// same for every call with the same person. See [`shift_weeks`] for why weeks.
+    /// Uses the top 64 bits of the MAC and Lemire's multiply-shift, whose bias
+    /// (2·W / 2^64) is negligible.
+    pub fn week_offset(&self, person: &[u8], max_days: u32) -> i32 {
+        let max = shift_weeks(max_days) as u64;
         let mac = self.mac(person);
         let x = u64::from_be_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], mac[6], mac[7]]);
         let idx = ((x as u128 * (2 * max) as u128) >> 64) as i64; // 0 .. 2*max-1
         let max = max as i64;
-        (if idx < max { idx - max } else { idx - max + 1 }) as i32
+        let weeks = if idx < max { idx - max } else { idx - max + 1 };
+        (weeks * 7) as i32
     }
+}
+
+/// Default half-width of the date shift, in days: 104 weeks (728 days).
+///
+/// Offsets are whole weeks (invariant 8): a shift by a multiple of 7 keeps every
+/// weekday, so the weekday pattern of outpatient visits (business days only) says
+/// nothing about the offset; with daily offsets it gave away the offset modulo 7
+/// for 460 of 600 persons (issue 14). What is left to an analyst is the holiday
+/// calendar and the study window: a candidate offset must put every real date on
+/// a business day inside the window. The window, not the range, is then what
+/// binds: for a study window of W days the candidates of a person whose dates span
+/// L days are at most (W − L)/7 + 1, whatever the range, as long as the range is
+/// at least as wide as the window. ±104 weeks covers study windows of up to four
+/// years (the usual fiscal-year cohorts are 1 to 3), so the range rarely cuts
+/// candidates off, and doubling it from ±52 weeks doubles the candidates of a
+/// person in a long window. SECURITY.md, "Shifted dates and the calendar", has the
+/// figures of the attack (tests/calendar_attack.rs) for both.
+pub const DEFAULT_MAX_SHIFT_DAYS: u32 = 728;
+
+/// The number of whole weeks W a shift may reach under `max_days`: offsets are
+/// uniform over ±1..W weeks. At least one week, so an offset is never 0.
+pub fn shift_weeks(max_days: u32) -> u32 {
+    (max_days / 7).max(1)
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -166,20 +192,37 @@ mod tests {
     }
 
     #[test]
-    fn offsets_are_never_zero_and_cover_the_range() {
+    fn offsets_are_whole_weeks_never_zero_and_cover_the_range() {
         let d = key(3).derive(Purpose::DateShift, "c1");
         let mut seen: HashMap<i32, u32> = HashMap::new();
         for p in 0..20_000u32 {
-            let o = d.day_offset(p.to_string().as_bytes(), 365);
-            assert!(o != 0 && (-365..=365).contains(&o), "offset {o}");
-            assert_eq!(o, d.day_offset(p.to_string().as_bytes(), 365));
+            let o = d.week_offset(p.to_string().as_bytes(), 728);
+            assert!(o != 0 && (-728..=728).contains(&o), "offset {o}");
+            assert_eq!(o % 7, 0, "offset {o} is not whole weeks");
+            assert_eq!(o, d.week_offset(p.to_string().as_bytes(), 728));
             *seen.entry(o).or_default() += 1;
         }
-        assert!(seen.contains_key(&365) && seen.contains_key(&-365));
-        // 730 values, 20,000 draws: a uniform spread sees nearly all of them.
-        assert!(seen.len() > 700, "only {} distinct offsets", seen.len());
+        assert!(seen.contains_key(&728) && seen.contains_key(&-728));
+        // 208 values, 20,000 draws (about 96 each): a uniform spread sees all of them,
+        // and no value more than twice its share.
+        assert_eq!(seen.len(), 208, "only {} distinct offsets", seen.len());
+        assert!(seen.values().all(|&n| (40..200).contains(&n)), "uneven: {:?}", seen.values().max());
         let negative: u32 = seen.iter().filter(|(o, _)| **o < 0).map(|(_, n)| n).sum();
         assert!((9_000..11_000).contains(&negative), "negative {negative}");
-        assert_eq!(d.day_offset(b"x", 1).abs(), 1);
+    }
+
+    #[test]
+    fn week_range_follows_max_days() {
+        let d = key(4).derive(Purpose::DateShift, "c2");
+        // Below a week the range is still one week each way: never 0.
+        for max in [0, 1, 6, 7, 13] {
+            for p in 0..200u32 {
+                assert_eq!(d.week_offset(p.to_string().as_bytes(), max).abs(), 7);
+            }
+        }
+        // 365 days: whole weeks up to 52 (364 days).
+        let far = (0..5_000u32).map(|p| d.week_offset(p.to_string().as_bytes(), 365).abs()).max();
+        assert_eq!(far, Some(364));
+        assert_eq!(shift_weeks(DEFAULT_MAX_SHIFT_DAYS), 104);
     }
 }

@@ -4,13 +4,15 @@
 //!
 //! Modules follow the pipeline: reading what institutions send (`jpdate`),
 //! normalizing identifying fields and building link keys (`normalize`, `link`),
-//! grouping records into persons (`link_group`), keyed pseudonyms (`keyed`),
+//! grouping records into persons (`link_group`), keyed pseudonyms (`keyed`), what
+//! the calendar tells about a date shift (`closed_days`, `shift_attack`),
 //! generalization and its search (`generalize`, `prefecture`, `hierarchy`,
 //! `lattice`, `equivalence`), and exposure under contract (`contract`, the
 //! planner `plan`, `view`, `cells`).
 
 pub mod calendar;
 pub mod cells;
+pub mod closed_days;
 pub mod contract;
 pub mod equivalence;
 pub mod error;
@@ -25,4 +27,5 @@ pub mod link_group;
 pub mod normalize;
 pub mod plan;
 pub mod prefecture;
+pub mod shift_attack;
 pub mod view;
