@@ -238,7 +238,7 @@ pub fn person_map_select(plan: &crate::plan::ContractPlan, persons: &str) -> Str
     // of the contract's shifted dates.
     let calendar = if k.is_some() && !dates.is_empty() {
         "SELECT d.person_id, medanon._shift_candidates(array_agg(DISTINCT d.d), d.o, w.lo, w.hi) AS offsets
-      FROM dates d, span w WHERE d.d IS NOT NULL GROUP BY d.person_id, d.o, w.lo, w.hi"
+      FROM dates d, span w WHERE pg_catalog.isfinite(d.d) GROUP BY d.person_id, d.o, w.lo, w.hi"
     } else {
         "SELECT NULL::bigint AS person_id, NULL::integer AS offsets WHERE false"
     };
@@ -284,7 +284,7 @@ pub fn person_map_select(plan: &crate::plan::ContractPlan, persons: &str) -> Str
 ), dates AS (
     {dates}
 ), span AS (
-    SELECT min(d.d) AS lo, max(d.d) AS hi FROM dates d
+    SELECT min(d.d) AS lo, max(d.d) AS hi FROM dates d WHERE pg_catalog.isfinite(d.d)
 ), calendar AS (
     {calendar}
 ), firsts AS (
