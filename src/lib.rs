@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 
 mod anonymize;
 mod catalog;
+mod citus;
 mod collect;
 mod definer;
 mod error;
@@ -27,6 +28,7 @@ mod risk;
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/link.sql", name = "link_tables", requires = ["bootstrap"]);
+extension_sql_file!("../sql/citus.sql", name = "citus_tables", requires = ["bootstrap"]);
 extension_sql_file!("../sql/consent.sql", name = "consent_tables", requires = ["link_tables"]);
 extension_sql_file!("../sql/contract.sql", name = "contract_tables", requires = ["consent_tables"]);
 extension_sql_file!("../sql/contract_api.sql", name = "contract_api", requires = ["contract_tables"]);
