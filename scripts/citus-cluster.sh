@@ -21,7 +21,7 @@ start)
         RUST_BACKTRACE=${RUST_BACKTRACE:-} "$ROOT/scripts/cluster.sh" start "$prefix-$node" "$p" \
             shared_preload_libraries=citus max_prepared_transactions=50 "$@"
         command psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$p" -U postgres -d postgres \
-            -c "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db" >/dev/null
+            -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" -c "CREATE DATABASE $db" >/dev/null
         command psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$p" -U postgres -d "$db" \
             -c "SET client_min_messages = warning" -c "CREATE EXTENSION citus" >/dev/null
     done

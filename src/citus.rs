@@ -18,7 +18,10 @@
 //! Only a contract's data tables follow their sources onto the workers
 //! (`distribute_contract_data`).
 
+use crate::definer::with_settings;
 use crate::error::{raise, spi_failed};
+use medanon_core::plan::{ContractPlan, TOKEN_COLUMN};
+use medanon_core::view::ident;
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::{pg_sys, PgSqlErrorCode, PgTupleDesc};
@@ -192,43 +195,121 @@ pub fn require_role_on_every_node(grantee: &str) {
     }
 }
 
-/// Distributes a contract's new data table when the source it comes from is a
-/// distributed table, on the token column and colocated with the contract's other
-/// data tables, so an analyst's aggregate over the view runs on the workers. The
-/// other tables (the map, the class counts) stay on the coordinator.
+/// Runs `f` with Citus's DDL propagation off: medanon's own DDL (a contract's
+/// schemas, views, grants and snapshots, linking's temporary view) belongs on the
+/// coordinator, where the analysts and the operator log in. Without this, Citus
+/// tries to copy each view to the workers and warns that it "will be created only
+/// locally", and a GRANT to a role the workers lack fails there. What must reach
+/// the workers (a distributed data table) turns it back on
+/// (`distribute_contract_data`). Without Citus, `f` runs as it is.
+pub fn ddl_stays_local<R>(f: impl FnOnce() -> R) -> R {
+    if present() {
+        with_settings(&[(c"citus.enable_ddl_propagation", c"off")], f)
+    } else {
+        f()
+    }
+}
+
+/// After the data table of view `index` (generation `generation`) is written and
+/// indexed: when its source is a hash-distributed table, distributes it too, on
+/// the token column (`_token`) and colocated with the contract's other data tables
+/// (Citus's default colocation of uuid columns), so an analyst's aggregate over the
+/// view runs on the workers. Without Citus, on a node with no workers, or over a
+/// local source, nothing happens: the table stays on the coordinator.
 ///
-/// `first` names the contract's data table that the others are colocated with
-/// (None for the first one distributed).
+/// Citus runs the shard queries of an analyst's query as the analyst, so on the
+/// workers the grantee reads the data table's shards: it gets SELECT there (and
+/// USAGE on the data schema), and the same grants are revoked on the coordinator at
+/// once, where the view, with its expiry gate, stays the only way in. The grantee
+/// is checked on every node first (42704), before any DDL reaches a worker.
 pub fn distribute_contract_data(
     client: &mut SpiClient<'_>,
-    source: &str,
-    data_table: &str,
-    token_column: &str,
-    colocate_with: Option<&str>,
-) -> Result<bool, pgrx::spi::SpiError> {
+    plan: &ContractPlan,
+    index: usize,
+    generation: i32,
+) -> Result<(), pgrx::spi::SpiError> {
     if workers(client)?.is_none() {
-        return Ok(false);
+        return Ok(());
     }
+    if generation > 1 {
+        retire_distributed(client, &plan.data_schema, &plan.data_table(index, generation - 1))?;
+    }
+    let source = &plan.views[index].source;
     let distributed = client
         .select(
             "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
                              WHERE logicalrelid OPERATOR(pg_catalog.=) $1::pg_catalog.regclass
                                AND partmethod OPERATOR(pg_catalog.=) 'h')",
             None,
-            &[source.into()],
+            &[source.as_str().into()],
         )?
         .first()
         .get_one::<bool>()?
         .unwrap_or(false);
     if !distributed {
-        return Ok(false);
+        return Ok(());
     }
-    client.update(
-        "SELECT pg_catalog.create_distributed_table($1::pg_catalog.regclass, $2, colocate_with => coalesce($3, 'default'))",
-        None,
-        &[data_table.into(), token_column.into(), colocate_with.into()],
-    )?;
-    Ok(true)
+    let reads_rows = plan.kind.grantee_reads_rows();
+    if reads_rows {
+        require_role_on_every_node(&plan.grantee);
+    }
+    let schema = ident(&plan.data_schema);
+    let table = format!("{schema}.{}", ident(&plan.data_table(index, generation)));
+    let grantee = ident(&plan.grantee);
+    with_settings(&[(c"citus.enable_ddl_propagation", c"on"), (c"client_min_messages", c"warning")], || {
+        client.update(
+            "SELECT pg_catalog.create_distributed_table($1::pg_catalog.regclass, $2);
+             SELECT pg_catalog.truncate_local_data_after_distributing_table($1::pg_catalog.regclass);",
+            None,
+            &[table.as_str().into(), TOKEN_COLUMN.into()],
+        )?;
+        if reads_rows {
+            client.update(&format!("GRANT USAGE ON SCHEMA {schema} TO {grantee}; GRANT SELECT ON {table} TO {grantee};"), None, &[])?;
+        }
+        Ok::<_, pgrx::spi::SpiError>(())
+    })?;
+    if reads_rows {
+        // Propagation is off again here (the caller's `ddl_stays_local`): the
+        // coordinator's grants go, the workers' stay.
+        with_settings(&[(c"citus.enable_ddl_propagation", c"off")], || {
+            client.update(&format!("REVOKE SELECT ON {table} FROM {grantee}; REVOKE USAGE ON SCHEMA {schema} FROM {grantee};"), None, &[])
+        })?;
+    }
+    Ok(())
+}
+
+/// Before a refresh drops the data table of the generation before (in the view's
+/// DDL, which runs with propagation off and so would leave the table's shards and
+/// metadata behind on the workers): when that table is distributed, removes its
+/// metadata and shards everywhere, as Citus's own DROP TABLE trigger would, and
+/// leaves the coordinator's empty local table for the refresh to drop. Its rows
+/// are gone from then on, in this transaction only; the refresh holds the views'
+/// ACCESS EXCLUSIVE locks, so no analyst reads in between.
+fn retire_distributed(client: &mut SpiClient<'_>, schema: &str, table: &str) -> Result<(), pgrx::spi::SpiError> {
+    let qualified = format!("{}.{}", ident(schema), ident(table));
+    let distributed = client
+        .select(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+                             WHERE logicalrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1))",
+            None,
+            &[qualified.as_str().into()],
+        )?
+        .first()
+        .get_one::<bool>()?
+        .unwrap_or(false);
+    if !distributed {
+        return Ok(());
+    }
+    with_settings(&[(c"citus.enable_ddl_propagation", c"on")], || {
+        client.update(
+            "SELECT pg_catalog.master_remove_distributed_table_metadata_from_workers($1::pg_catalog.regclass, $2, $3);
+             SELECT pg_catalog.citus_drop_all_shards($1::pg_catalog.regclass, $2, $3, false);
+             SELECT pg_catalog.master_remove_partition_metadata($1::pg_catalog.regclass, $2, $3);",
+            None,
+            &[qualified.as_str().into(), schema.into(), table.into()],
+        )
+        .map(|_| ())
+    })
 }
 
 #[pg_extern(volatile, parallel_unsafe)]

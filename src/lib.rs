@@ -183,7 +183,7 @@ mod functions {
 
     #[pg_extern(volatile, parallel_unsafe)]
     fn link_patients(staging: PgRelation) -> pgrx::JsonB {
-        crate::link::link_patients(staging.oid())
+        crate::citus::ddl_stays_local(|| crate::link::link_patients(staging.oid()))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -287,17 +287,17 @@ mod functions {
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn publish_contract(id: &str) -> pgrx::JsonB {
-        crate::expose::publish::publish_contract(id)
+        crate::citus::ddl_stays_local(|| crate::expose::publish::publish_contract(id))
     }
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn refresh_contract(id: &str) -> pgrx::JsonB {
-        crate::expose::publish::refresh_contract(id)
+        crate::citus::ddl_stays_local(|| crate::expose::publish::refresh_contract(id))
     }
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn release_snapshot(id: &str) -> String {
-        crate::expose::snapshot::release_snapshot(id)
+        crate::citus::ddl_stays_local(|| crate::expose::snapshot::release_snapshot(id))
     }
 
     /// VOLATILE, PARALLEL UNSAFE: a call on a statistics contract writes the ledger.
