@@ -7,7 +7,7 @@
 SHELL := /bin/bash
 PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 
-.PHONY: setup build install demo demo-stop test test-citus bench bench-stop synth clean-clusters
+.PHONY: setup build install demo demo-stop test test-citus bench bench-citus bench-stop synth clean-clusters
 
 setup:
 	@scripts/setup.sh
@@ -33,6 +33,10 @@ test-citus: setup
 
 bench: setup
 	@scripts/bench.sh
+
+# One node against a coordinator and two workers; installs and starts clusters (lock).
+bench-citus: setup
+	@scripts/bench-citus.sh
 
 bench-stop:
 	@scripts/cluster.sh stop bench
