@@ -31,9 +31,10 @@ tarball() {
 
 installed() {
     local lib ext
+    # Citus 13.2.2 is extension version 13.2-1.
     lib="$("$PG_CONFIG" --pkglibdir)/citus.so"
-    ext="$("$PG_CONFIG" --sharedir)/extension/citus--$VERSION.sql"
-    [ -f "$lib" ] && [ -f "$ext" ]
+    ext="$("$PG_CONFIG" --sharedir)/extension/citus.control"
+    [ -f "$lib" ] && grep -qs "default_version = '13.2-1'" "$ext"
 }
 
 build() {
