@@ -150,6 +150,7 @@ BEGIN
         'shift_date(timestamptz, text, text)',
         'date_offset(text, text)',
         'active_key_id()',
+        'key_check_values()',
         'link_patients(regclass)',
         'link_report()',
         '_link_problem(text, text, text, text, text, text, text, text)',
@@ -309,6 +310,13 @@ COMMENT ON FUNCTION _contract_on_opt_out() IS 'Internal trigger: an opt-out with
 COMMENT ON FUNCTION _contract_on_link() IS 'Internal trigger: linking that makes an opt-out apply, or leaves a person with no record, withholds the person.';
 COMMENT ON FUNCTION _contract_close(text, text) IS 'Internal: drops a contract''s schemas and map and records revoke or expire.';
 COMMENT ON FUNCTION _contract_schemas(text) IS 'Internal: the view and snapshot schemas of a contract.';
+COMMENT ON FUNCTION citus_sync_keys() IS
+    'On a Citus coordinator: copies its keys into every worker''s keyring in one distributed transaction (run after CREATE EXTENSION and after adding a node; rotate_key does it itself). Returns the number of workers. Superuser only.';
+COMMENT ON FUNCTION key_check_values() IS
+    'The check values of this node''s active keys (8 bytes of HMAC under each key, nothing about the key): equal on every node of a Citus cluster. Operator only.';
+COMMENT ON FUNCTION _keyring_apply(integer, text, bytea, boolean, timestamptz, timestamptz, bytea) IS
+    'Internal to citus_sync_keys: stores a key sent by the coordinator in a worker''s keyring.';
+COMMENT ON FUNCTION _keyring_transfer_apply() IS 'Internal trigger: a key row sent to a Citus worker goes into its keyring.';
 COMMENT ON FUNCTION keyring_restore_guard() IS 'Internal trigger: lets pg_restore replace the unused key that CREATE EXTENSION made.';
 
 -- The first key, so every function works at once.

@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 
 mod anonymize;
 mod catalog;
+mod citus;
 mod collect;
 mod definer;
 mod error;
@@ -27,6 +28,7 @@ mod risk;
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/link.sql", name = "link_tables", requires = ["bootstrap"]);
+extension_sql_file!("../sql/citus.sql", name = "citus_tables", requires = ["bootstrap"]);
 extension_sql_file!("../sql/consent.sql", name = "consent_tables", requires = ["link_tables"]);
 extension_sql_file!("../sql/contract.sql", name = "contract_tables", requires = ["consent_tables"]);
 extension_sql_file!("../sql/contract_api.sql", name = "contract_api", requires = ["contract_tables"]);
@@ -214,7 +216,7 @@ mod functions {
 
     #[pg_extern(volatile, parallel_unsafe)]
     fn link_patients(staging: PgRelation) -> pgrx::JsonB {
-        crate::link::link_patients(staging.oid())
+        crate::citus::ddl_stays_local(|| crate::link::link_patients(staging.oid()))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -320,17 +322,17 @@ mod functions {
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn publish_contract(id: &str) -> pgrx::JsonB {
-        crate::expose::publish::publish_contract(id)
+        crate::citus::ddl_stays_local(|| crate::expose::publish::publish_contract(id))
     }
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn refresh_contract(id: &str) -> pgrx::JsonB {
-        crate::expose::publish::refresh_contract(id)
+        crate::citus::ddl_stays_local(|| crate::expose::publish::refresh_contract(id))
     }
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn release_snapshot(id: &str) -> String {
-        crate::expose::snapshot::release_snapshot(id)
+        crate::citus::ddl_stays_local(|| crate::expose::snapshot::release_snapshot(id))
     }
 
     /// VOLATILE, PARALLEL UNSAFE: a call on a statistics contract writes the ledger.

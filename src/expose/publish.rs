@@ -132,6 +132,7 @@ fn write_data(client: &mut SpiClient<'_>, plan: &ContractPlan, purpose: Purpose)
         let written = client.update(plan.materialize_sql(i, generation).as_str(), None, &[])?.len();
         rows.push((view.name.clone(), written as i64));
         client.update(plan.index_sql(i, generation).as_str(), None, &[])?;
+        crate::citus::distribute_contract_data(client, plan, i, generation)?;
         client.update(plan.view_sql(i, generation, purpose).as_str(), None, &[])?;
         client.update(
             "INSERT INTO medanon.contract_table (contract_id, view_name, data_schema, data_table, generation, person_column, token_column,

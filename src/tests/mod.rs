@@ -464,7 +464,7 @@ mod tests {
             "SELECT string_agg(p.proname || ':' || p.provolatile::text || p.proparallel::text, ', ' ORDER BY p.proname)
                FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
               WHERE n.nspname = 'medanon' AND NOT (
-                    (p.proname IN ('tokenize','shift_date','date_offset','active_key_id')
+                    (p.proname IN ('tokenize','shift_date','date_offset','active_key_id','key_check_values')
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname IN ('k_anonymity','k_report','l_diversity','risk_profile','suggest_generalization')
                         AND p.provolatile = 's' AND p.proparallel = 'r')
@@ -499,7 +499,8 @@ mod tests {
                  OR (p.proname IN ('generalize_age','truncate_date','parse_japanese_date','generalize_postal_code','postal_prefix',
                                    'prefecture_of','region_of','top_code','bottom_code')
                         AND p.provolatile = 'i' AND p.proparallel = 's')
-                 OR (p.proname IN ('rotate_key','_install_first_key','keyring_restore_guard')
+                 OR (p.proname IN ('rotate_key','_install_first_key','keyring_restore_guard',
+                                   'citus_sync_keys','_keyring_apply','_keyring_transfer_apply')
                         AND p.provolatile = 'v'))",
         )
         .unwrap();
