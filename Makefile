@@ -2,11 +2,12 @@
 #   make demo   set up, build, install, start a local cluster and show the pipeline
 #   make test   every test tier (unit, #[pg_test], pg_regress, integration as real roles)
 #   make bench  the benchmarks, with release LTO; figures go in BENCHMARKS.md
+#   make package  a Debian package for PostgreSQL 15 (release LTO) in target/package/
 
 SHELL := /bin/bash
 PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 
-.PHONY: setup build install demo demo-stop test bench bench-stop synth clean-clusters
+.PHONY: setup build install package demo demo-stop test bench bench-stop synth clean-clusters
 
 setup:
 	@scripts/setup.sh
@@ -16,6 +17,9 @@ build: setup
 
 install: setup
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
+
+package: setup
+	@scripts/package.sh dist
 
 demo: setup
 	@scripts/demo.sh
