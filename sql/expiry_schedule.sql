@@ -18,37 +18,49 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN 'medanon_expire_contracts';
 
 -- What is needed before a job can be scheduled or removed here, or the error that
--- says what is missing.
+-- says what is missing. pg_cron's settings and shared_preload_libraries are
+-- superuser-only reading, so an operator is told what a superuser must do; a
+-- superuser is told exactly which step is missing.
 CREATE FUNCTION _require_pg_cron() RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE cron_db text := pg_catalog.current_setting('cron.database_name', true);
+DECLARE
+    other_way constant text := 'or run "psql -c ''SELECT medanon.expire_contracts()''" daily from the system''s cron';
+    reads_settings constant boolean := pg_catalog.pg_has_role('pg_read_all_settings', 'USAGE');
+    cron_db text;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_settings s WHERE s.name = 'cron.database_name') THEN
+    IF EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
+        IF NOT pg_catalog.has_schema_privilege('cron', 'USAGE') THEN
+            RAISE EXCEPTION 'permission denied for schema cron'
+                USING ERRCODE = 'insufficient_privilege',
+                      DETAIL = pg_catalog.format('role %s may not schedule pg_cron jobs', pg_catalog.quote_ident(current_user)),
+                      HINT = 'call it as a superuser, or GRANT USAGE ON SCHEMA cron TO the calling role';
+        END IF;
+        RETURN;
+    END IF;
+    IF NOT reads_settings THEN
+        RAISE EXCEPTION 'extension pg_cron is not installed in database %', pg_catalog.current_database()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'a superuser loads pg_cron (shared_preload_libraries, cron.database_name) and runs CREATE EXTENSION pg_cron here; '
+                      || other_way;
+    END IF;
+    IF NOT 'pg_cron' = ANY (pg_catalog.string_to_array(pg_catalog.replace(pg_catalog.current_setting('shared_preload_libraries'), ' ', ''), ',')) THEN
         RAISE EXCEPTION 'pg_cron is not loaded'
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   DETAIL = pg_catalog.format('shared_preload_libraries is "%s"', pg_catalog.current_setting('shared_preload_libraries')),
-                  HINT = 'add pg_cron to shared_preload_libraries, set cron.database_name to this database and restart; '
-                      || 'or run "psql -c ''SELECT medanon.expire_contracts()''" daily from the system''s cron';
+                  HINT = 'add pg_cron to shared_preload_libraries, set cron.database_name to this database and restart; ' || other_way;
     END IF;
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_cron') THEN
-        RAISE EXCEPTION 'extension pg_cron is not installed in database %', pg_catalog.current_database()
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  DETAIL = pg_catalog.format('cron.database_name is "%s"', cron_db),
-                  HINT = CASE WHEN cron_db = pg_catalog.current_database()
-                              THEN 'a superuser runs CREATE EXTENSION pg_cron here first'
-                              ELSE pg_catalog.format('in database %s, run SELECT cron.schedule_in_database(%L, %L, %L, %L)',
-                                                     pg_catalog.quote_ident(cron_db), medanon._expiry_job_name(),
-                                                     '5 15 * * *', 'SELECT medanon.expire_contracts()',
-                                                     pg_catalog.current_database()) END;
-    END IF;
-    IF NOT pg_catalog.has_schema_privilege('cron', 'USAGE') THEN
-        RAISE EXCEPTION 'permission denied for schema cron'
-            USING ERRCODE = 'insufficient_privilege',
-                  DETAIL = pg_catalog.format('role %s may not schedule pg_cron jobs', pg_catalog.quote_ident(current_user)),
-                  HINT = 'call it as a superuser, or GRANT USAGE ON SCHEMA cron TO the calling role';
-    END IF;
+    cron_db := pg_catalog.current_setting('cron.database_name', true);
+    RAISE EXCEPTION 'extension pg_cron is not installed in database %', pg_catalog.current_database()
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              DETAIL = pg_catalog.format('cron.database_name is "%s"', cron_db),
+              HINT = CASE WHEN cron_db = pg_catalog.current_database()
+                          THEN 'run CREATE EXTENSION pg_cron here first; ' || other_way
+                          ELSE pg_catalog.format('in database %s, run SELECT cron.schedule_in_database(%L, %L, %L, %L); ',
+                                                 pg_catalog.quote_ident(cron_db), medanon._expiry_job_name(),
+                                                 '5 15 * * *', 'SELECT medanon.expire_contracts()',
+                                                 pg_catalog.current_database()) || other_way END;
 END
 $fn$;
 

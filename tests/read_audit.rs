@@ -27,7 +27,7 @@ fn server_preload(su: &mut Client) -> Vec<String> {
 }
 
 fn bool_of(client: &mut Client, sql: &str) -> bool {
-    client.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+    client.query_one(sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e:?}")).get(0)
 }
 
 /// A string no earlier run wrote to the server log.
