@@ -95,11 +95,16 @@ SELECT medanon.create_contract('{"id": "smoke", "grantee": "smoke_lab", "purpose
     "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "anonymized", "k": 2, "reference_date": "2026-04-01",
     "tables": [{"source": "smoke.patient", "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 50}}, "sex": "keep"}},
                {"source": "smoke.visit", "columns": {"person_id": "token", "visit_date": "shift", "icd10": "keep"}}]}');
-SELECT pg_temp.check((medanon.publish_contract('smoke') -> 'persons' ->> 'visible')::int = 29, 'publish_contract shows 29 persons');
+-- 29 persons may be shown; the calendar check withholds the few whose shifted
+-- dates the calendar would give back (their number depends on the key).
+SELECT medanon.publish_contract('smoke') -> 'persons' AS persons \gset
+SELECT pg_temp.check((:'persons'::jsonb ->> 'visible')::int + (:'persons'::jsonb ->> 'calendar')::int = 29
+                     AND (:'persons'::jsonb ->> 'visible')::int >= 20, 'publish_contract shows the 29 persons not opted out: ' || :'persons');
 SELECT pg_temp.check(persons_excluded_consent = 1, 'contract_report counts the opt-out') FROM medanon.contract_report('smoke');
 RESET ROLE;
 SET ROLE smoke_lab;
-SELECT pg_temp.check(count(DISTINCT person_id) = 29, 'the analyst reads the contract view') FROM contract_smoke.patient;
+SELECT pg_temp.check(count(DISTINCT person_id) = (:'persons'::jsonb ->> 'visible')::int, 'the analyst reads the contract view')
+  FROM contract_smoke.patient;
 SELECT pg_temp.check(medanon.k_anonymity('contract_smoke.patient', ARRAY['birth_date', 'sex'], 'person_id') >= 2,
                      'k_anonymity of the view holds k');
 SELECT pg_temp.check(pg_temp.sqlstate_of('SELECT * FROM smoke.patient') = '42501', 'the analyst cannot read the source');
