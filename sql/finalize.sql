@@ -182,10 +182,6 @@ BEGIN
         'verify_ledger()',
         'reads_audited()',
         'reads_audited(text)',
-        -- reads_audited(text) runs as the operator and lists the contract's schemas
-        -- with it; it reads only medanon.contract and the ledger, which the
-        -- operator reads anyway.
-        '_contract_schemas(text)',
         '_pgaudit_loaded()',
         '_audit_setting_ok(text, text)',
         'schedule_expiry(text)',

@@ -107,11 +107,14 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'contract "%" does not exist', id USING ERRCODE = 'undefined_object';
     END IF;
+    -- The view schema and the snapshot schemas, as medanon._contract_schemas (which
+    -- is the owner's) lists them, from what the operator may read.
     RETURN medanon.reads_audited()
        AND NOT EXISTS (
            SELECT FROM pg_catalog.pg_class r JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace
-            WHERE n.nspname IN (SELECT s FROM medanon._contract_schemas(id) s)
-              AND n.nspname IS DISTINCT FROM c.data_schema
+            WHERE (n.nspname = c.view_schema
+                   OR n.nspname IN (SELECT (l.detail ->> 'schema')::name FROM medanon.provision_ledger l
+                                     WHERE l.contract_id = id AND l.event = 'snapshot'))
               AND r.relkind IN ('r', 'v', 'm', 'p', 'f')
               AND NOT pg_catalog.has_table_privilege('medanon_read_audit', r.oid, 'SELECT'))
        AND NOT EXISTS (
