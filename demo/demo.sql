@@ -317,7 +317,7 @@ SELECT medanon.create_contract('{"id": "c2026_001", "grantee": "demo_lab_a", "pu
   "tables": [
     {"source": "clinical.patient", "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 10, "top": 90}},
                                                "sex": "keep", "address": "prefecture"}},
-    {"source": "clinical.visit", "columns": {"person_id": "token", "visit_date": "shift", "department": "keep", "icd10": {"hierarchy": "icd10"}}},
+    {"source": "clinical.visit", "columns": {"person_id": "token", "visit_date": "shift", "department": "keep", "icd10": {"hierarchy": "icd10", "min_persons": 400}}},
     {"source": "clinical.lab", "columns": {"person_id": "token", "visit_date": "shift", "test_code": "keep", "value": {"top_code": 200}}}]}')
   AS contract_a,
   medanon.create_contract('{"id": "c2026_002", "grantee": "demo_lab_b", "purpose": "cross-hospital diabetes cohort",
@@ -327,10 +327,11 @@ SELECT medanon.create_contract('{"id": "c2026_001", "grantee": "demo_lab_a", "pu
     {"source": "clinical.visit", "columns": {"person_id": "token", "visit_date": {"truncate_date": "month"}, "icd10": "keep"}}]}')
   AS contract_b;
 \timing on
-\echo 'Before publishing, the operator looks for rare values (特異な記述): diagnosis codes few persons hold.'
-\echo 'Contract A shows none of them under k = 5 persons: each climbs to its ICD-10 category or chapter, or is NULL.'
+\echo 'Before publishing, the operator looks for rare values (特異な記述): diagnosis codes few persons hold. The synthetic'
+\echo 'codes are all common (none under k = 5 persons), so contract A raises min_persons to 400 for icd10 to show it:'
+\echo 'each code under 400 persons climbs to its ICD-10 category, then chapter, or is NULL.'
 SELECT value AS icd10, persons, medanon.icd10_category(value) AS category, medanon.icd10_chapter(value) AS chapter
-  FROM medanon.rare_values('clinical.visit', 'icd10', 'person_id', 5) LIMIT 5;
+  FROM medanon.rare_values('clinical.visit', 'icd10', 'person_id', 400) LIMIT 6;
 SELECT jsonb_pretty(medanon.publish_contract('c2026_001')) AS published_a;
 SELECT jsonb_pretty(medanon.publish_contract('c2026_002') - 'schema') AS published_b;
 \timing off
@@ -350,7 +351,7 @@ SELECT left(person_id::text, 13) || '…' AS person, visit_date, department, icd
  ORDER BY visit_date LIMIT 5;
 SELECT birth_date AS age, sex, count(DISTINCT person_id) AS persons
   FROM contract_c2026_001.patient GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 6;
-\echo 'The fewest persons any diagnosis code shown to lab A is held by (never under k = 5), and the codes shown as a category or chapter:'
+\echo 'The fewest persons any diagnosis code shown to lab A is held by (never under min_persons = 400), and the codes shown as a category or chapter:'
 SELECT min(persons) AS fewest_persons_per_code_shown, count(*) FILTER (WHERE icd10 !~ '[.]') AS codes_shown_generalized
   FROM (SELECT icd10, count(DISTINCT person_id) AS persons FROM contract_c2026_001.visit WHERE icd10 IS NOT NULL GROUP BY 1) c;
 \echo 'Anything outside its schema is refused:'

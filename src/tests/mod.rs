@@ -480,6 +480,9 @@ mod tests {
                                    'expire_contracts','_contract_withhold','_contract_close','_contract_on_opt_out',
                                    '_contract_on_link','_contract_lock','safe_counts')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
+                 OR (p.proname IN ('_contract_rare_resolve','_contract_value_fall') AND p.provolatile = 'v' AND p.proparallel = 'u')
+                 OR (p.proname IN ('_hierarchy_parent','rare_values') AND p.provolatile = 's' AND p.proparallel = 's')
+                 OR (p.proname IN ('icd10_category','icd10_chapter','_icd10_parent') AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname IN ('contract_report','_contract_schemas','verify_ledger')
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname = '_contract_person_states' AND p.provolatile = 'i' AND p.proparallel = 's')
