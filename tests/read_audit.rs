@@ -117,6 +117,18 @@ fn with_pgaudit(mut su: Client) {
     lab_b.batch_execute(&format!("SELECT sex FROM contract_it_b.patient WHERE '{mark}' <> ''")).unwrap();
     assert!(audit_line_of(&mark, "VIEW,contract_it_b.patient").contains(" it_lab_b@"));
 
+    // safe_counts reads the view for the grantee: pgaudit logs that read too, in
+    // the grantee's session.
+    let needle = "READ,SELECT,VIEW,contract_it_a.patient,";
+    let of_lab_a = |lines: Vec<String>| lines.into_iter().filter(|l| l.contains(" it_lab_a@")).count();
+    let before = of_lab_a(log_lines(needle, 0));
+    lab_a.batch_execute("SELECT * FROM medanon.safe_counts('it_a', 'patient', ARRAY['sex'], 2)").unwrap();
+    let started = Instant::now();
+    while of_lab_a(log_lines(needle, 0)) == before && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(of_lab_a(log_lines(needle, 0)) > before, "safe_counts' read of the view is an audit line of it_lab_a");
+
     // Object auditing, not session auditing: a query on no contract view is not logged.
     let mark = marker("unrelated");
     lab_a.batch_execute(&format!("SELECT '{mark}'")).unwrap();
