@@ -1,6 +1,7 @@
 # medanon: the commands a DBA or a developer runs. See README.md.
 #   make demo   set up, build, install, start a local cluster and show the pipeline
-#   make test   every test tier (unit, #[pg_test], pg_regress, integration as real roles)
+#   make test   every test tier (unit, #[pg_test], pg_regress, integration as real roles,
+#               pgaudit and pg_cron loaded, the Debian package)
 #   make bench  the benchmarks, with release LTO; figures go in BENCHMARKS.md
 #   make package  a Debian package for PostgreSQL 15 (release LTO) in target/package/
 
