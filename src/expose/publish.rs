@@ -67,6 +67,8 @@ fn run(id: &str, purpose: Purpose) -> JsonB {
             }
             client.update(plan.persons_sql().as_str(), None, &[])?;
             client.update(plan.map_sql().as_str(), None, &[])?;
+            // A token drawn twice (about one pair in 2^64 / n^2) is drawn again.
+            while client.update(plan.redraw_tokens_sql().as_str(), None, &[])?.len() > 0 {}
             for sql in plan.apply_map_sql(purpose) {
                 client.update(sql.as_str(), None, &[id.into()])?;
             }

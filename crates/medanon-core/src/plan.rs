@@ -765,6 +765,22 @@ impl ContractPlan {
         format!("CREATE UNLOGGED TABLE {table} AS {select}; ANALYZE {table};")
     }
 
+    /// Draws again the token of every new person of the scratch map whose token
+    /// another person of the contract holds (64 random bits: a pair in about
+    /// 2^64 / n^2 draws; run until it changes nothing). A stored token is never
+    /// drawn again.
+    pub fn redraw_tokens_sql(&self) -> String {
+        let map = self.map_table();
+        format!(
+            "UPDATE {map} m SET token = {new}
+              WHERE m.token IN (SELECT d.token FROM {map} d GROUP BY d.token HAVING count(*) > 1)
+                AND NOT EXISTS (SELECT FROM medanon.contract_person cp
+                                 WHERE cp.contract_id = {id} AND cp.person_id = m.person_id AND cp.token = m.token)",
+            new = crate::view::NEW_TOKEN,
+            id = literal(&self.id)
+        )
+    }
+
     /// Deletes from the map the persons no source holds any more. `$1` the contract id.
     pub fn gone_persons_sql(&self) -> String {
         format!(

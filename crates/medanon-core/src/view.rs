@@ -172,9 +172,13 @@ pub fn class_row(plan: &ViewPlan, index: usize) -> Option<String> {
     Some(format!("'{index}:' || ROW({})::text", plan.quasi_identifiers.join(", ")))
 }
 
-/// The hex digits of a tokenize() result that a person's token keeps: 128 bits,
-/// which is what a uuid holds (tokenize gives 256).
-const TOKEN_HEX_DIGITS: usize = 32;
+/// A new person's token: 64 random bits from PostgreSQL's strong random source.
+/// A version-4 uuid carries 122 random bits, its 6 fixed ones at the version
+/// nibble (first half) and the variant bits (second half); the XOR of one uuid's
+/// first half with another's second puts a random bit under each fixed one, so
+/// all 64 bits are random. Volatile, drawn per row. Collisions within a contract
+/// are drawn again by publish (`ContractPlan::redraw_tokens_sql`).
+pub const NEW_TOKEN: &str = "(('x' || left(replace(pg_catalog.gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint      # ('x' || right(replace(pg_catalog.gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint)";
 
 /// The rows of `p` a person may be shown with, joined to the map CTE `m`, for
 /// persons `m.state0` visible: `SELECT m.person_id, <what> ... `.
@@ -268,7 +272,7 @@ pub fn person_map_select(plan: &crate::plan::ContractPlan, persons: &str) -> Str
       FROM {persons} p LEFT JOIN linked k ON k.person_id = p.person_id
 ), m AS (
     SELECT c.person_id, c.excluded AS excluded_institutions,
-           coalesce(old.token, left(medanon.tokenize(c.person_id::text, {domain}), {TOKEN_HEX_DIGITS})::uuid) AS token,
+           coalesce(old.token, {NEW_TOKEN}) AS token,
            coalesce(old.date_offset, medanon.date_offset(c.person_id::text, {domain})) AS date_offset,
            old.first_class, old.first_dates AS old_first_dates,
            CASE WHEN c.records = 0 THEN {unlinked}
@@ -414,7 +418,8 @@ mod tests {
         assert!(persons.contains("SELECT s.\"person_id\"::bigint AS person_id FROM \"clinical\".\"patient\" s UNION ALL SELECT s.\"person_id\"::bigint AS person_id FROM \"clinical\".\"visit\" s"));
         let sql = person_map_select(&planned, "\"d\".\"_persons\"");
         assert!(sql.contains("FROM \"d\".\"_persons\" p LEFT JOIN linked k"));
-        assert!(sql.contains("medanon.tokenize(c.person_id::text, 'contract:c2026_001')"));
+        assert!(sql.contains("coalesce(old.token, (('x' || left(replace(pg_catalog.gen_random_uuid()"), "{sql}");
+        assert!(!sql.contains("tokenize("), "a token is drawn, not computed");
         assert!(sql.contains("old.contract_id = 'c2026_001'") && sql.contains("(true AND c.excluded IS NOT NULL)"));
         assert!(sql.contains("c.class_persons < 5 THEN 'k'"));
         // Only the patient view exposes quasi-identifiers, so only it feeds the class;
