@@ -95,7 +95,7 @@ SELECT birth_date AS age_band, sex, postal_code, address, count(*) AS persons
   FROM contract_ca.patient GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4;
 -- One token per person across the contract's tables: every visit joins its patient.
 SELECT count(*) AS visits, count(p.person_id) AS joined, count(DISTINCT v.person_id) AS persons,
-       min(length(v.person_id::text)) AS token_length, max(lab_value) AS max_lab
+       pg_typeof(min(v.person_id))::text AS token_type, max(lab_value) AS max_lab
   FROM contract_ca.visit v LEFT JOIN contract_ca.patient p USING (person_id);
 -- A leaky function sees only the rows the view shows: withheld persons' rows are not
 -- in the data table at all, so there is nothing under the view to leak.

@@ -1,4 +1,5 @@
 -- Rare values (特異な記述): the ICD-10 hierarchy and rare_values().
+CREATE EXTENSION IF NOT EXISTS medanon;
 SELECT code, medanon.icd10_category(code) AS category, medanon.icd10_chapter(code) AS chapter
   FROM (VALUES ('E11.9'), ('ｅ１１．９'), ('I10'), ('C34.1'), ('D48.9'), ('D50.0'), ('T14'), ('U07.1'), ('Z99.2'),
                ('not a code'), ('')) AS t(code);
