@@ -265,10 +265,27 @@ fn the_calendar_does_not_give_shifted_dates_back() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    // The operator's count in SQL, as publish runs it: it must be the attack's,
+    // person for person.
+    let operator: BTreeMap<String, i32> = su
+        .query(
+            "SELECT m.token::text, medanon._shift_candidates(array_agg(v.visit_date), m.date_offset, $1::text::date, $2::text::date)
+               FROM it_cal.visit v JOIN medanon.contract_person m ON m.contract_id = 'it_cal' AND m.person_id = v.person_id
+              GROUP BY m.token, m.date_offset",
+            &[&iso(window().first), &iso(window().last)],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut disagree = Vec::new();
     for (token, s) in &shifted {
         let cands = candidates(s, 7, range);
         if !offsets.get(token).is_some_and(|o| cands.contains(o)) {
             truth_missing.push(token.clone());
+        }
+        if operator.get(token).map(|&n| n as usize) != Some(cands.len()) {
+            disagree.push((token.clone(), operator.get(token).copied(), cands.len()));
         }
         after.push(summary(&cands, false));
     }
@@ -294,7 +311,7 @@ fn the_calendar_does_not_give_shifted_dates_back() {
     let before = figures(&daily);
 
     // What the calendar leaves every person under whole weeks, before publish
-    // withholds anyone: the operator's count (medanon._shift_candidates).
+    // withholds anyone: the operator's count on the raw dates.
     let with_offsets: Vec<(Vec<i64>, i64)> = su
         .query(
             "SELECT array_agg(v.visit_date - DATE '2000-01-01'), min(m.date_offset)::int8
@@ -348,6 +365,7 @@ fn the_calendar_does_not_give_shifted_dates_back() {
     print("after (whole weeks, the published view)", &after);
 
     assert!(truth_missing.is_empty(), "the attack's model is wrong: the true offset is not a candidate for {truth_missing:?}");
+    assert!(disagree.is_empty(), "_shift_candidates and the attack disagree (token, operator, attack): {disagree:?}");
     // The old rule fails the target, so this test can tell the two apart.
     assert!(before.at_most_3 * 100 > before.persons, "daily offsets should fail the target: {before:?}");
     // The contract still shows most persons.
