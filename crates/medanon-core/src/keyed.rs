@@ -131,6 +131,10 @@ impl DomainKey {
 /// SECURITY.md, "Shifted dates and the calendar", has the figures.
 pub const DEFAULT_MAX_SHIFT_DAYS: u32 = 728;
 
+/// The values `medanon.max_shift_days` accepts: at least one whole week, at most
+/// about ten years.
+pub const MAX_SHIFT_DAYS_RANGE: std::ops::RangeInclusive<u32> = 7..=3650;
+
 /// The number of whole weeks W a shift may reach under `max_days`: offsets are
 /// uniform over ±1..W weeks. At least one week, so an offset is never 0.
 pub fn shift_weeks(max_days: u32) -> u32 {
