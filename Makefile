@@ -2,11 +2,12 @@
 #   make demo   set up, build, install, start a local cluster and show the pipeline
 #   make test   every test tier (unit, #[pg_test], pg_regress, integration as real roles)
 #   make bench  the benchmarks, with release LTO; figures go in BENCHMARKS.md
+#   make test-citus  the Citus tier: builds Citus 13.2.2 from its tarball, a coordinator and 2 workers
 
 SHELL := /bin/bash
 PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 
-.PHONY: setup build install demo demo-stop test bench bench-stop synth clean-clusters
+.PHONY: setup build install demo demo-stop test test-citus bench bench-citus bench-stop synth clean-clusters
 
 setup:
 	@scripts/setup.sh
@@ -26,8 +27,16 @@ demo-stop:
 test: setup
 	@scripts/test.sh
 
+# Installs Citus and medanon and starts clusters: run it under the shared lock.
+test-citus: setup
+	@scripts/test-citus.sh
+
 bench: setup
 	@scripts/bench.sh
+
+# One node against a coordinator and two workers; installs and starts clusters (lock).
+bench-citus: setup
+	@scripts/bench-citus.sh
 
 bench-stop:
 	@scripts/cluster.sh stop bench
@@ -39,5 +48,5 @@ synth:
 	@cargo run -q --release -p medanon-synth -- --patients $(PATIENTS) --seed $(SEED)
 
 clean-clusters:
-	-@for c in demo test bench; do scripts/cluster.sh stop $$c; done
+	-@for c in demo test bench citus-c citus-w1 citus-w2 citusbench-c citusbench-w1 citusbench-w2; do scripts/cluster.sh stop $$c; done
 	rm -rf target/clusters target/pgrx-test

@@ -317,7 +317,7 @@ SELECT medanon.create_contract('{"id": "c2026_001", "grantee": "demo_lab_a", "pu
   "tables": [
     {"source": "clinical.patient", "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 10, "top": 90}},
                                                "sex": "keep", "address": "prefecture"}},
-    {"source": "clinical.visit", "columns": {"person_id": "token", "visit_date": "shift", "department": "keep", "icd10": "keep"}},
+    {"source": "clinical.visit", "columns": {"person_id": "token", "visit_date": "shift", "department": "keep", "icd10": {"hierarchy": "icd10", "min_persons": 400}}},
     {"source": "clinical.lab", "columns": {"person_id": "token", "visit_date": "shift", "test_code": "keep", "value": {"top_code": 200}}}]}')
   AS contract_a,
   medanon.create_contract('{"id": "c2026_002", "grantee": "demo_lab_b", "purpose": "cross-hospital diabetes cohort",
@@ -327,6 +327,11 @@ SELECT medanon.create_contract('{"id": "c2026_001", "grantee": "demo_lab_a", "pu
     {"source": "clinical.visit", "columns": {"person_id": "token", "visit_date": {"truncate_date": "month"}, "icd10": "keep"}}]}')
   AS contract_b;
 \timing on
+\echo 'Before publishing, the operator looks for rare values (特異な記述): diagnosis codes few persons hold. The synthetic'
+\echo 'codes are all common (none under k = 5 persons), so contract A raises min_persons to 400 for icd10 to show it:'
+\echo 'each code under 400 persons climbs to its ICD-10 category, then chapter, or is NULL.'
+SELECT value AS icd10, persons, medanon.icd10_category(value) AS category, medanon.icd10_chapter(value) AS chapter
+  FROM medanon.rare_values('clinical.visit', 'icd10', 'person_id', 400) LIMIT 6;
 SELECT jsonb_pretty(medanon.publish_contract('c2026_001')) AS published_a;
 SELECT jsonb_pretty(medanon.publish_contract('c2026_002') - 'schema') AS published_b;
 \timing off
@@ -346,6 +351,9 @@ SELECT left(person_id::text, 13) || '…' AS person, visit_date, department, icd
  ORDER BY visit_date LIMIT 5;
 SELECT birth_date AS age, sex, count(DISTINCT person_id) AS persons
   FROM contract_c2026_001.patient GROUP BY 1, 2 ORDER BY 1, 2 LIMIT 6;
+\echo 'The fewest persons any diagnosis code shown to lab A is held by (never under min_persons = 400), and the codes shown as a category or chapter:'
+SELECT min(persons) AS fewest_persons_per_code_shown, count(*) FILTER (WHERE icd10 !~ '[.]') AS codes_shown_generalized
+  FROM (SELECT icd10, count(DISTINCT person_id) AS persons FROM contract_c2026_001.visit WHERE icd10 IS NOT NULL GROUP BY 1) c;
 \echo 'Anything outside its schema is refused:'
 \set ON_ERROR_STOP off
 SELECT count(*) FROM contract_c2026_002.patient;
@@ -391,13 +399,26 @@ SET ROLE demo_lab_b;
 SELECT 'after' AS "when", (SELECT count(*) FROM contract_c2026_002.visit WHERE person_id = :'token_b') AS rows_in_b;
 RESET ROLE;
 SET ROLE demo_etl;
-SELECT contract_id, persons_exposed, persons_suppressed_k, persons_excluded_consent, classes_suppressed, min_class_size
+SELECT contract_id, persons_exposed, persons_suppressed_k, persons_excluded_consent, classes_suppressed, min_class_size, values_replaced
   FROM medanon.contract_report('c2026_001') UNION ALL
-SELECT contract_id, persons_exposed, persons_suppressed_k, persons_excluded_consent, classes_suppressed, min_class_size
+SELECT contract_id, persons_exposed, persons_suppressed_k, persons_excluded_consent, classes_suppressed, min_class_size, values_replaced
   FROM medanon.contract_report('c2026_002');
 
 \echo 'A frozen snapshot for delivery, hashed into the provision ledger (提供記録), which only the auditor may read:'
 SELECT medanon.release_snapshot('c2026_001') AS snapshot_schema;
+RESET ROLE;
+\echo 'Five patients move to another prefecture; at the next refresh they are withheld (changed), so lab A, joining'
+\echo 'the snapshot to the live views on the token, finds every person with the same age band, sex and prefecture in both:'
+UPDATE clinical.patient SET address = CASE WHEN address LIKE '東京都%' THEN '大阪府大阪市北区1-1' ELSE '東京都新宿区1-1' END
+ WHERE person_id IN (SELECT m.person_id FROM medanon.contract_person m
+                      WHERE m.contract_id = 'c2026_001' AND m.state = 'visible' ORDER BY m.person_id LIMIT 5);
+SET ROLE demo_etl;
+SELECT (medanon.refresh_contract('c2026_001') -> 'persons') AS refreshed_persons;
+RESET ROLE;
+SET ROLE demo_lab_a;
+SELECT count(*) AS tokens_in_both_releases,
+       count(*) FILTER (WHERE (s.birth_date, s.sex, s.address) IS DISTINCT FROM (l.birth_date, l.sex, l.address)) AS tokens_whose_class_differs
+  FROM contract_c2026_001_snap_1.patient s JOIN contract_c2026_001.patient l USING (person_id);
 RESET ROLE;
 SET ROLE medanon_auditor;
 SELECT entry_id, event, contract_id, recorded_by, row_count AS rows, person_count AS persons,

@@ -6,7 +6,7 @@
 #   scripts/cluster.sh stop NAME
 set -euo pipefail
 
-BIN=/usr/lib/postgresql/15/bin
+BIN=${MEDANON_PG_BIN:-/usr/lib/postgresql/15/bin}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cmd=$1 name=$2
 dir="$ROOT/target/clusters/$name"

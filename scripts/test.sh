@@ -4,6 +4,8 @@
 #   2. #[pg_test]s in a pgrx-managed backend
 #   3. the pg_regress suite in pg_test/
 #   4. integration tests in tests/ that log in as several real roles
+# The Citus tier (a coordinator and two workers) is `make test-citus`; the last line
+# says whether this machine can run it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -46,3 +48,10 @@ MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PORT" MEDANON_TEST_DB=medanon_it M
     cargo test -p medanon-integration -- --test-threads=1
 # k, l and suppression counts against pycanon, an independent implementation.
 MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PORT" MEDANON_TEST_DB=medanon_it python3 tests/risk_crosscheck.py
+
+# The Citus tier is separate (it builds Citus and starts three clusters); say
+# plainly whether it can run here, so a skipped tier is never mistaken for a pass.
+case "$(scripts/citus-build.sh status >/dev/null 2>&1; echo $?)" in
+0|1) printf '\n\033[1mCitus tier not run by make test: run `make test-citus` (Citus or its tarball is here).\033[0m\n' ;;
+*) printf '\n\033[1mSKIPPED the Citus tier: neither Citus nor citus-13.2.2.tar.gz was found (see scripts/citus-build.sh).\033[0m\n' ;;
+esac

@@ -26,8 +26,13 @@ CREATE TABLE keyring (
     purpose     text NOT NULL DEFAULT 'pseudonym' CHECK (purpose IN ('pseudonym', 'link')),
     material    bytea NOT NULL,
     active      boolean NOT NULL DEFAULT true,
-    -- 'install' for the keys CREATE EXTENSION makes, 'rotate' for rotate_key().
+    -- 'install' for the keys CREATE EXTENSION makes, 'rotate' for rotate_key(),
+    -- 'cluster' for a key a Citus worker received from its coordinator (src/citus.rs).
     origin      text NOT NULL DEFAULT 'rotate',
+    -- The key check value (medanon_core::keyed::MasterKey::check_value), written
+    -- where the key was made: a node checks its material against it before use, so
+    -- a worker whose key is not the coordinator's refuses to compute.
+    check_value bytea,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     retired_at  timestamptz
 );

@@ -288,7 +288,11 @@ DECLARE
     deleted bigint := 0;
     waiting bigint := 0;
 BEGIN
-    FOR q IN SELECT * FROM medanon.intake_quarantine ORDER BY intake_id FOR UPDATE LOOP
+    -- One release at a time, and no check_intake adding records meanwhile. (Not
+    -- SELECT ... FOR UPDATE: that needs UPDATE on the table, which the operator
+    -- does not have; the lock needs only the DELETE it has.)
+    LOCK TABLE medanon.intake_quarantine IN SHARE ROW EXCLUSIVE MODE;
+    FOR q IN SELECT * FROM medanon.intake_quarantine ORDER BY intake_id LOOP
         IF EXISTS (SELECT FROM medanon.refused_records r
                     WHERE r.institution_code = q.institution_code AND r.local_patient_id = q.local_patient_id) THEN
             -- An opt-out makes it final: the record goes, a ledger entry stays.

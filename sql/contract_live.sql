@@ -23,19 +23,31 @@ CREATE TABLE contract_person (
     -- _contract_close deletes a closed contract's rows.
     contract_id            text NOT NULL,
     person_id              bigint NOT NULL,
-    -- 128 bits of HMAC-SHA256 under the contract's domain: a uuid is as strong as
-    -- the text token for this use and much cheaper to join and count on.
-    token                  uuid NOT NULL,
+    -- A random 64-bit surrogate drawn for this contract and person from a strong
+    -- random source (gen_random_uuid()), kept for the life of the contract: nothing
+    -- computes it, so it is no oracle, and draws are independent across contracts.
+    -- A bigint joins and counts as fast as the raw person_id (a uuid cost analysts'
+    -- count(DISTINCT) 1.29x).
+    token                  bigint NOT NULL,
     date_offset            integer NOT NULL CHECK (date_offset <> 0),
     -- The names are the planner's (medanon_core::plan::PersonState), read here
     -- through _contract_person_states(), as by every SQL function below.
     state                  text NOT NULL CHECK (state IN (_contract_person_states() ->> 'visible', _contract_person_states() ->> 'k',
-                                                          _contract_person_states() ->> 'consent', _contract_person_states() ->> 'unlinked')),
+                                                          _contract_person_states() ->> 'consent', _contract_person_states() ->> 'unlinked',
+                                                          _contract_person_states() ->> 'changed', _contract_person_states() ->> 'calendar')),
     -- Institutions whose records of this person stay out (NULL: none).
     excluded_institutions  text[],
     -- md5 of the person's generalized quasi-identifiers across the contract's
     -- views; NULL while the person is withheld by consent.
     class_key              uuid,
+    -- The class at the person's first exposure in the contract, kept for its life:
+    -- a person whose class differs later is 'changed' and shown in no view, so
+    -- every release an analyst may join on the token shows the same
+    -- quasi-identifiers for them (NULL until first shown; always NULL without k).
+    first_class            uuid,
+    -- Each days_since column's first date of the person, by key (view.column),
+    -- kept across refreshes as the token and offset are.
+    first_dates            jsonb,
     changed_at             timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (contract_id, person_id)
 );
@@ -53,6 +65,38 @@ CREATE TABLE contract_class (
 );
 COMMENT ON TABLE contract_class IS 'Consenting persons per quasi-identifier class of each contract; a class below k is suppressed.';
 
+-- The columns of a contract whose rare values are replaced (特異な記述): a value
+-- held by fewer than min_persons of the contract's visible persons is shown as
+-- its first ancestor in the hierarchy that enough persons hold, or NULL.
+CREATE TABLE contract_column (
+    contract_id      text NOT NULL REFERENCES contract ON DELETE CASCADE,
+    view_name        name NOT NULL,
+    column_name      name NOT NULL,
+    min_persons      integer NOT NULL CHECK (min_persons >= 2),
+    -- 'icd10', or 'table:<schema.table>' (first column the value, each next the level up).
+    hierarchy        text,
+    -- Values replaced so far: at the last publish or refresh, and live since.
+    values_replaced  integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (contract_id, view_name, column_name)
+);
+COMMENT ON TABLE contract_column IS 'Columns of each contract whose rare values are replaced, with their min_persons and hierarchy.';
+
+-- The values the views show of each such column, with the visible persons who
+-- hold them (a lower bound: the consent triggers decrement it, and replace a
+-- value in the same transaction once it falls below min_persons).
+CREATE TABLE contract_value (
+    contract_id  text NOT NULL,
+    view_name    name NOT NULL,
+    column_name  name NOT NULL,
+    label        text NOT NULL,
+    -- 0 a value as stored; n its n-th ancestor in the hierarchy.
+    level        integer NOT NULL,
+    persons      bigint NOT NULL,
+    PRIMARY KEY (contract_id, view_name, column_name, label),
+    FOREIGN KEY (contract_id, view_name, column_name) REFERENCES contract_column ON DELETE CASCADE
+);
+COMMENT ON TABLE contract_value IS 'Values shown by each rare-checked column of a contract, and the visible persons holding them.';
+
 -- The data table behind each view of a contract. Refresh writes a new generation
 -- and points the view at it, so analysts read the old rows until it commits.
 CREATE TABLE contract_table (
@@ -65,6 +109,9 @@ CREATE TABLE contract_table (
     -- the data table's token column, by which withheld persons' rows are deleted.
     person_column  name,
     token_column   name NOT NULL,
+    -- At most one row per person and institution in the source, as measured at
+    -- publish: every row of such a view counts in a person's class.
+    person_level   boolean NOT NULL DEFAULT false,
     PRIMARY KEY (contract_id, view_name)
 );
 COMMENT ON TABLE contract_table IS 'The data table behind each view of a contract, and its person and token columns, as publish wrote them.';
@@ -72,7 +119,7 @@ COMMENT ON TABLE contract_table IS 'The data table behind each view of a contrac
 DO $live$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['contract_person', 'contract_class', 'contract_table'] LOOP
+    FOREACH t IN ARRAY ARRAY['contract_person', 'contract_class', 'contract_table', 'contract_column', 'contract_value'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t, '');
         EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I FROM PUBLIC', t);
         -- The operator computes these values anyway (it may call tokenize); it
@@ -81,6 +128,148 @@ BEGIN
     END LOOP;
 END
 $live$;
+
+-- The parent of `label` (at `level`: 0 a value as stored) in a contract
+-- column's hierarchy: 'icd10', or 'table:<name>', a table whose first column is
+-- the value and each next column the next level up (read as the extension
+-- owner, which publishes). NULL at the top, or for a label the hierarchy does
+-- not know.
+CREATE FUNCTION _hierarchy_parent(hierarchy text, label text, level integer) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    rel regclass;
+    cols name[];
+    parent text;
+BEGIN
+    IF hierarchy IS NULL OR label IS NULL THEN
+        RETURN NULL;
+    ELSIF hierarchy = 'icd10' THEN
+        RETURN medanon._icd10_parent(label, level);
+    ELSIF hierarchy LIKE 'table:%' THEN
+        rel := pg_catalog.to_regclass(substr(hierarchy, 7));
+        IF rel IS NULL THEN
+            RAISE EXCEPTION 'hierarchy table "%" does not exist', substr(hierarchy, 7) USING ERRCODE = 'undefined_table';
+        END IF;
+        cols := ARRAY(SELECT a.attname FROM pg_catalog.pg_attribute a
+                       WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum);
+        IF level + 2 > pg_catalog.cardinality(cols) THEN
+            RETURN NULL;
+        END IF;
+        EXECUTE format('SELECT %I::text FROM %s WHERE %I::text = $1 AND %I IS NOT NULL ORDER BY 1 LIMIT 1',
+                       cols[level + 2], rel, cols[level + 1], cols[level + 2])
+            INTO parent USING label;
+        RETURN parent;
+    END IF;
+    RAISE EXCEPTION 'unknown hierarchy "%"', hierarchy USING ERRCODE = 'invalid_parameter_value';
+END
+$fn$;
+
+-- Resolves the rare values of one rare column of a publish or refresh, in the
+-- scratch tables of data schema `data_schema` (ContractPlan::prepare_sql):
+-- _rare_counts holds every value with its visible persons; the holders of the
+-- rare ones climb the hierarchy together, level by level: a label that is shown
+-- already takes them, a label that min_persons of them hold is shown, the rest
+-- climb on; what reaches the top is NULL. Writes _values (value -> what is
+-- shown, NULL suppressed) and _shown (labels rare values climbed to).
+CREATE FUNCTION _contract_rare_resolve(data_schema name, key integer, min_persons integer, hierarchy text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    counts constant text := format('%I._rare_counts', data_schema);
+    holders constant text := format('%I._holders', data_schema);
+    shown constant text := format('%I._shown', data_schema);
+    vals constant text := format('%I._values', data_schema);
+    steps integer := 0;
+    left_over boolean;
+BEGIN
+    IF hierarchy IS NULL THEN
+        EXECUTE format('INSERT INTO %s (key, v, shown) SELECT c.key, c.v, NULL FROM %s c WHERE c.key = $1 AND c.persons < $2', vals, counts)
+            USING key, min_persons;
+        RETURN;
+    END IF;
+    LOOP
+        steps := steps + 1;
+        EXECUTE format('UPDATE %s h SET label = medanon._hierarchy_parent($2, h.label, h.level), level = h.level + 1
+                         WHERE h.key = $1 AND NOT h.done', holders) USING key, hierarchy;
+        -- Suppressed at the top, or taken by a label shown already (as stored or climbed to).
+        EXECUTE format('UPDATE %1$s h SET done = true WHERE h.key = $1 AND NOT h.done
+                           AND (h.label IS NULL
+                                OR EXISTS (SELECT FROM %2$s c WHERE c.key = $1 AND c.v = h.label AND c.persons >= $2)
+                                OR EXISTS (SELECT FROM %3$s s WHERE s.key = $1 AND s.label = h.label))',
+                       holders, counts, shown) USING key, min_persons;
+        EXECUTE format('WITH g AS (SELECT h.label, max(h.level) AS level, count(DISTINCT h.person_id) AS n
+                                     FROM %1$s h WHERE h.key = $1 AND NOT h.done
+                                    GROUP BY h.label HAVING count(DISTINCT h.person_id) >= $2),
+                             ins AS (INSERT INTO %2$s (key, label, level, persons) SELECT $1, g.label, g.level, g.n FROM g)
+                        UPDATE %1$s h SET done = true FROM g WHERE h.key = $1 AND NOT h.done AND h.label = g.label',
+                       holders, shown) USING key, min_persons;
+        EXECUTE format('SELECT EXISTS (SELECT FROM %s h WHERE h.key = $1 AND NOT h.done)', holders) INTO left_over USING key;
+        EXIT WHEN NOT left_over OR steps >= 32;
+    END LOOP;
+    EXECUTE format('INSERT INTO %1$s (key, v, shown)
+                    SELECT DISTINCT ON (h.v) $1, h.v, CASE WHEN h.done THEN h.label END
+                      FROM %2$s h WHERE h.key = $1 ORDER BY h.v', vals, holders) USING key;
+END
+$fn$;
+
+-- A shown value of a rare-checked column fell below its min_persons (an opt-out,
+-- a merge or a suppressed class took its holders): it is replaced in the data
+-- table now, by its first ancestor that enough persons hold already, else NULL,
+-- and the ancestor counts its new holders. Called by _contract_withhold only.
+CREATE FUNCTION _contract_value_fall(id text, view_nm name, col name, fallen text, data_schema name, data_table name, token_column name)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    c medanon.contract_column;
+    lvl integer;
+    up text;
+    target text;
+    holders bigint[];
+    joined bigint;
+BEGIN
+    SELECT * INTO c FROM medanon.contract_column cc WHERE cc.contract_id = id AND cc.view_name = view_nm AND cc.column_name = col;
+    SELECT v.level INTO lvl FROM medanon.contract_value v
+     WHERE v.contract_id = id AND v.view_name = view_nm AND v.column_name = col AND v.label = fallen;
+    up := fallen;
+    WHILE c.hierarchy IS NOT NULL AND target IS NULL LOOP
+        up := medanon._hierarchy_parent(c.hierarchy, up, lvl);
+        lvl := lvl + 1;
+        EXIT WHEN up IS NULL OR lvl > 32;
+        SELECT v.label INTO target FROM medanon.contract_value v
+         WHERE v.contract_id = id AND v.view_name = view_nm AND v.column_name = col AND v.label = up AND v.persons >= c.min_persons;
+    END LOOP;
+    EXECUTE format('SELECT array_agg(DISTINCT %I) FROM %I.%I WHERE %I::text = $1', token_column, data_schema, data_table, col)
+        INTO holders USING fallen;
+    IF target IS NOT NULL AND holders IS NOT NULL THEN
+        EXECUTE format('SELECT count(*) FROM unnest($1) h(token)
+                         WHERE NOT EXISTS (SELECT FROM %I.%I d WHERE d.%I = h.token AND d.%I::text = $2)',
+                       data_schema, data_table, token_column, col)
+            INTO joined USING holders, target;
+        UPDATE medanon.contract_value v SET persons = v.persons + joined
+         WHERE v.contract_id = id AND v.view_name = view_nm AND v.column_name = col AND v.label = target;
+    END IF;
+    -- A hierarchy's labels are text, and only text columns take one; without a
+    -- target the value is suppressed, whatever the column's type.
+    IF target IS NULL THEN
+        EXECUTE format('UPDATE %I.%I SET %I = NULL WHERE %I = ANY ($1) AND %I::text = $2',
+                       data_schema, data_table, col, token_column, col)
+            USING holders, fallen;
+    ELSE
+        EXECUTE format('UPDATE %I.%I SET %I = $3 WHERE %I = ANY ($1) AND %I::text = $2',
+                       data_schema, data_table, col, token_column, col)
+            USING holders, fallen, target;
+    END IF;
+    DELETE FROM medanon.contract_value v
+     WHERE v.contract_id = id AND v.view_name = view_nm AND v.column_name = col AND v.label = fallen;
+    UPDATE medanon.contract_column cc SET values_replaced = cc.values_replaced + 1
+     WHERE cc.contract_id = id AND cc.view_name = view_nm AND cc.column_name = col;
+END
+$fn$;
 
 -- Withholds, in every contract, those of `persons` who may no longer be shown:
 -- an opt-out in force names one of their records, or they have no record left.
@@ -95,10 +284,14 @@ DECLARE
     low_contracts text[];
     low_classes uuid[];
     gone_contracts text[];
-    gone_tokens uuid[];
+    gone_tokens bigint[];
     more_contracts text[];
-    more_tokens uuid[];
+    more_tokens bigint[];
     t record;
+    col record;
+    fallen record;
+    labels text[];
+    counts bigint[];
     st constant jsonb := medanon._contract_person_states();
 BEGIN
     IF persons IS NULL OR pg_catalog.cardinality(persons) = 0 THEN
@@ -147,14 +340,35 @@ BEGIN
         gone_contracts := gone_contracts || more_contracts;
         gone_tokens := gone_tokens || more_tokens;
     END IF;
-    -- Their rows leave every data table now (the views read nothing else).
-    FOR t IN SELECT ct.contract_id, ct.data_schema, ct.data_table, ct.token_column,
+    -- Their rows leave every data table now (the views read nothing else), and
+    -- the values they held lose them: a value that falls below its column's
+    -- min_persons is replaced in the same transaction (_contract_value_fall).
+    FOR t IN SELECT ct.contract_id, ct.view_name, ct.data_schema, ct.data_table, ct.token_column,
                     ARRAY(SELECT x.token FROM unnest(gone_contracts, gone_tokens) AS x(contract_id, token)
                            WHERE x.contract_id = ct.contract_id) AS tokens
                FROM medanon.contract_table ct
               WHERE ct.contract_id = ANY (gone_contracts)
               ORDER BY ct.contract_id, ct.view_name LOOP
+        FOR col IN SELECT cc.* FROM medanon.contract_column cc
+                    WHERE cc.contract_id = t.contract_id AND cc.view_name = t.view_name ORDER BY cc.column_name LOOP
+            EXECUTE format('SELECT array_agg(x.label), array_agg(x.n) FROM (SELECT %1$I::text AS label, count(DISTINCT %2$I) AS n
+                              FROM %3$I.%4$I WHERE %2$I = ANY ($1) AND %1$I IS NOT NULL GROUP BY 1) x',
+                           col.column_name, t.token_column, t.data_schema, t.data_table)
+                INTO labels, counts USING t.tokens;
+            IF labels IS NOT NULL THEN
+                UPDATE medanon.contract_value v SET persons = v.persons - x.n
+                  FROM unnest(labels, counts) AS x(label, n)
+                 WHERE v.contract_id = col.contract_id AND v.view_name = col.view_name
+                   AND v.column_name = col.column_name AND v.label = x.label;
+            END IF;
+        END LOOP;
         EXECUTE format('DELETE FROM %I.%I WHERE %I = ANY ($1)', t.data_schema, t.data_table, t.token_column) USING t.tokens;
+        FOR fallen IN SELECT v.* FROM medanon.contract_value v JOIN medanon.contract_column cc USING (contract_id, view_name, column_name)
+                       WHERE v.contract_id = t.contract_id AND v.view_name = t.view_name AND v.persons < cc.min_persons
+                       ORDER BY v.column_name, v.level, v.label LOOP
+            PERFORM medanon._contract_value_fall(fallen.contract_id, fallen.view_name, fallen.column_name, fallen.label,
+                                                 t.data_schema, t.data_table, t.token_column);
+        END LOOP;
         -- Its statistics go too: they may hold the withheld persons' values (a
         -- histogram bound, a most common value), and an estimate is read by
         -- EXPLAIN. The planner falls back to defaults until the next refresh
@@ -295,13 +509,19 @@ CREATE TRIGGER person_link_withholds_delete AFTER DELETE ON person_link
     REFERENCING OLD TABLE AS old_links FOR EACH STATEMENT EXECUTE FUNCTION _contract_on_link();
 
 REVOKE ALL ON FUNCTION _contract_withhold(bigint[]), _contract_on_opt_out(), _contract_on_link(),
-    _contract_lock(text[], text, interval) FROM PUBLIC;
+    _contract_lock(text[], text, interval), _hierarchy_parent(text, text, integer),
+    _contract_rare_resolve(name, integer, integer, text),
+    _contract_value_fall(text, name, name, text, name, name, name) FROM PUBLIC;
+COMMENT ON FUNCTION _hierarchy_parent(text, text, integer) IS 'Internal: the parent of a label in a contract column''s hierarchy (icd10, or a table), NULL at the top.';
+COMMENT ON FUNCTION _contract_rare_resolve(name, integer, integer, text) IS 'Internal: resolves the rare values of one column during publish or refresh, climbing its hierarchy.';
+COMMENT ON FUNCTION _contract_value_fall(text, name, name, text, name, name, name) IS 'Internal: replaces a shown value that fell below min_persons, in the same transaction as the opt-out that took it there.';
 
 -- What a contract shows now. Runs as the caller (the operator reads the map).
 CREATE FUNCTION contract_report(id text)
 RETURNS TABLE (contract_id text, status text, k integer, expires_on date,
                persons_exposed bigint, persons_suppressed_k bigint, persons_excluded_consent bigint,
-               persons_unlinked bigint, classes bigint, classes_suppressed bigint, min_class_size integer)
+               persons_unlinked bigint, persons_changed bigint, persons_calendar bigint,
+               classes bigint, classes_suppressed bigint, min_class_size integer, values_replaced bigint)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -313,12 +533,15 @@ BEGIN
     -- One pass over the map and one over the classes (publish reads this too).
     RETURN QUERY
     SELECT c.contract_id, c.status, c.k, c.expires_on,
-           p.visible, p.k_suppressed, p.consent, p.unlinked, cl.classes, cl.suppressed, cl.smallest
+           p.visible, p.k_suppressed, p.consent, p.unlinked, p.changed, p.calendar, cl.classes, cl.suppressed, cl.smallest,
+           (SELECT coalesce(sum(cc.values_replaced), 0)::bigint FROM medanon.contract_column cc WHERE cc.contract_id = c.contract_id)
       FROM medanon.contract c,
            LATERAL (SELECT count(*) FILTER (WHERE m.state = st ->> 'visible') AS visible,
                            count(*) FILTER (WHERE m.state = st ->> 'k') AS k_suppressed,
                            count(*) FILTER (WHERE m.state = st ->> 'consent') AS consent,
-                           count(*) FILTER (WHERE m.state = st ->> 'unlinked') AS unlinked
+                           count(*) FILTER (WHERE m.state = st ->> 'unlinked') AS unlinked,
+                           count(*) FILTER (WHERE m.state = st ->> 'changed') AS changed,
+                           count(*) FILTER (WHERE m.state = st ->> 'calendar') AS calendar
                       FROM medanon.contract_person m WHERE m.contract_id = c.contract_id) p,
            LATERAL (SELECT count(*) FILTER (WHERE cc.persons > 0) AS classes,
                            count(*) FILTER (WHERE cc.persons > 0 AND cc.persons < c.k) AS suppressed,
@@ -369,6 +592,7 @@ BEGIN
     DELETE FROM medanon.contract_person m WHERE m.contract_id = id;
     DELETE FROM medanon.contract_class cc WHERE cc.contract_id = id;
     DELETE FROM medanon.contract_table ct WHERE ct.contract_id = id;
+    DELETE FROM medanon.contract_column cc WHERE cc.contract_id = id;
     UPDATE medanon.contract SET status = CASE event WHEN 'revoke' THEN 'revoked' ELSE 'expired' END
      WHERE contract_id = id;
     INSERT INTO medanon.provision_ledger (contract_id, event, spec_sha256, person_count, detail)
@@ -420,3 +644,37 @@ BEGIN
     END LOOP;
 END
 $fn$;
+
+-- Values of rel.column_name held by fewer than min_persons distinct persons
+-- (特異な記述), with how many hold each: what an anonymized contract would
+-- replace. Runs as the caller, over what the caller may read.
+CREATE FUNCTION rare_values(rel regclass, column_name text, person_column text, min_persons integer)
+RETURNS TABLE (value text, persons bigint)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF rel IS NULL OR column_name IS NULL OR person_column IS NULL OR min_persons IS NULL THEN
+        RAISE EXCEPTION 'rare_values needs a table, a column, the person column and min_persons'
+            USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF min_persons < 2 THEN
+        RAISE EXCEPTION 'min_persons must be at least 2, not %', min_persons
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'a value held by one person is the rarest there is: ask for 2 or more';
+    END IF;
+    FOR i IN 1..2 LOOP
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+                          AND a.attname = (ARRAY[column_name, person_column])[i]) THEN
+            RAISE EXCEPTION 'column "%" of relation % does not exist', (ARRAY[column_name, person_column])[i], rel
+                USING ERRCODE = 'undefined_column';
+        END IF;
+    END LOOP;
+    RETURN QUERY EXECUTE format(
+        'SELECT x.v, count(*) FROM (SELECT DISTINCT t.%1$I::text AS v, t.%2$I AS p FROM %3$s t
+                                     WHERE t.%1$I IS NOT NULL AND t.%2$I IS NOT NULL) x
+          GROUP BY x.v HAVING count(*) < $1 ORDER BY 2, 1', column_name, person_column, rel)
+        USING min_persons;
+END
+$fn$;
+COMMENT ON FUNCTION rare_values(regclass, text, text, integer) IS
+'Values of a column held by fewer than min_persons distinct persons (unusual descriptions, 特異な記述), with their counts, fewest first. Runs as the caller.';

@@ -107,6 +107,9 @@ BEGIN
         'postal_prefix(text, integer)',
         'prefecture_of(text)',
         'region_of(text)',
+        'icd10_category(text)',
+        'icd10_chapter(text)',
+        'rare_values(regclass, text, text, integer)',
         'top_code(numeric, numeric)',
         'top_code(double precision, double precision)',
         'top_code(bigint, bigint)',
@@ -147,6 +150,7 @@ BEGIN
         'shift_date(timestamptz, text, text)',
         'date_offset(text, text)',
         'active_key_id()',
+        'key_check_values()',
         'link_patients(regclass)',
         'link_report()',
         '_link_problem(text, text, text, text, text, text, text, text)',
@@ -220,6 +224,12 @@ COMMENT ON FUNCTION generalize_postal_code(text, integer) IS
 'Keeps the first keep_digits (0-7) of a Japanese postal code and masks the rest: 123-****. Not 7 digits: 22P02; keep_digits out of range: 22023.';
 COMMENT ON FUNCTION prefecture_of(text) IS
 'The prefecture (one of 47) an address is in, also for addresses that start with a designated city or omit 都/府/県; NULL when it names none.';
+COMMENT ON FUNCTION icd10_category(text) IS
+'The 3-character ICD-10 category of a code (E11.9 gives E11); full-width forms, case, spaces and the dot are folded. NULL if the text is no ICD-10 code.';
+COMMENT ON FUNCTION icd10_chapter(text) IS
+'The WHO ICD-10 chapter of a code or category, as its range (E11.9 gives E00-E90). NULL if the text is no ICD-10 code.';
+COMMENT ON FUNCTION _icd10_parent(text, integer) IS
+'Internal: the parent of an ICD-10 label at a level (0 a code, 1 a category, 2 a chapter), for rare values climbing the hierarchy.';
 COMMENT ON FUNCTION region_of(text) IS
 'The region (地方) of a prefecture''s full name, such as 関東地方; NULL for an unknown name.';
 COMMENT ON FUNCTION k_anonymity(regclass, text[], text) IS
@@ -300,6 +310,13 @@ COMMENT ON FUNCTION _contract_on_opt_out() IS 'Internal trigger: an opt-out with
 COMMENT ON FUNCTION _contract_on_link() IS 'Internal trigger: linking that makes an opt-out apply, or leaves a person with no record, withholds the person.';
 COMMENT ON FUNCTION _contract_close(text, text) IS 'Internal: drops a contract''s schemas and map and records revoke or expire.';
 COMMENT ON FUNCTION _contract_schemas(text) IS 'Internal: the view and snapshot schemas of a contract.';
+COMMENT ON FUNCTION citus_sync_keys() IS
+    'On a Citus coordinator: copies its keys into every worker''s keyring in one distributed transaction (run after CREATE EXTENSION and after adding a node; rotate_key does it itself). Returns the number of workers. Superuser only.';
+COMMENT ON FUNCTION key_check_values() IS
+    'The check values of this node''s active keys (8 bytes of HMAC under each key, nothing about the key): equal on every node of a Citus cluster. Operator only.';
+COMMENT ON FUNCTION _keyring_apply(integer, text, bytea, boolean, timestamptz, timestamptz, bytea) IS
+    'Internal to citus_sync_keys: stores a key sent by the coordinator in a worker''s keyring.';
+COMMENT ON FUNCTION _keyring_transfer_apply() IS 'Internal trigger: a key row sent to a Citus worker goes into its keyring.';
 COMMENT ON FUNCTION keyring_restore_guard() IS 'Internal trigger: lets pg_restore replace the unused key that CREATE EXTENSION made.';
 
 -- The first key, so every function works at once.

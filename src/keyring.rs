@@ -39,6 +39,8 @@ impl KeyPurpose {
 struct ActiveKey {
     /// The id of the active pseudonym key.
     key_id: i32,
+    /// The id of the active link key.
+    link_id: i32,
     pseudonym: MasterKey,
     link: MasterKey,
     /// Derived subkeys, one map per purpose, so a lookup borrows the domain
@@ -113,6 +115,10 @@ struct KeyRow {
     purpose: String,
     key_id: i32,
     material: Zeroizing<Vec<u8>>,
+    origin: String,
+    /// The check value written where the key was made (NULL in a keyring dumped
+    /// before check values existed).
+    check_value: Option<Vec<u8>>,
 }
 
 /// The active keys, read straight from the keyring's heap under the statement's
@@ -148,6 +154,7 @@ fn read_active_keys(keyring: pg_sys::Oid) -> Vec<KeyRow> {
         };
         let (purpose_at, id_at, material_at, active_at) =
             (attnum("purpose"), attnum("key_id"), attnum("material"), attnum("active"));
+        let (origin_at, check_at) = (attnum("origin"), attnum("check_value"));
         let snapshot =
             if pg_sys::ActiveSnapshotSet() { pg_sys::GetActiveSnapshot() } else { pg_sys::GetTransactionSnapshot() };
         let scan = pg_sys::systable_beginscan(rel, pg_sys::InvalidOid, false, snapshot, 0, std::ptr::null_mut());
@@ -177,7 +184,9 @@ fn read_active_keys(keyring: pg_sys::Oid) -> Vec<KeyRow> {
                 Some(bytes) => Zeroizing::new(bytes.to_vec()),
                 None => continue,
             };
-            rows.push(KeyRow { purpose, key_id, material });
+            let origin = get(origin_at).and_then(|d| String::from_datum(d, false)).unwrap_or_default();
+            let check_value = get(check_at).and_then(|d| <&[u8]>::from_datum(d, false)).map(<[u8]>::to_vec);
+            rows.push(KeyRow { purpose, key_id, material, origin, check_value });
         }
         pg_sys::systable_endscan(scan);
         pg_sys::table_close(rel, lock);
@@ -189,6 +198,10 @@ fn load_active() -> ActiveKey {
     let (keyring_oid, _) = keyring_and_owner();
     KEYRING_OID.set(keyring_oid);
     let rows = read_active_keys(keyring_oid);
+    // On a Citus worker, only the coordinator's keys may be used: a node with keys
+    // of its own would give other tokens and offsets without a word (the keys that
+    // CREATE EXTENSION makes on each node differ). See `citus`.
+    let worker_group = crate::citus::local_group().filter(|g| *g > 0);
     let take = |purpose: KeyPurpose| -> (i32, MasterKey) {
         let Some(row) = rows.iter().find(|r| r.purpose == purpose.name()) else {
             raise(
@@ -198,8 +211,42 @@ fn load_active() -> ActiveKey {
                 Some("reinstall the extension with CREATE EXTENSION medanon, or restore the keyring from a dump".into()),
             );
         };
+        if let Some(group) = worker_group {
+            if row.origin != "cluster" {
+                raise(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    "this Citus worker's medanon keys are not the coordinator's",
+                    Some(format!(
+                        "the active {} key of node group {group} was made on this node ({}), not copied from the coordinator",
+                        purpose.name(),
+                        row.origin
+                    )),
+                    Some("run SELECT medanon.citus_sync_keys() on the coordinator".into()),
+                );
+            }
+        }
         match MasterKey::from_bytes(&row.material) {
-            Some(master) => (row.key_id, master),
+            Some(master) => {
+                if row.check_value.as_deref().is_some_and(|check| check != master.check_value()) {
+                    let hint = if worker_group.is_some() {
+                        "run SELECT medanon.citus_sync_keys() on the coordinator"
+                    } else {
+                        "restore the keyring from a dump"
+                    };
+                    raise(
+                        PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+                        "medanon key does not match its check value",
+                        Some(format!(
+                            "the active {} key {} on {} is not the key its check value was made from",
+                            purpose.name(),
+                            row.key_id,
+                            worker_group.map_or("this node".to_string(), |g| format!("Citus node group {g}"))
+                        )),
+                        Some(hint.into()),
+                    );
+                }
+                (row.key_id, master)
+            }
             // Say which key, never what is in it.
             None => raise(
                 PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
@@ -210,8 +257,8 @@ fn load_active() -> ActiveKey {
         }
     };
     let (key_id, pseudonym) = take(KeyPurpose::Pseudonym);
-    let (_, link) = take(KeyPurpose::Link);
-    ActiveKey { key_id, pseudonym, link, derived: Default::default(), recent: Default::default() }
+    let (link_id, link) = take(KeyPurpose::Link);
+    ActiveKey { key_id, link_id, pseudonym, link, derived: Default::default(), recent: Default::default() }
 }
 
 /// Call `f` with the subkey for `purpose` and `domain` under the active key.
@@ -264,6 +311,11 @@ pub fn active_key_id() -> i32 {
 /// of that purpose, and tell every backend to drop its cached keys when this
 /// transaction commits.
 pub fn rotate_key(purpose: KeyPurpose, origin: &str) -> i32 {
+    // A worker's keys are copies of the coordinator's; a rotation of its own would
+    // split the cluster (CREATE EXTENSION's first keys are replaced by the copies).
+    if origin == "rotate" {
+        crate::citus::refuse_on_worker("rotate_key");
+    }
     let mut material = Zeroizing::new([0u8; KEY_BYTES]);
     if OsRng.try_fill_bytes(&mut material[..]).is_err() {
         raise(
@@ -284,10 +336,11 @@ pub fn rotate_key(purpose: KeyPurpose, origin: &str) -> i32 {
             &[purpose.name().into()],
         )?;
         let bytes: &[u8] = &material[..];
+        let check = MasterKey::from_bytes(bytes).map(|k| k.check_value().to_vec());
         let inserted = client.update(
-            "INSERT INTO medanon.keyring (purpose, material, origin) VALUES ($1, $2, $3) RETURNING key_id",
+            "INSERT INTO medanon.keyring (purpose, material, origin, check_value) VALUES ($1, $2, $3, $4) RETURNING key_id",
             None,
-            &[purpose.name().into(), bytes.into(), origin.into()],
+            &[purpose.name().into(), bytes.into(), origin.into(), check.into()],
         )?;
         let key_id = inserted.first().get_one::<i32>()?;
         // Every rotation goes into the provision ledger (提供記録): tokens and offsets
@@ -315,6 +368,95 @@ pub fn rotate_key(purpose: KeyPurpose, origin: &str) -> i32 {
             None,
         ),
     };
+    // On a Citus coordinator, every worker gets the new key in this transaction.
+    if origin == "rotate" {
+        crate::citus::push_keys();
+    }
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(keyring_oid) };
     key_id
+}
+
+/// Stores one key row that the coordinator sent (the trigger on
+/// `medanon.keyring_transfer`, sql/citus.sql) in this worker's keyring, as a copy
+/// ('cluster'), and makes every backend reload its keys at commit. On the
+/// coordinator (which holds a placement of the conduit when it is in Citus's
+/// metadata) and without Citus, it does nothing: the keys there are the source.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_transferred_key(
+    key_id: i32,
+    purpose: &str,
+    material: &[u8],
+    active: bool,
+    created_at: pgrx::datum::TimestampWithTimeZone,
+    retired_at: Option<pgrx::datum::TimestampWithTimeZone>,
+    check_value: Option<&[u8]>,
+) -> bool {
+    if !crate::citus::is_worker() {
+        return false;
+    }
+    // The copy must be the key its check value was made from: a damaged transfer
+    // fails here, in the coordinator's transaction, and no node changes.
+    let intact = MasterKey::from_bytes(material).is_some_and(|k| check_value.is_none_or(|c| c == k.check_value()));
+    if !intact {
+        raise(
+            PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
+            "a medanon key sent by the coordinator is damaged",
+            Some(format!("key {key_id} ({purpose}) does not match its check value")),
+            Some("run SELECT medanon.citus_sync_keys() on the coordinator again".into()),
+        );
+    }
+    let (keyring_oid, _) = keyring_and_owner();
+    Spi::connect_mut(|client| {
+        client.update("LOCK TABLE medanon.keyring IN SHARE ROW EXCLUSIVE MODE", None, &[])?;
+        if active {
+            client.update(
+                "UPDATE medanon.keyring SET active = false, retired_at = coalesce(retired_at, pg_catalog.now())
+                  WHERE active AND purpose OPERATOR(pg_catalog.=) $1 AND key_id OPERATOR(pg_catalog.<>) $2",
+                None,
+                &[purpose.into(), key_id.into()],
+            )?;
+        }
+        client.update(
+            "INSERT INTO medanon.keyring (key_id, purpose, material, active, origin, created_at, retired_at, check_value)
+             VALUES ($1, $2, $3, $4, 'cluster', $5, $6, $7)
+             ON CONFLICT (key_id) DO UPDATE
+                SET purpose = EXCLUDED.purpose, material = EXCLUDED.material, active = EXCLUDED.active,
+                    origin = 'cluster', created_at = EXCLUDED.created_at, retired_at = EXCLUDED.retired_at,
+                    check_value = EXCLUDED.check_value",
+            None,
+            &[
+                key_id.into(),
+                purpose.into(),
+                material.into(),
+                active.into(),
+                created_at.into(),
+                retired_at.into(),
+                check_value.into(),
+            ],
+        )?;
+        Ok::<_, pgrx::spi::SpiError>(())
+    })
+    .unwrap_or_else(|e| crate::error::spi_failed("could not store a key sent by the coordinator", e));
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(keyring_oid) };
+    true
+}
+
+/// The check values of this node's active keys, as (purpose, key id, hex), for
+/// `key_check_values()`: equal on every node of a Citus cluster, and nothing about
+/// the keys themselves. Loads the keys as a keyed function would, so a node whose
+/// keys are refused says so here too.
+pub fn check_values() -> Vec<(String, i32, String)> {
+    with_domain_key(Purpose::Token, b"", |_| ());
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    ACTIVE.with(|a| {
+        a.borrow()
+            .as_ref()
+            .map(|k| {
+                vec![
+                    (KeyPurpose::Link.name().to_string(), k.link_id, hex(&k.link.check_value())),
+                    (KeyPurpose::Pseudonym.name().to_string(), k.key_id, hex(&k.pseudonym.check_value())),
+                ]
+            })
+            .unwrap_or_default()
+    })
 }

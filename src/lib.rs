@@ -13,6 +13,7 @@ use pgrx::prelude::*;
 
 mod anonymize;
 mod catalog;
+mod citus;
 mod collect;
 mod definer;
 mod error;
@@ -27,6 +28,7 @@ mod risk;
 
 extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!("../sql/link.sql", name = "link_tables", requires = ["bootstrap"]);
+extension_sql_file!("../sql/citus.sql", name = "citus_tables", requires = ["bootstrap"]);
 extension_sql_file!("../sql/consent.sql", name = "consent_tables", requires = ["link_tables"]);
 extension_sql_file!("../sql/contract.sql", name = "contract_tables", requires = ["consent_tables"]);
 extension_sql_file!("../sql/contract_api.sql", name = "contract_api", requires = ["contract_tables"]);
@@ -152,6 +154,24 @@ mod functions {
         medanon_core::prefecture::region_of(prefecture)
     }
 
+    /// The 3-character ICD-10 category of a code (`E11.9` → `E11`), NULL if it is none.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn icd10_category(code: &str) -> Option<String> {
+        medanon_core::icd10::category(code)
+    }
+
+    /// The WHO ICD-10 chapter of a code, as its range (`E11.9` → `E00-E90`).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn icd10_chapter(code: &str) -> Option<String> {
+        medanon_core::icd10::chapter(code)
+    }
+
+    /// The parent of an ICD-10 label at `level` (0 a code, 1 a category, 2 a chapter).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn _icd10_parent(label: &str, level: i32) -> Option<String> {
+        medanon_core::icd10::parent(label, level)
+    }
+
     // --- Consent -----------------------------------------------------------------
 
     /// The waiting period in days (`medanon.notice_wait_days`), for the consent views.
@@ -196,7 +216,7 @@ mod functions {
 
     #[pg_extern(volatile, parallel_unsafe)]
     fn link_patients(staging: PgRelation) -> pgrx::JsonB {
-        crate::link::link_patients(staging.oid())
+        crate::citus::ddl_stays_local(|| crate::link::link_patients(staging.oid()))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -292,6 +312,8 @@ mod functions {
             ("k", PersonState::K),
             ("consent", PersonState::Consent),
             ("unlinked", PersonState::Unlinked),
+            ("changed", PersonState::Changed),
+            ("calendar", PersonState::Calendar),
         ];
         pgrx::JsonB(serde_json::Value::Object(
             keyed.iter().map(|(key, state)| (key.to_string(), serde_json::Value::from(state.name()))).collect(),
@@ -300,17 +322,17 @@ mod functions {
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn publish_contract(id: &str) -> pgrx::JsonB {
-        crate::expose::publish::publish_contract(id)
+        crate::citus::ddl_stays_local(|| crate::expose::publish::publish_contract(id))
     }
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn refresh_contract(id: &str) -> pgrx::JsonB {
-        crate::expose::publish::refresh_contract(id)
+        crate::citus::ddl_stays_local(|| crate::expose::publish::refresh_contract(id))
     }
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn release_snapshot(id: &str) -> String {
-        crate::expose::snapshot::release_snapshot(id)
+        crate::citus::ddl_stays_local(|| crate::expose::snapshot::release_snapshot(id))
     }
 
     /// VOLATILE, PARALLEL UNSAFE: a call on a statistics contract writes the ledger.

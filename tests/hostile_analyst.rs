@@ -79,8 +79,8 @@ fn a_leaky_function_sees_only_the_rows_the_view_shows() {
     let raw_persons = count(&mut su, "SELECT count(*) FROM it_clinical.patient");
     let mut lab = connect_as("it_lab_a");
     lab.batch_execute(
-        "CREATE TEMP TABLE seen (token uuid);
-         CREATE FUNCTION pg_temp.leak(t uuid) RETURNS boolean LANGUAGE plpgsql COST 0.0000001
+        "CREATE TEMP TABLE seen (token bigint);
+         CREATE FUNCTION pg_temp.leak(t bigint) RETURNS boolean LANGUAGE plpgsql COST 0.0000001
            AS $$ BEGIN INSERT INTO seen VALUES (t); RETURN true; END $$;",
     )
     .unwrap();

@@ -97,7 +97,14 @@ SELECT institution_code, local_patient_id, reason, record->>'note' AS note FROM 
 -- light), it goes back to its staging table.
 SELECT medanon.release_quarantine();
 SELECT medanon.record_notification('H1', 'new-2', now() - interval '30 days') > 0 AS recorded;
+-- As an operator login, which may delete quarantined records but not update them.
+CREATE ROLE regress_releaser IN ROLE medanon_operator;
+GRANT INSERT ON batch2 TO regress_releaser;
+SET ROLE regress_releaser;
 SELECT medanon.release_quarantine();
+RESET ROLE;
+DROP OWNED BY regress_releaser;
+DROP ROLE regress_releaser;
 SELECT institution_code, local_patient_id, note FROM batch2 ORDER BY 1, 2;
 SELECT event, institution_code, local_patient_id, reason FROM medanon.intake_log ORDER BY entry_id;
 SELECT count(*) AS held, string_agg(local_patient_id, ', ' ORDER BY local_patient_id) AS still_held FROM medanon.intake_quarantine;

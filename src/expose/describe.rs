@@ -3,15 +3,17 @@
 //! is the planner's.
 
 use crate::error::spi_failed;
-use medanon_core::contract::Contract;
-use medanon_core::plan::{Described, Relation, Source, SourceColumn};
+use medanon_core::contract::{Contract, Rule, TableSpec};
+use medanon_core::plan::{Described, Purpose, Relation, Source, SourceColumn};
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiError};
 use pgrx::pg_sys;
 
 /// Reads the grantee, whether the contract id is stored, and every source of the
 /// spec with its registration, columns, types, classes and the caller's rights.
-pub fn describe(contract: &Contract) -> Described {
+/// Publishing also measures whether each source that shows a quasi-identifier
+/// is person-level (refresh reads what publish stored).
+pub fn describe(contract: &Contract, purpose: Purpose) -> Described {
     Spi::connect(|client| {
         let spec = &contract.spec;
         let row = client
@@ -24,7 +26,11 @@ pub fn describe(contract: &Contract) -> Described {
             )?
             .first()
             .get_three::<bool, bool, bool>()?;
-        let relations = spec.tables.iter().map(|t| relation(client, &t.source)).collect::<Result<Vec<_>, _>>()?;
+        let relations = spec
+            .tables
+            .iter()
+            .map(|t| relation(client, t, &spec.id, purpose))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok::<_, SpiError>(Described {
             time_zone: super::operator_zone(),
             grantee_exists: row.0 == Some(true),
@@ -36,7 +42,8 @@ pub fn describe(contract: &Contract) -> Described {
     .unwrap_or_else(|e| spi_failed("could not read the catalog for the contract", e))
 }
 
-fn relation(client: &SpiClient<'_>, name: &str) -> Result<Relation, SpiError> {
+fn relation(client: &SpiClient<'_>, spec: &TableSpec, id: &str, purpose: Purpose) -> Result<Relation, SpiError> {
+    let name = spec.source.as_str();
     let found = client
         .select(
             "SELECT c.oid, n.nspname::text, c.relname::text, s.person_column::text, s.institution_column::text
@@ -87,5 +94,58 @@ fn relation(client: &SpiClient<'_>, name: &str) -> Result<Relation, SpiError> {
             })
         })
         .collect::<Result<Vec<_>, SpiError>>()?;
-    Ok(Relation::Registered(Source { schema, table, person_column, institution_column, columns }))
+    let qualified = format!("{}.{}", medanon_core::view::ident(&schema), medanon_core::view::ident(&table));
+    let person_level = person_level(client, spec, id, purpose, (&table, &qualified), &person_column, institution_column.as_deref(), &columns)?;
+    Ok(Relation::Registered(Source { schema, table, person_column, institution_column, columns, person_level }))
+}
+
+/// Whether a source holds at most one row per person (and institution): stored
+/// at publish for the life of the contract, so that a person's class is counted
+/// the same way at every refresh. Measured only for a source whose view shows a
+/// quasi-identifier (only a class needs it), as the caller.
+#[allow(clippy::too_many_arguments)]
+fn person_level(
+    client: &SpiClient<'_>,
+    spec: &TableSpec,
+    id: &str,
+    purpose: Purpose,
+    (table, qualified): (&str, &str),
+    person: &str,
+    institution: Option<&str>,
+    columns: &[SourceColumn],
+) -> Result<bool, SpiError> {
+    let stored = client
+        .select(
+            "SELECT person_level FROM medanon.contract_table
+              WHERE contract_id OPERATOR(pg_catalog.=) $1 AND view_name OPERATOR(pg_catalog.=) $2",
+            None,
+            &[id.into(), table.into()],
+        )?
+        .next()
+        .map(|r| r.get::<bool>(1))
+        .transpose()?
+        .flatten();
+    if let Some(stored) = stored {
+        return Ok(stored);
+    }
+    let shows_quasi_identifier = spec.columns.iter().any(|(name, c)| {
+        c.rule != Rule::Drop && columns.iter().any(|col| col.name == *name && col.class.as_deref() == Some("quasi_identifier"))
+    });
+    if purpose != Purpose::Publish || !shows_quasi_identifier {
+        return Ok(false);
+    }
+    let ident = medanon_core::view::ident;
+    let key = match institution {
+        Some(i) => format!("t.{}, t.{}", ident(person), ident(i)),
+        None => format!("t.{}", ident(person)),
+    };
+    let duplicated = client
+        .select(
+            &format!("SELECT EXISTS (SELECT FROM {qualified} t GROUP BY {key} HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1)"),
+            None,
+            &[],
+        )?
+        .first()
+        .get_one::<bool>()?;
+    Ok(duplicated == Some(false))
 }

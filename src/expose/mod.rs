@@ -74,7 +74,7 @@ pub fn refuse(e: SpecError) -> ! {
 
 /// describe → plan: the catalog read once, and the plan or the refusal.
 pub fn planned(contract: &Contract, purpose: Purpose) -> ContractPlan {
-    let described = describe::describe(contract);
+    let described = describe::describe(contract, purpose);
     plan(contract, &described, purpose).unwrap_or_else(|e| refuse(e))
 }
 

@@ -54,6 +54,7 @@ fn run(id: &str, purpose: Purpose) -> JsonB {
     let stored = load(id);
     require_status(id, &stored.status, expected, hint);
     let plan = planned(&stored.contract, purpose);
+    check_hierarchies(&plan);
     let sha = stored.spec_sha256;
     let (_, owner) = keyring_and_owner();
     let summary = as_owner(owner, move || {
@@ -66,6 +67,8 @@ fn run(id: &str, purpose: Purpose) -> JsonB {
             }
             client.update(plan.persons_sql().as_str(), None, &[])?;
             client.update(plan.map_sql().as_str(), None, &[])?;
+            // A token drawn twice (about one pair in 2^64 / n^2) is drawn again.
+            while client.update(plan.redraw_tokens_sql().as_str(), None, &[])?.len() > 0 {}
             for sql in plan.apply_map_sql(purpose) {
                 client.update(sql.as_str(), None, &[id.into()])?;
             }
@@ -73,8 +76,23 @@ fn run(id: &str, purpose: Purpose) -> JsonB {
             for sql in plan.classes_sql() {
                 client.update(sql.as_str(), None, &[id.into()])?;
             }
+            // Percentile bounds and rare values, from the persons now visible.
+            for sql in plan.prepare_sql() {
+                client.update(sql.as_str(), None, &[])?;
+            }
+            for sql in plan.record_values_sql() {
+                client.update(sql.as_str(), None, &[id.into()])?;
+            }
+            let prepared = client
+                .select(plan.prepared_detail_sql().as_str(), None, &[id.into()])?
+                .first()
+                .get_one::<JsonB>()?
+                .map_or(json!({}), |j| j.0);
             let rows = write_data(client, &plan, purpose)?;
-            let summary = summarize(client, &plan, rows)?;
+            client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
+            let mut summary = summarize(client, &plan, rows)?;
+            summary["bounds"] = prepared["bounds"].clone();
+            summary["values_replaced"] = prepared["values_replaced"].clone();
             client.update(
                 "UPDATE medanon.contract
                     SET status = 'published', published_at = coalesce(published_at, now()), refreshed_at = now()
@@ -114,10 +132,12 @@ fn write_data(client: &mut SpiClient<'_>, plan: &ContractPlan, purpose: Purpose)
         let written = client.update(plan.materialize_sql(i, generation).as_str(), None, &[])?.len();
         rows.push((view.name.clone(), written as i64));
         client.update(plan.index_sql(i, generation).as_str(), None, &[])?;
+        crate::citus::distribute_contract_data(client, plan, i, generation)?;
         client.update(plan.view_sql(i, generation, purpose).as_str(), None, &[])?;
         client.update(
-            "INSERT INTO medanon.contract_table (contract_id, view_name, data_schema, data_table, generation, person_column, token_column)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+            "INSERT INTO medanon.contract_table (contract_id, view_name, data_schema, data_table, generation, person_column, token_column,
+                                                 person_level)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (contract_id, view_name) DO UPDATE
                 SET data_table = EXCLUDED.data_table, generation = EXCLUDED.generation,
                     person_column = EXCLUDED.person_column, token_column = EXCLUDED.token_column",
@@ -130,6 +150,7 @@ fn write_data(client: &mut SpiClient<'_>, plan: &ContractPlan, purpose: Purpose)
                 generation.into(),
                 view.person_column.clone().into(),
                 medanon_core::plan::TOKEN_COLUMN.into(),
+                view.person_level.into(),
             ],
         )?;
     }
@@ -144,7 +165,8 @@ fn summarize(client: &mut SpiClient<'_>, plan: &ContractPlan, rows: Vec<(String,
     let report = client
         .select(
             "SELECT jsonb_build_object('visible', persons_exposed, 'k', persons_suppressed_k,
-                                       'consent', persons_excluded_consent, 'unlinked', persons_unlinked),
+                                       'consent', persons_excluded_consent, 'unlinked', persons_unlinked,
+                                       'changed', persons_changed, 'calendar', persons_calendar),
                     min_class_size
                FROM medanon.contract_report($1)",
             None,
@@ -160,4 +182,43 @@ fn summarize(client: &mut SpiClient<'_>, plan: &ContractPlan, rows: Vec<(String,
         "persons": persons.map(|j| j.0),
         "min_class_size": min_class,
     }))
+}
+
+/// A table hierarchy a contract names must exist, be readable by the caller (the
+/// owner reads it at publish, and its labels are shown), and have a value column
+/// and at least one level: checked as the caller, before anything is written.
+fn check_hierarchies(plan: &ContractPlan) {
+    use medanon_core::contract::HierarchyName;
+    for (i, rare) in plan.rare_columns() {
+        let Some(HierarchyName::Table(table)) = &rare.hierarchy else { continue };
+        let key = format!("tables[{i}].columns.{}", rare.column);
+        let found = Spi::get_two_with_args::<bool, i64>(
+            "SELECT pg_catalog.has_table_privilege(r, 'SELECT'),
+                    (SELECT pg_catalog.count(*) FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid OPERATOR(pg_catalog.=) r AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped)
+               FROM pg_catalog.to_regclass($1) r WHERE r IS NOT NULL",
+            &[table.as_str().into()],
+        );
+        let refuse = |code, message: String, hint: &str| -> ! {
+            crate::error::raise(code, format!("invalid contract spec at \"{key}\": {message}"), None, Some(hint.into()))
+        };
+        match found {
+            Ok((Some(true), Some(n))) if n >= 2 => {}
+            Ok((Some(true), _)) => refuse(
+                pgrx::PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("hierarchy table {table} needs a value column and at least one level column"),
+                "its first column is the value, each next column the next level up",
+            ),
+            Ok((Some(false), _)) => refuse(
+                pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+                format!("permission denied for hierarchy table {table}"),
+                "the role that publishes a contract must be able to read the hierarchies it names",
+            ),
+            _ => refuse(
+                pgrx::PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+                format!("hierarchy table {table} does not exist"),
+                "name it as schema.table, or use the built-in \"icd10\"",
+            ),
+        }
+    }
 }

@@ -464,7 +464,7 @@ mod tests {
             "SELECT string_agg(p.proname || ':' || p.provolatile::text || p.proparallel::text, ', ' ORDER BY p.proname)
                FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
               WHERE n.nspname = 'medanon' AND NOT (
-                    (p.proname IN ('tokenize','shift_date','date_offset','active_key_id')
+                    (p.proname IN ('tokenize','shift_date','date_offset','active_key_id','key_check_values')
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname IN ('k_anonymity','k_report','l_diversity','risk_profile','suggest_generalization')
                         AND p.provolatile = 's' AND p.proparallel = 'r')
@@ -480,6 +480,9 @@ mod tests {
                                    'expire_contracts','_contract_withhold','_contract_close','_contract_on_opt_out',
                                    '_contract_on_link','_contract_lock','safe_counts')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
+                 OR (p.proname IN ('_contract_rare_resolve','_contract_value_fall') AND p.provolatile = 'v' AND p.proparallel = 'u')
+                 OR (p.proname IN ('_hierarchy_parent','rare_values') AND p.provolatile = 's' AND p.proparallel = 's')
+                 OR (p.proname IN ('icd10_category','icd10_chapter','_icd10_parent') AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname IN ('contract_report','_contract_schemas','verify_ledger')
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname = '_contract_person_states' AND p.provolatile = 'i' AND p.proparallel = 's')
@@ -496,7 +499,8 @@ mod tests {
                  OR (p.proname IN ('generalize_age','truncate_date','parse_japanese_date','generalize_postal_code','postal_prefix',
                                    'prefecture_of','region_of','top_code','bottom_code')
                         AND p.provolatile = 'i' AND p.proparallel = 's')
-                 OR (p.proname IN ('rotate_key','_install_first_key','keyring_restore_guard')
+                 OR (p.proname IN ('rotate_key','_install_first_key','keyring_restore_guard',
+                                   'citus_sync_keys','_keyring_apply','_keyring_transfer_apply')
                         AND p.provolatile = 'v'))",
         )
         .unwrap();

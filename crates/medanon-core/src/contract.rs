@@ -119,6 +119,16 @@ pub const DEFAULT_MIN_CELL: i32 = 10;
 /// the hole issue 15 names; above a million is larger than any release.
 pub const MIN_CELL_BOUNDS: std::ops::RangeInclusive<i64> = 2..=1_000_000;
 
+/// A bound of [`Rule::Code`]: a value, or a percentile of the values of the
+/// contract's visible persons, computed at publish and refresh and recorded in the
+/// ledger entry.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    Value(f64),
+    /// Strictly between 0 and 100.
+    Percentile(f64),
+}
+
 /// How one column is treated in the contract's view.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Rule {
@@ -126,16 +136,20 @@ pub enum Rule {
     Keep,
     /// A per-contract token of the value.
     Token,
-    /// The date moved by the person's per-contract offset.
+    /// The date moved by the person's per-contract offset (whole weeks).
     Shift,
+    /// Whole days since the person's earliest date in this column within the
+    /// contract (`{"days_since": "first"}`): intervals without a calendar.
+    DaysSince,
     /// Age on the reference date, in bands.
     AgeBand { band: i32, top: i32 },
     /// The first n digits of a postal code.
     PostalPrefix(i32),
     /// The prefecture an address names.
     Prefecture,
-    TopCode(f64),
-    BottomCode(f64),
+    /// Top and/or bottom coding of a number (`{"top_code": x, "bottom_code": y}`,
+    /// either a value or `{"percentile": p}`).
+    Code { top: Option<Bound>, bottom: Option<Bound> },
     TruncateDate(String),
     /// `{"auto": true}`: parsed so that the planner can refuse it with a hint
     /// (0A000): levels are chosen by the operator, from what
@@ -151,81 +165,209 @@ impl Rule {
             Rule::Keep => "keep",
             Rule::Token => "token",
             Rule::Shift => "shift",
+            Rule::DaysSince => "days_since",
             Rule::AgeBand { .. } => "age_band",
             Rule::PostalPrefix(_) => "postal_prefix",
             Rule::Prefecture => "prefecture",
-            Rule::TopCode(_) => "top_code",
-            Rule::BottomCode(_) => "bottom_code",
+            Rule::Code { top: Some(_), bottom: None } => "top_code",
+            Rule::Code { top: None, bottom: Some(_) } => "bottom_code",
+            Rule::Code { .. } => "top_code and bottom_code",
             Rule::TruncateDate(_) => "truncate_date",
             Rule::Auto => "auto",
         }
     }
+
+    /// Whether the view shows the person's dates on no calendar, or moved by a
+    /// secret offset: such values are not checked for rarity (a shifted date is
+    /// meant to be the person's own).
+    pub fn is_personal_date(&self) -> bool {
+        matches!(self, Rule::Shift | Rule::DaysSince)
+    }
+}
+
+/// A hierarchy a rare value climbs: built in, or a user's table whose first
+/// column is the value and each next column the next level up (as
+/// `suggest_generalization` reads them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HierarchyName {
+    /// ICD-10 codes: full code, 3-character category, chapter.
+    Icd10,
+    /// A table, as `schema.table`.
+    Table(String),
+}
+
+impl HierarchyName {
+    /// As `medanon.contract_column.hierarchy` stores it: `icd10` or `table:<name>`.
+    pub fn stored(&self) -> String {
+        match self {
+            HierarchyName::Icd10 => "icd10".into(),
+            HierarchyName::Table(t) => format!("table:{t}"),
+        }
+    }
+}
+
+/// One column of a spec table: its rule, and for rare values (特異な記述) the
+/// smallest number of persons a shown value needs and the hierarchy a rarer
+/// value climbs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    pub rule: Rule,
+    pub min_persons: Option<i32>,
+    pub hierarchy: Option<HierarchyName>,
+}
+
+impl From<Rule> for ColumnSpec {
+    fn from(rule: Rule) -> ColumnSpec {
+        ColumnSpec { rule, min_persons: None, hierarchy: None }
+    }
+}
+
+impl PartialEq<Rule> for ColumnSpec {
+    fn eq(&self, rule: &Rule) -> bool {
+        self.rule == *rule
+    }
 }
 
 const RULES: &str = "drop, keep, token, shift, prefecture, {\"age_band\": {...}}, {\"postal_prefix\": n}, \
-                     {\"top_code\": x}, {\"bottom_code\": x}, {\"truncate_date\": \"month\"} or {\"auto\": true}";
+                     {\"top_code\": x, \"bottom_code\": y}, {\"truncate_date\": \"month\"}, {\"days_since\": \"first\"} \
+                     or {\"auto\": true}; an object may add \"min_persons\": n and \"hierarchy\": \"icd10\" or \"schema.table\"";
 
-impl<'de> Deserialize<'de> for Rule {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Rule, D::Error> {
+/// The bounds of `min_persons`, in a spec or on a column.
+pub const MIN_PERSONS_BOUNDS: std::ops::RangeInclusive<i64> = 2..=1_000_000;
+
+impl<'de> Deserialize<'de> for ColumnSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<ColumnSpec, D::Error> {
         let value = serde_json::Value::deserialize(deserializer)?;
-        rule_of(&value).map_err(de::Error::custom)
+        column_of(&value).map_err(de::Error::custom)
     }
 }
 
-fn rule_of(value: &serde_json::Value) -> Result<Rule, String> {
+fn bound_of(key: &str, value: &serde_json::Value) -> Result<Bound, String> {
     use serde_json::Value;
     match value {
-        Value::String(s) => match s.as_str() {
-            "drop" => Ok(Rule::Drop),
-            "keep" => Ok(Rule::Keep),
-            "token" => Ok(Rule::Token),
-            "shift" => Ok(Rule::Shift),
-            "prefecture" => Ok(Rule::Prefecture),
-            other => Err(format!("unknown rule \"{other}\"; use {RULES}")),
-        },
-        Value::Object(o) if o.len() == 1 => {
-            let (name, arg) = o.iter().next().ok_or("empty rule")?;
-            match name.as_str() {
-                "age_band" => {
-                    let Value::Object(a) = arg else { return Err("age_band takes {\"band\": n, \"top\": n}".into()) };
-                    for key in a.keys() {
-                        if key != "band" && key != "top" {
-                            return Err(format!("age_band has no \"{key}\"; it takes band and top"));
-                        }
-                    }
-                    let int = |k: &str, default: i64| match a.get(k) {
-                        None => Ok(default),
-                        Some(v) => v.as_i64().filter(|n| (1..=150).contains(n)).ok_or(format!("age_band.{k} must be a whole number from 1 to 150")),
-                    };
-                    Ok(Rule::AgeBand { band: int("band", 5)? as i32, top: int("top", 90)? as i32 })
-                }
-                "postal_prefix" => arg
-                    .as_i64()
-                    .filter(|n| (0..=7).contains(n))
-                    .map(|n| Rule::PostalPrefix(n as i32))
-                    .ok_or_else(|| "postal_prefix takes a number of digits from 0 to 7".into()),
-                "top_code" => arg.as_f64().map(Rule::TopCode).ok_or_else(|| "top_code takes a number".into()),
-                "bottom_code" => arg.as_f64().map(Rule::BottomCode).ok_or_else(|| "bottom_code takes a number".into()),
-                "truncate_date" => match arg.as_str() {
-                    Some(u @ ("month" | "quarter" | "year")) => Ok(Rule::TruncateDate(u.to_string())),
-                    _ => Err("truncate_date takes \"month\", \"quarter\" or \"year\"".into()),
-                },
-                "auto" => match arg {
-                    Value::Bool(true) => Ok(Rule::Auto),
-                    _ => Err("auto takes true".into()),
-                },
+        Value::Number(n) => n.as_f64().map(Bound::Value).ok_or_else(|| format!("{key} takes a number")),
+        Value::Object(o) if o.len() == 1 && o.contains_key("percentile") => o["percentile"]
+            .as_f64()
+            .filter(|p| *p > 0.0 && *p < 100.0)
+            .map(Bound::Percentile)
+            .ok_or_else(|| format!("{key}.percentile must be a number strictly between 0 and 100")),
+        _ => Err(format!("{key} takes a number or {{\"percentile\": p}}")),
+    }
+}
+
+fn column_of(value: &serde_json::Value) -> Result<ColumnSpec, String> {
+    use serde_json::Value;
+    let o = match value {
+        Value::String(s) => {
+            return match s.as_str() {
+                "drop" => Ok(Rule::Drop.into()),
+                "keep" => Ok(Rule::Keep.into()),
+                "token" => Ok(Rule::Token.into()),
+                "shift" => Ok(Rule::Shift.into()),
+                "prefecture" => Ok(Rule::Prefecture.into()),
                 other => Err(format!("unknown rule \"{other}\"; use {RULES}")),
             }
         }
-        _ => Err(format!("a rule is a name or an object with one key; use {RULES}")),
+        Value::Object(o) if !o.is_empty() => o,
+        _ => return Err(format!("a rule is a name or an object; use {RULES}")),
+    };
+    let mut rule: Option<Rule> = None;
+    let set = |r: Rule, rule: &mut Option<Rule>| -> Result<(), String> {
+        match rule.replace(r.clone()) {
+            Some(before) => Err(format!("one column takes one rule, not both \"{}\" and \"{}\"", before.name(), r.name())),
+            None => Ok(()),
+        }
+    };
+    let (mut top, mut bottom) = (None, None);
+    let mut min_persons = None;
+    let mut hierarchy = None;
+    for (name, arg) in o {
+        match name.as_str() {
+            "min_persons" => {
+                let n = arg.as_i64().filter(|n| MIN_PERSONS_BOUNDS.contains(n)).ok_or_else(|| {
+                    format!("min_persons must be a whole number from {} to {}", MIN_PERSONS_BOUNDS.start(), MIN_PERSONS_BOUNDS.end())
+                })?;
+                min_persons = Some(n as i32);
+            }
+            "hierarchy" => {
+                let h = arg.as_str().ok_or("hierarchy takes \"icd10\" or a table as \"schema.table\"")?;
+                hierarchy = Some(match h {
+                    "icd10" => HierarchyName::Icd10,
+                    t if !t.trim().is_empty() => HierarchyName::Table(t.to_string()),
+                    _ => return Err("hierarchy takes \"icd10\" or a table as \"schema.table\"".into()),
+                });
+            }
+            "keep" => match arg {
+                Value::Bool(true) => set(Rule::Keep, &mut rule)?,
+                _ => return Err("keep takes true".into()),
+            },
+            "top_code" => top = Some(bound_of("top_code", arg)?),
+            "bottom_code" => bottom = Some(bound_of("bottom_code", arg)?),
+            "age_band" => {
+                let Value::Object(a) = arg else { return Err("age_band takes {\"band\": n, \"top\": n}".into()) };
+                for key in a.keys() {
+                    if key != "band" && key != "top" {
+                        return Err(format!("age_band has no \"{key}\"; it takes band and top"));
+                    }
+                }
+                let int = |k: &str, default: i64| match a.get(k) {
+                    None => Ok(default),
+                    Some(v) => v.as_i64().filter(|n| (1..=150).contains(n)).ok_or(format!("age_band.{k} must be a whole number from 1 to 150")),
+                };
+                set(Rule::AgeBand { band: int("band", 5)? as i32, top: int("top", 90)? as i32 }, &mut rule)?;
+            }
+            "postal_prefix" => set(
+                arg.as_i64()
+                    .filter(|n| (0..=7).contains(n))
+                    .map(|n| Rule::PostalPrefix(n as i32))
+                    .ok_or("postal_prefix takes a number of digits from 0 to 7")?,
+                &mut rule,
+            )?,
+            "truncate_date" => match arg.as_str() {
+                Some(u @ ("month" | "quarter" | "year")) => set(Rule::TruncateDate(u.to_string()), &mut rule)?,
+                _ => return Err("truncate_date takes \"month\", \"quarter\" or \"year\"".into()),
+            },
+            "days_since" => match arg.as_str() {
+                Some("first") => set(Rule::DaysSince, &mut rule)?,
+                _ => return Err("days_since takes \"first\" (the person's earliest date in the column)".into()),
+            },
+            "auto" => match arg {
+                Value::Bool(true) => set(Rule::Auto, &mut rule)?,
+                _ => return Err("auto takes true".into()),
+            },
+            other => return Err(format!("unknown rule \"{other}\"; use {RULES}")),
+        }
     }
+    if top.is_some() || bottom.is_some() {
+        set(Rule::Code { top, bottom }, &mut rule)?;
+        if let (Some(Bound::Value(t)), Some(Bound::Value(b))) = (top, bottom) {
+            if b > t {
+                return Err(format!("bottom_code {b} is above top_code {t}"));
+            }
+        }
+        if let (Some(Bound::Percentile(t)), Some(Bound::Percentile(b))) = (top, bottom) {
+            if b >= t {
+                return Err(format!("bottom_code percentile {b} is not below top_code percentile {t}"));
+            }
+        }
+    }
+    // Modifiers alone keep the value: {"hierarchy": "icd10"} is a kept column whose
+    // rare values climb the ICD-10 hierarchy.
+    let rule = rule.unwrap_or(Rule::Keep);
+    if hierarchy.is_some() && rule != Rule::Keep {
+        return Err(format!("a hierarchy applies to kept values, not to \"{}\"", rule.name()));
+    }
+    if (min_persons.is_some() || hierarchy.is_some()) && matches!(rule, Rule::Drop | Rule::Token | Rule::Shift | Rule::DaysSince | Rule::Auto) {
+        return Err(format!("min_persons and hierarchy apply to shown values, not to \"{}\"", rule.name()));
+    }
+    Ok(ColumnSpec { rule, min_persons, hierarchy })
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TableSpec {
     pub source: String,
-    pub columns: BTreeMap<String, Rule>,
+    pub columns: BTreeMap<String, ColumnSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +387,10 @@ pub struct ContractSpec {
     /// the caller asks (default [`DEFAULT_MIN_CELL`]).
     #[serde(default)]
     pub min_cell: Option<i64>,
+    /// The fewest visible persons a shown value of a kept `static` or
+    /// `semi_static` column needs (特異な記述); default k. Raises, never lowers.
+    #[serde(default)]
+    pub min_persons: Option<i64>,
     pub tables: Vec<TableSpec>,
 }
 
@@ -261,6 +407,13 @@ impl Contract {
     /// The contract's floor for `safe_counts` (checked by [`parse`]).
     pub fn min_cell(&self) -> i32 {
         self.spec.min_cell.map_or(DEFAULT_MIN_CELL, |n| n as i32)
+    }
+
+    /// The contract's `min_persons` (checked by [`parse`]): its spec's, or k. None
+    /// for a contract without k (pseudonymized), which keeps exact values.
+    pub fn min_persons(&self) -> Option<i32> {
+        let k = self.spec.k? as i32;
+        Some(self.spec.min_persons.map_or(k, |n| n as i32))
     }
 }
 
@@ -317,6 +470,15 @@ pub fn parse(json: &str, today: Ymd) -> Result<Contract, SpecError> {
             .hint("the NDB publication rule is 10"));
         }
     }
+    if let Some(n) = spec.min_persons {
+        if spec.kind == Kind::Pseudonymized {
+            return Err(err("min_persons", "a pseudonymized contract keeps exact values: it takes no min_persons"));
+        }
+        if !MIN_PERSONS_BOUNDS.contains(&n) || spec.k.is_some_and(|k| n < k) {
+            return Err(err("min_persons", format!("must be from k ({}) to {}, not {n}", spec.k.unwrap_or(2), MIN_PERSONS_BOUNDS.end()))
+                .hint("min_persons may raise the contract's k for rare values, never lower it"));
+        }
+    }
     if spec.tables.is_empty() {
         return Err(err("tables", "must name at least one source table"));
     }
@@ -328,9 +490,18 @@ pub fn parse(json: &str, today: Ymd) -> Result<Contract, SpecError> {
         if t.columns.values().all(|r| *r == Rule::Drop) {
             return Err(err(format!("tables[{i}].columns"), "exposes no column"));
         }
-        for (column, rule) in &t.columns {
-            if matches!(rule, Rule::AgeBand { .. }) && reference_date.is_none() {
-                return Err(err(format!("tables[{i}].columns.{column}"), "age_band needs the contract's reference_date"));
+        for (column, c) in &t.columns {
+            let at = || format!("tables[{i}].columns.{column}");
+            if matches!(c.rule, Rule::AgeBand { .. }) && reference_date.is_none() {
+                return Err(err(at(), "age_band needs the contract's reference_date"));
+            }
+            if (c.min_persons.is_some() || c.hierarchy.is_some()) && spec.kind == Kind::Pseudonymized {
+                return Err(err(at(), "a pseudonymized contract keeps exact values: it takes no min_persons or hierarchy"));
+            }
+            let floor = spec.min_persons.or(spec.k).unwrap_or(2);
+            if let Some(n) = c.min_persons.filter(|n| (*n as i64) < floor) {
+                return Err(err(at(), format!("min_persons {n} is below the contract's {floor}"))
+                    .hint("a column may raise the contract's min_persons, never lower it"));
             }
         }
     }
@@ -361,7 +532,7 @@ mod tests {
         assert_eq!(c.spec.tables.len(), 2);
         assert_eq!(c.spec.tables[0].columns["birth_date"], Rule::AgeBand { band: 5, top: 90 });
         assert_eq!(c.spec.tables[0].columns["postal_code"], Rule::PostalPrefix(3));
-        assert_eq!(c.spec.tables[1].columns["lab_value"], Rule::TopCode(500.0));
+        assert_eq!(c.spec.tables[1].columns["lab_value"], Rule::Code { top: Some(Bound::Value(500.0)), bottom: None });
         assert_eq!(c.expires_on, Ymd { year: 2027, month: 3, day: 31 });
     }
 
@@ -403,6 +574,47 @@ mod tests {
             let e = refused(&json);
             assert_eq!(e.path, path, "{e}");
             assert!(!e.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn rare_value_options_and_two_sided_coding() {
+        let c = parse(
+            &with(
+                r#""icd10": "keep", "lab_value": {"top_code": 500}"#,
+                r#""icd10": {"hierarchy": "icd10", "min_persons": 8}, "lab_value": {"top_code": {"percentile": 99.5}, "bottom_code": 0},
+                   "visit_date2": {"days_since": "first"}, "dept": {"keep": true, "hierarchy": "ref.dept_levels"}"#,
+            ),
+            TODAY,
+        )
+        .unwrap();
+        let cols = &c.spec.tables[1].columns;
+        assert_eq!(cols["icd10"], ColumnSpec { rule: Rule::Keep, min_persons: Some(8), hierarchy: Some(HierarchyName::Icd10) });
+        assert_eq!(cols["lab_value"].rule, Rule::Code { top: Some(Bound::Percentile(99.5)), bottom: Some(Bound::Value(0.0)) });
+        assert_eq!(cols["visit_date2"].rule, Rule::DaysSince);
+        assert_eq!(cols["dept"].hierarchy, Some(HierarchyName::Table("ref.dept_levels".into())));
+        assert_eq!(c.min_persons(), Some(5), "k by default");
+        let c = parse(&with(r#""k": 5"#, r#""k": 5, "min_persons": 7"#), TODAY).unwrap();
+        assert_eq!(c.min_persons(), Some(7));
+        let pseudo = parse(&with(r#""kind": "anonymized", "k": 5"#, r#""kind": "pseudonymized""#), TODAY).unwrap();
+        assert_eq!(pseudo.min_persons(), None, "a pseudonymized contract keeps exact values");
+        let refusals = [
+            (with(r#""icd10": "keep""#, r#""icd10": {"min_persons": 3}"#), "tables[1].columns.icd10"),
+            (with(r#""icd10": "keep""#, r#""icd10": {"min_persons": 1}"#), "tables[1].columns.icd10"),
+            (with(r#""icd10": "keep""#, r#""icd10": {"hierarchy": "icd10", "postal_prefix": 3}"#), "tables[1].columns.icd10"),
+            (with(r#""icd10": "keep""#, r#""icd10": {"hierarchy": 5}"#), "tables[1].columns.icd10"),
+            (with(r#""icd10": "keep""#, r#""icd10": {"keep": true, "prefecture": true}"#), "tables[1].columns.icd10"),
+            (with(r#""visit_date": "shift""#, r#""visit_date": {"days_since": "last"}"#), "tables[1].columns.visit_date"),
+            (with(r#""visit_date": "shift""#, r#""visit_date": {"days_since": "first", "min_persons": 9}"#), "tables[1].columns.visit_date"),
+            (with(r#""lab_value": {"top_code": 500}"#, r#""lab_value": {"top_code": 5, "bottom_code": 10}"#), "tables[1].columns.lab_value"),
+            (with(r#""lab_value": {"top_code": 500}"#, r#""lab_value": {"top_code": {"percentile": 100}}"#), "tables[1].columns.lab_value"),
+            (with(r#""lab_value": {"top_code": 500}"#, r#""lab_value": {"top_code": {"percentile": 1}, "bottom_code": {"percentile": 2}}"#), "tables[1].columns.lab_value"),
+            (with(r#""k": 5"#, r#""k": 5, "min_persons": 4"#), "min_persons"),
+            (with(r#""kind": "anonymized", "k": 5"#, r#""kind": "pseudonymized", "min_persons": 5"#), "min_persons"),
+        ];
+        for (json, path) in refusals {
+            let e = refused(&json);
+            assert_eq!(e.path, path, "{json}: {e}");
         }
     }
 

@@ -16,6 +16,9 @@ type HmacSha256 = Hmac<Sha256>;
 /// Length of a master key in bytes (256 bits).
 pub const KEY_BYTES: usize = 32;
 
+/// Length of a key check value in bytes (see `MasterKey::check_value`).
+pub const CHECK_VALUE_BYTES: usize = 8;
+
 /// The purposes a subkey may be derived for. Part of the derivation input, so that
 /// the same domain name used for tokens and for date shifts gives unrelated keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,6 +45,20 @@ impl MasterKey {
     pub fn from_bytes(bytes: &[u8]) -> Option<MasterKey> {
         let array: [u8; KEY_BYTES] = bytes.try_into().ok()?;
         Some(MasterKey(Zeroizing::new(array)))
+    }
+
+    /// The key check value (KCV): the first 8 bytes of HMAC-SHA256 of a fixed label
+    /// under the key. Two nodes hold the same key exactly when their check values
+    /// agree (up to a 2^-64 chance), and the value tells nothing about the key, so it
+    /// may be stored beside the key, compared across a Citus cluster and shown to
+    /// the operator.
+    pub fn check_value(&self) -> [u8; CHECK_VALUE_BYTES] {
+        let mut mac = HmacSha256::new_from_slice(&self.0[..]).expect("HMAC accepts any key length");
+        mac.update(b"medanon/key-check-value/v1");
+        let full: [u8; 32] = mac.finalize().into_bytes().into();
+        let mut out = [0u8; CHECK_VALUE_BYTES];
+        out.copy_from_slice(&full[..CHECK_VALUE_BYTES]);
+        out
     }
 
     /// The keyed state for one purpose and domain.
@@ -185,6 +202,15 @@ mod tests {
         assert_ne!(t1, key(8).derive(Purpose::Token, "patient").token(b"12345"));
         // Same domain name, different purpose: unrelated.
         assert_ne!(a.mac(b"12345"), k.derive(Purpose::DateShift, "patient").mac(b"12345"));
+    }
+
+    #[test]
+    fn check_values_tell_keys_apart_and_are_stable() {
+        assert_eq!(key(1).check_value(), key(1).check_value());
+        assert_ne!(key(1).check_value(), key(2).check_value());
+        // Not a token of any domain under the key: a check value is no oracle.
+        let kcv = key(1).check_value();
+        assert_ne!(&key(1).derive(Purpose::Token, "").mac(b"")[..CHECK_VALUE_BYTES], &kcv[..]);
     }
 
     #[test]

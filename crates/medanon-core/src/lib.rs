@@ -18,6 +18,7 @@ pub mod equivalence;
 pub mod error;
 pub mod generalize;
 pub mod hierarchy;
+pub mod icd10;
 pub mod jpdate;
 pub mod keyed;
 pub mod lattice;

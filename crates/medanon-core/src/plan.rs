@@ -18,7 +18,7 @@
 //! A new rule is a change here (its check in [`column_plan`], its SQL in
 //! [`expression`]) and a test below.
 
-use crate::contract::{Contract, Kind, Refusal, Rule, SpecError};
+use crate::contract::{Bound, ColumnSpec, Contract, HierarchyName, Kind, Refusal, Rule, SpecError};
 use crate::view::{coded, ident, literal};
 
 /// A person's state in a contract's person map (`medanon.contract_person.state`).
@@ -34,10 +34,25 @@ pub enum PersonState {
     Consent,
     /// No record in person_link any more (merged away): no view.
     Unlinked,
+    /// Their generalized quasi-identifiers differ from those at their first
+    /// exposure in the contract: no view, so that no pair of releases joined on
+    /// the token tells them apart. Shown again if the values return.
+    Changed,
+    /// Their shifted dates, with the public calendar (business days, national
+    /// holidays, the study window), leave fewer than [`MIN_SHIFT_CANDIDATES`]
+    /// possible offsets: no view.
+    Calendar,
 }
 
 impl PersonState {
-    pub const ALL: [PersonState; 4] = [PersonState::Visible, PersonState::K, PersonState::Consent, PersonState::Unlinked];
+    pub const ALL: [PersonState; 6] = [
+        PersonState::Visible,
+        PersonState::K,
+        PersonState::Consent,
+        PersonState::Unlinked,
+        PersonState::Changed,
+        PersonState::Calendar,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -45,6 +60,8 @@ impl PersonState {
             PersonState::K => "k",
             PersonState::Consent => "consent",
             PersonState::Unlinked => "unlinked",
+            PersonState::Changed => "changed",
+            PersonState::Calendar => "calendar",
         }
     }
 
@@ -60,9 +77,18 @@ impl PersonState {
             PersonState::K => "in a quasi-identifier class with fewer than k consenting persons: shown in no view",
             PersonState::Consent => "an opt-out in force, or not notified (or still waiting) at any institution: shown in no view",
             PersonState::Unlinked => "no record in person_link any more (merged into another person): shown in no view",
+            PersonState::Changed => {
+                "generalized quasi-identifiers (or rows in a person-level view) differ from those at the first exposure: shown in no view"
+            }
+            PersonState::Calendar => "shifted dates that the public calendar narrows to too few offsets: shown in no view",
         }
     }
 }
+
+/// A person whose shifted dates leave fewer possible offsets than this, once an
+/// analyst applies business days, national holidays and the study window, is
+/// withheld (state `calendar`): no shown person is narrowed to three or fewer.
+pub const MIN_SHIFT_CANDIDATES: i32 = 4;
 
 /// The name of the token column in a contract's data tables. A source column of
 /// this name cannot be exposed.
@@ -96,6 +122,10 @@ pub struct Source {
     pub person_column: String,
     pub institution_column: Option<String>,
     pub columns: Vec<SourceColumn>,
+    /// At most one row per person (per person and institution, when the source
+    /// names its institution): a person-level source, such as a registration
+    /// table. Its rows count in a person's class (see [`ViewPlan::person_level`]).
+    pub person_level: bool,
 }
 
 /// What the catalog says of one `tables[i].source` of a spec.
@@ -159,6 +189,46 @@ pub struct ViewPlan {
     pub quasi_identifiers: Vec<String>,
     /// The view column that shows the person token, if the person column is exposed.
     pub person_column: Option<String>,
+    /// The source holds at most one row per person and institution: every row a
+    /// person has here counts in the person's class (a person registered at two
+    /// institutions is in a class only with persons who have the same two rows),
+    /// so no token shows on more rows than the others of its class. In other views
+    /// (visits) the class counts each distinct quasi-identifier row once.
+    pub person_level: bool,
+    /// Columns whose rare values are replaced (特異な記述).
+    pub rare: Vec<RareColumn>,
+    /// The real dates of the shifted columns (`s.col::date`), for the calendar check.
+    pub shifted_dates: Vec<String>,
+    /// `days_since` columns: (key in `contract_person.first_dates`, `s.col::date`).
+    pub first_dates: Vec<(String, String)>,
+    /// Percentile bounds of `Code` rules, computed at publish and refresh.
+    pub percentiles: Vec<Percentile>,
+}
+
+/// A column whose values held by fewer than `min_persons` of the contract's
+/// visible persons are replaced: by their first ancestor in `hierarchy` that
+/// enough persons hold, otherwise by NULL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RareColumn {
+    /// Its number among the contract's rare columns (the `key` of the scratch tables).
+    pub key: usize,
+    pub column: String,
+    /// The value as shown before replacement (over `s` and `m`).
+    pub expr: String,
+    pub min_persons: i32,
+    pub hierarchy: Option<HierarchyName>,
+}
+
+/// One percentile bound of a `Code` rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Percentile {
+    /// `<view index>.<column>.top` or `.bottom`: its row in the bounds table and the
+    /// ledger.
+    pub key: String,
+    pub column: String,
+    /// The source value, over `s`.
+    pub value: String,
+    pub percentile: f64,
 }
 
 /// A contract, planned: names, SQL and ledger payloads.
@@ -185,6 +255,9 @@ pub struct ContractPlan {
     /// Some source does not name its institution, so a person with an excluded
     /// institution is withheld whole (the records cannot be told apart).
     pub whole_person: bool,
+    /// The contract's `min_persons` for rare values; None keeps exact values
+    /// (pseudonymized).
+    pub min_persons: Option<i32>,
 }
 
 fn refuse(refusal: Refusal, path: impl Into<String>, message: impl Into<String>) -> SpecError {
@@ -201,15 +274,16 @@ const INTEGER_TYPES: &[&str] = &["smallint", "integer", "bigint"];
 fn type_fits(rule: &Rule, type_name: &str) -> bool {
     match rule {
         Rule::Drop | Rule::Keep | Rule::Token | Rule::Auto => true,
-        Rule::Shift => DATE_TYPES.contains(&type_name),
+        Rule::Shift | Rule::DaysSince => DATE_TYPES.contains(&type_name),
         Rule::AgeBand { .. } | Rule::TruncateDate(_) => type_name == "date",
         Rule::PostalPrefix(_) | Rule::Prefecture => TEXT_TYPES.contains(&type_name),
-        Rule::TopCode(_) | Rule::BottomCode(_) => NUMBER_TYPES.contains(&type_name),
+        Rule::Code { .. } => NUMBER_TYPES.contains(&type_name),
     }
 }
 
 /// Checks one column's rule against the catalog. Every rule check is here.
-fn column_plan(source: &Source, column: &SourceColumn, rule: &Rule, path: &str) -> Result<(), SpecError> {
+fn column_plan(source: &Source, column: &SourceColumn, spec: &ColumnSpec, path: &str) -> Result<(), SpecError> {
+    let rule = &spec.rule;
     let Some(class) = column.class.as_deref() else {
         return Err(refuse(Refusal::InvalidSpec, path, "the column is not classified, so it cannot be exposed")
             .hint("classify it with medanon.classify(), or leave it out"));
@@ -237,6 +311,14 @@ fn column_plan(source: &Source, column: &SourceColumn, rule: &Rule, path: &str) 
             format!("rule \"{}\" does not fit a column of type {}", rule.name(), column.type_name),
         ));
     }
+    if spec.hierarchy.is_some() && !TEXT_TYPES.contains(&column.type_name.as_str()) {
+        return Err(refuse(
+            Refusal::DatatypeMismatch,
+            path,
+            format!("a hierarchy gives text labels, so it needs a text column, not {}", column.type_name),
+        )
+        .hint("leave out the hierarchy: rare values of this column are then shown as NULL"));
+    }
     if column.name == TOKEN_COLUMN {
         return Err(refuse(Refusal::InvalidSpec, path, "this name is reserved for the token column of contract data tables")
             .hint("rename the column in the source, or leave it out"));
@@ -245,7 +327,7 @@ fn column_plan(source: &Source, column: &SourceColumn, rule: &Rule, path: &str) 
 }
 
 /// The view expression of one exposed column, whose rule passed [`column_plan`].
-fn expression(contract: &Contract, column: &SourceColumn, rule: &Rule, person: bool) -> String {
+fn expression(contract: &Contract, index: usize, column: &SourceColumn, rule: &Rule, person: bool) -> String {
     let col = format!("s.{}", ident(&column.name));
     let t = column.type_name.as_str();
     match rule {
@@ -255,6 +337,8 @@ fn expression(contract: &Contract, column: &SourceColumn, rule: &Rule, person: b
         // Whole 24-hour days for timestamps, as shift_date does: intervals within a person are kept.
         Rule::Shift if t == "date" => format!("({col} + m.date_offset)"),
         Rule::Shift => format!("({col} + m.date_offset * '24:00:00'::interval)"),
+        // Whole days since the person's first date in this column (kept in the map).
+        Rule::DaysSince => format!("({col}::date - (m.first_dates ->> {})::date)", literal(&first_date_key(index, &column.name))),
         Rule::AgeBand { band, top } => {
             // parse() refuses age_band without a reference date.
             let reference = contract.reference_date.map(|d| d.to_string()).unwrap_or_default();
@@ -268,14 +352,58 @@ fn expression(contract: &Contract, column: &SourceColumn, rule: &Rule, person: b
         }
         Rule::PostalPrefix(n) => format!("medanon.postal_prefix({col}::text, {n})"),
         Rule::Prefecture => format!("medanon.prefecture_of({col}::text)"),
-        Rule::TopCode(x) => coded(&col, t, *x, true),
-        Rule::BottomCode(x) => coded(&col, t, *x, false),
+        Rule::Code { top, bottom } => {
+            let mut e = col.clone();
+            for (bound, is_top) in [(top, true), (bottom, false)] {
+                e = match bound {
+                    None => e,
+                    Some(Bound::Value(x)) => coded(&e, t, *x, is_top),
+                    Some(Bound::Percentile(_)) => {
+                        let key = percentile_key(index, &column.name, is_top);
+                        let bounds = format!("{}.{}", ident(&data_schema_of(&contract.spec.id)), ident(BOUNDS_TABLE));
+                        crate::view::coded_at(&e, t, &format!("(SELECT b.value FROM {bounds} b WHERE b.key = {})", literal(&key)), is_top)
+                    }
+                };
+            }
+            e
+        }
         Rule::TruncateDate(unit) => format!("medanon.truncate_date({col}, {})", literal(unit)),
     }
 }
 
-/// Plans the view of `contract.spec.tables[index]` over `source`.
-fn view_plan(contract: &Contract, index: usize, source: &Source) -> Result<ViewPlan, SpecError> {
+/// The scratch table of the percentile bounds of a publish or refresh.
+const BOUNDS_TABLE: &str = "_bounds";
+
+/// The key of a `days_since` column's first date in `contract_person.first_dates`.
+pub fn first_date_key(view: usize, column: &str) -> String {
+    format!("{view}.{column}")
+}
+
+/// The key of a percentile bound.
+pub fn percentile_key(view: usize, column: &str, top: bool) -> String {
+    format!("{view}.{column}.{}", if top { "top" } else { "bottom" })
+}
+
+/// Whether the values of a column are checked for rarity: in a contract with
+/// `min_persons` (not pseudonymized), a `static` or `semi_static` column, or any
+/// column whose spec names `min_persons` or a hierarchy; never a personal date
+/// (shifted, or days since the first), a token, or a quasi-identifier that k
+/// already covers unless named.
+fn rare_min(contract_min: Option<i32>, class: Option<&str>, spec: &ColumnSpec) -> Option<i32> {
+    let floor = contract_min?;
+    if matches!(spec.rule, Rule::Token | Rule::Drop | Rule::Auto) || spec.rule.is_personal_date() {
+        return None;
+    }
+    let named = spec.min_persons.is_some() || spec.hierarchy.is_some();
+    if named || matches!(class, Some("static" | "semi_static")) {
+        return Some(spec.min_persons.unwrap_or(floor).max(floor));
+    }
+    None
+}
+
+/// Plans the view of `contract.spec.tables[index]` over `source`. `rare_keys`
+/// numbers the contract's rare columns across views.
+fn view_plan(contract: &Contract, index: usize, source: &Source, rare_keys: &mut usize) -> Result<ViewPlan, SpecError> {
     let table = &contract.spec.tables[index];
     let at = |key: &str| format!("tables[{index}].{key}");
     let Some(person) = source.columns.iter().find(|c| c.name == source.person_column) else {
@@ -293,27 +421,52 @@ fn view_plan(contract: &Contract, index: usize, source: &Source) -> Result<ViewP
             format!("the person column \"{}\" must hold person_id (bigint), not {}", person.name, person.type_name),
         ));
     }
-    for (column, rule) in &table.columns {
+    for (column, spec) in &table.columns {
         let path = at(&format!("columns.{column}"));
         let Some(described) = source.columns.iter().find(|c| c.name == *column) else {
             return Err(refuse(Refusal::UndefinedColumn, path, format!("column \"{column}\" does not exist in \"{}\"", table.source)));
         };
-        if *rule != Rule::Drop {
-            column_plan(source, described, rule, &path)?;
+        if spec.rule != Rule::Drop {
+            column_plan(source, described, spec, &path)?;
         }
     }
     let mut columns = Vec::new();
     let mut quasi_identifiers = Vec::new();
     let mut person_column = None;
+    let (mut rare, mut shifted_dates, mut first_dates, mut percentiles) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Source order, so the view reads like the table; unnamed columns are dropped.
     for column in &source.columns {
-        let Some(rule) = table.columns.get(&column.name).filter(|r| **r != Rule::Drop) else { continue };
+        let Some(spec) = table.columns.get(&column.name).filter(|r| r.rule != Rule::Drop) else { continue };
         let person = column.name == source.person_column;
-        let expr = expression(contract, column, rule, person);
+        let expr = expression(contract, index, column, &spec.rule, person);
+        let raw = format!("s.{}", ident(&column.name));
         if person {
             person_column = Some(column.name.clone());
         } else if column.class.as_deref() == Some("quasi_identifier") {
             quasi_identifiers.push(expr.clone());
+        }
+        match &spec.rule {
+            Rule::Shift => shifted_dates.push(format!("{raw}::date")),
+            Rule::DaysSince => first_dates.push((first_date_key(index, &column.name), format!("{raw}::date"))),
+            Rule::Code { top, bottom } => {
+                for (bound, is_top) in [(top, true), (bottom, false)] {
+                    if let Some(Bound::Percentile(p)) = bound {
+                        percentiles.push(Percentile {
+                            key: percentile_key(index, &column.name, is_top),
+                            column: column.name.clone(),
+                            value: raw.clone(),
+                            percentile: *p,
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        if !person {
+            if let Some(min_persons) = rare_min(contract.min_persons(), column.class.as_deref(), spec) {
+                rare.push(RareColumn { key: *rare_keys, column: column.name.clone(), expr: expr.clone(), min_persons, hierarchy: spec.hierarchy.clone() });
+                *rare_keys += 1;
+            }
         }
         columns.push(PlannedColumn { name: column.name.clone(), expr, person });
     }
@@ -331,6 +484,11 @@ fn view_plan(contract: &Contract, index: usize, source: &Source) -> Result<ViewP
         institution_filter,
         quasi_identifiers,
         person_column,
+        person_level: source.person_level,
+        rare,
+        shifted_dates,
+        first_dates,
+        percentiles,
     })
 }
 
@@ -342,7 +500,7 @@ fn check_caller_reads(contract: &Contract, index: usize, source: &Source) -> Res
     let used = table
         .columns
         .iter()
-        .filter(|(_, rule)| **rule != Rule::Drop)
+        .filter(|(_, c)| c.rule != Rule::Drop)
         .map(|(c, _)| c.as_str())
         .chain(std::iter::once(source.person_column.as_str()))
         .chain(source.institution_column.as_deref());
@@ -364,6 +522,11 @@ fn check_caller_reads(contract: &Contract, index: usize, source: &Source) -> Res
 /// (checked by the spec parser), so the name is a plain identifier.
 pub fn schema_of(id: &str) -> String {
     format!("contract_{id}")
+}
+
+/// The schema of a contract's data tables, the owner's only.
+pub fn data_schema_of(id: &str) -> String {
+    format!("{}_data", schema_of(id))
 }
 
 /// The schema of snapshot `n` of the contract whose views are in `view_schema`.
@@ -459,6 +622,7 @@ pub fn plan(contract: &Contract, described: &Described, purpose: Purpose) -> Res
     }
     let mut views = Vec::with_capacity(spec.tables.len());
     let mut whole_person = false;
+    let mut rare_keys = 0;
     for (i, (table, relation)) in spec.tables.iter().zip(&described.relations).enumerate() {
         let source = match relation {
             Relation::Missing => {
@@ -470,7 +634,7 @@ pub fn plan(contract: &Contract, described: &Described, purpose: Purpose) -> Res
             }
             Relation::Registered(source) => source,
         };
-        let view = view_plan(contract, i, source)?;
+        let view = view_plan(contract, i, source, &mut rare_keys)?;
         if purpose != Purpose::Create {
             check_caller_reads(contract, i, source)?;
         }
@@ -493,11 +657,12 @@ pub fn plan(contract: &Contract, described: &Described, purpose: Purpose) -> Res
         min_cell: contract.min_cell(),
         expires_on: contract.expires_on.to_string(),
         time_zone: described.time_zone.clone(),
-        data_schema: format!("{schema}_data"),
+        data_schema: data_schema_of(&spec.id),
         schema,
         domain: format!("contract:{}", spec.id),
         views,
         whole_person,
+        min_persons: contract.min_persons(),
     })
 }
 
@@ -595,10 +760,25 @@ impl ContractPlan {
     /// Writes what the person map should hold now into the scratch map table,
     /// analyzed (see [`crate::view::person_map_select`]).
     pub fn map_sql(&self) -> String {
-        let select =
-            crate::view::person_map_select(&self.views, &self.persons_table(), &self.id, &self.domain, self.whole_person, self.k);
+        let select = crate::view::person_map_select(self, &self.persons_table());
         let table = self.map_table();
         format!("CREATE UNLOGGED TABLE {table} AS {select}; ANALYZE {table};")
+    }
+
+    /// Draws again the token of every new person of the scratch map whose token
+    /// another person of the contract holds (64 random bits: a pair in about
+    /// 2^64 / n^2 draws; run until it changes nothing). A stored token is never
+    /// drawn again.
+    pub fn redraw_tokens_sql(&self) -> String {
+        let map = self.map_table();
+        format!(
+            "UPDATE {map} m SET token = {new}
+              WHERE m.token IN (SELECT d.token FROM {map} d GROUP BY d.token HAVING count(*) > 1)
+                AND NOT EXISTS (SELECT FROM medanon.contract_person cp
+                                 WHERE cp.contract_id = {id} AND cp.person_id = m.person_id AND cp.token = m.token)",
+            new = crate::view::NEW_TOKEN,
+            id = literal(&self.id)
+        )
     }
 
     /// Deletes from the map the persons no source holds any more. `$1` the contract id.
@@ -622,11 +802,11 @@ impl ContractPlan {
             sql.push(format!(
                 "UPDATE medanon.contract_person cp
                     SET state = n.state, excluded_institutions = n.excluded_institutions, class_key = n.class_key,
-                        changed_at = now()
+                        first_class = n.first_class, first_dates = n.first_dates, changed_at = now()
                    FROM {map} n
                   WHERE cp.contract_id = $1 AND cp.person_id = n.person_id
-                    AND (cp.state, cp.excluded_institutions, cp.class_key)
-                        IS DISTINCT FROM (n.state, n.excluded_institutions, n.class_key)"
+                    AND (cp.state, cp.excluded_institutions, cp.class_key, cp.first_class, cp.first_dates)
+                        IS DISTINCT FROM (n.state, n.excluded_institutions, n.class_key, n.first_class, n.first_dates)"
             ));
         }
         let only_new = if purpose == Purpose::Refresh {
@@ -636,8 +816,9 @@ impl ContractPlan {
         };
         sql.push(format!(
             "INSERT INTO medanon.contract_person
-                    (contract_id, person_id, token, date_offset, state, excluded_institutions, class_key)
-             SELECT $1, n.person_id, n.token, n.date_offset, n.state, n.excluded_institutions, n.class_key
+                    (contract_id, person_id, token, date_offset, state, excluded_institutions, class_key, first_class, first_dates)
+             SELECT $1, n.person_id, n.token, n.date_offset, n.state, n.excluded_institutions, n.class_key,
+                    n.first_class, n.first_dates
                FROM {map} n{only_new}"
         ));
         sql
@@ -668,7 +849,117 @@ impl ContractPlan {
     /// so that SPI counts the rows).
     pub fn materialize_sql(&self, index: usize, generation: i32) -> String {
         let data = self.scratch(&self.data_table(index, generation));
-        format!("CREATE TABLE {data} AS {}", crate::view::materialize_select(&self.views[index], &self.id))
+        format!("CREATE TABLE {data} AS {}", crate::view::materialize_select(&self.views[index], &self.id, &self.data_schema))
+    }
+
+    /// Every rare column of the contract, with its view's index.
+    pub fn rare_columns(&self) -> impl Iterator<Item = (usize, &RareColumn)> {
+        self.views.iter().enumerate().flat_map(|(i, v)| v.rare.iter().map(move |r| (i, r)))
+    }
+
+    /// Computes, after the map is applied (the persons' states are final), what
+    /// publish and refresh need before writing data tables: the percentile bounds
+    /// of `Code` rules (`_bounds`: key, value) and the rare values of each rare
+    /// column with what the views show instead (`_values`: key, v, shown), from
+    /// the visible persons' rows. `_rare_counts` holds every shown value's
+    /// persons (key, v, persons), `_shown` the labels rare values climbed to.
+    /// `$1` the contract id is not used: the statements are literal.
+    pub fn prepare_sql(&self) -> Vec<String> {
+        let scratch = |n: &str| self.scratch(n);
+        let (bounds, values, counts, holders, shown) =
+            (scratch(BOUNDS_TABLE), scratch(crate::view::VALUES_TABLE), scratch("_rare_counts"), scratch("_holders"), scratch("_shown"));
+        let mut sql = vec![
+            format!("CREATE UNLOGGED TABLE {bounds} (key text PRIMARY KEY, value double precision)"),
+            format!("CREATE UNLOGGED TABLE {values} (key integer NOT NULL, v text NOT NULL, shown text, PRIMARY KEY (key, v))"),
+            format!("CREATE UNLOGGED TABLE {counts} (key integer NOT NULL, v text NOT NULL, persons bigint NOT NULL)"),
+            format!(
+                "CREATE UNLOGGED TABLE {holders} (key integer NOT NULL, person_id bigint NOT NULL, v text NOT NULL,                  label text, level integer NOT NULL DEFAULT 0, done boolean NOT NULL DEFAULT false)"
+            ),
+            format!("CREATE UNLOGGED TABLE {shown} (key integer NOT NULL, label text NOT NULL, level integer NOT NULL, persons bigint NOT NULL)"),
+        ];
+        for view in &self.views {
+            let rows = crate::view::contract_rows(view, &self.id);
+            for p in &view.percentiles {
+                sql.push(format!(
+                    "INSERT INTO {bounds} SELECT {}, percentile_cont({}) WITHIN GROUP (ORDER BY ({})::double precision) {rows}",
+                    literal(&p.key),
+                    p.percentile / 100.0,
+                    p.value
+                ));
+            }
+            for r in &view.rare {
+                sql.push(format!(
+                    "INSERT INTO {counts} SELECT {key}, x.v, count(*) FROM (SELECT DISTINCT ({expr})::text AS v, {person} AS person_id {rows}) x                      WHERE x.v IS NOT NULL GROUP BY x.v",
+                    key = r.key,
+                    expr = r.expr,
+                    person = view.person,
+                ));
+                if r.hierarchy.is_some() {
+                    sql.push(format!(
+                        "INSERT INTO {holders} (key, person_id, v, label)                          SELECT DISTINCT {key}, {person}, ({expr})::text, ({expr})::text {rows}                            AND ({expr})::text IN (SELECT c.v FROM {counts} c WHERE c.key = {key} AND c.persons < {min})",
+                        key = r.key,
+                        expr = r.expr,
+                        person = view.person,
+                        min = r.min_persons,
+                    ));
+                }
+                sql.push(format!(
+                    "SELECT medanon._contract_rare_resolve({}, {}, {}, {})",
+                    literal(&self.data_schema),
+                    r.key,
+                    r.min_persons,
+                    r.hierarchy.as_ref().map_or("NULL".to_string(), |h| literal(&h.stored()))
+                ));
+            }
+        }
+        sql.push(format!("ANALYZE {values}"));
+        sql
+    }
+
+    /// Records the rare columns and the values they show (`medanon.contract_column`
+    /// and `medanon.contract_value`), which the consent triggers keep true, from
+    /// the scratch tables of [`ContractPlan::prepare_sql`]. `$1` the contract id.
+    pub fn record_values_sql(&self) -> Vec<String> {
+        let (values, counts, shown) = (self.scratch(crate::view::VALUES_TABLE), self.scratch("_rare_counts"), self.scratch("_shown"));
+        let mut sql = vec![
+            "DELETE FROM medanon.contract_column WHERE contract_id = $1".to_string(),
+            "DELETE FROM medanon.contract_value WHERE contract_id = $1".to_string(),
+        ];
+        for (i, r) in self.rare_columns() {
+            let view = literal(&self.views[i].name);
+            let column = literal(&r.column);
+            let hierarchy = r.hierarchy.as_ref().map_or("NULL".to_string(), |h| literal(&h.stored()));
+            sql.push(format!(
+                "INSERT INTO medanon.contract_column (contract_id, view_name, column_name, min_persons, hierarchy, values_replaced)                  SELECT $1, {view}, {column}, {min}, {hierarchy}, (SELECT count(*) FROM {values} v WHERE v.key = {key})",
+                min = r.min_persons,
+                key = r.key
+            ));
+            sql.push(format!(
+                "INSERT INTO medanon.contract_value (contract_id, view_name, column_name, label, level, persons)                  SELECT $1, {view}, {column}, s.label, s.level, s.persons FROM {shown} s WHERE s.key = {key}                  UNION ALL                  SELECT $1, {view}, {column}, c.v, 0, c.persons FROM {counts} c WHERE c.key = {key} AND c.persons >= {min}                     AND NOT EXISTS (SELECT FROM {shown} s WHERE s.key = {key} AND s.label = c.v)",
+                key = r.key,
+                min = r.min_persons
+            ));
+        }
+        sql
+    }
+
+    /// What the ledger records of the preparation: each percentile bound's value,
+    /// and the values each rare column replaced. Reads the scratch tables.
+    pub fn prepared_detail_sql(&self) -> String {
+        let bounds = self.scratch(BOUNDS_TABLE);
+        format!(
+            "SELECT jsonb_build_object(
+                 'bounds', coalesce((SELECT jsonb_object_agg(b.key, b.value) FROM {bounds} b), '{{}}'::jsonb),
+                 'values_replaced', coalesce((SELECT jsonb_object_agg(c.view_name || '.' || c.column_name, c.values_replaced)
+                                                FROM medanon.contract_column c WHERE c.contract_id = $1), '{{}}'::jsonb))"
+        )
+    }
+
+    /// Drops the scratch tables of [`ContractPlan::prepare_sql`], once the data
+    /// tables are written.
+    pub fn drop_prepared_sql(&self) -> String {
+        let names = [BOUNDS_TABLE, crate::view::VALUES_TABLE, "_rare_counts", "_holders", "_shown"];
+        format!("DROP TABLE {}", names.iter().map(|n| self.scratch(n)).collect::<Vec<_>>().join(", "))
     }
 
     /// Indexes and analyzes a new data table; the consent triggers delete a
@@ -765,6 +1056,7 @@ pub(crate) mod tests {
             table: "patient".into(),
             person_column: "person_id".into(),
             institution_column: None,
+            person_level: true,
             columns: vec![
                 col("person_id", "bigint", "identifier"),
                 col("name", "text", "identifier"),
@@ -783,6 +1075,7 @@ pub(crate) mod tests {
             table: "visit".into(),
             person_column: "person_id".into(),
             institution_column: Some("institution_code".into()),
+            person_level: false,
             columns: vec![
                 col("person_id", "bigint", "identifier"),
                 col("institution_code", "text", "quasi_identifier"),
@@ -900,9 +1193,58 @@ pub(crate) mod tests {
     #[test]
     fn every_state_has_a_name_and_meaning() {
         let names: Vec<&str> = PersonState::ALL.iter().map(|s| s.name()).collect();
-        assert_eq!(names, ["visible", "k", "consent", "unlinked"]);
+        assert_eq!(names, ["visible", "k", "consent", "unlinked", "changed", "calendar"]);
         assert!(PersonState::ALL.iter().all(|s| !s.meaning().is_empty()));
         assert!(planned().classes_sql()[1].contains("state IN ('visible', 'k')"));
+    }
+
+    #[test]
+    fn rare_values_percentiles_and_first_dates_are_planned() {
+        let p = planned();
+        // icd10 (semi_static, kept) is checked for rare values at the contract's k;
+        // dynamic lab values, shifted dates, tokens and quasi-identifiers are not.
+        let rare: Vec<(usize, &str, i32)> = p.rare_columns().map(|(i, r)| (i, r.column.as_str(), r.min_persons)).collect();
+        assert_eq!(rare, [(1, "icd10", 5)]);
+        let m = p.materialize_sql(1, 1);
+        assert!(m.contains("CASE WHEN r0.v IS NULL THEN s.\"icd10\" END AS \"icd10\""), "{m}");
+        assert!(m.contains("LEFT JOIN \"contract_c2026_001_data\".\"_values\" r0 ON r0.key = 0 AND r0.v = (s.\"icd10\")::text"), "{m}");
+        let prep = p.prepare_sql().join(";\n");
+        assert!(prep.contains("count(*) FROM (SELECT DISTINCT (s.\"icd10\")::text AS v, s.\"person_id\" AS person_id FROM \"clinical\".\"visit\" s"), "{prep}");
+        assert!(prep.contains("medanon._contract_rare_resolve('contract_c2026_001_data', 0, 5, NULL)"));
+        assert!(!prep.contains("percentile_cont"), "no percentile bound in this spec");
+        // A spec with a hierarchy, a raised min_persons and a percentile bound.
+        let mut c = contract();
+        c.spec.tables[1].columns.insert(
+            "icd10".into(),
+            ColumnSpec { rule: Rule::Keep, min_persons: Some(8), hierarchy: Some(HierarchyName::Icd10) },
+        );
+        c.spec.tables[1].columns.insert(
+            "lab_value".into(),
+            Rule::Code { top: Some(Bound::Percentile(99.5)), bottom: Some(Bound::Value(0.0)) }.into(),
+        );
+        c.spec.tables[1].columns.insert("visit_date".into(), Rule::DaysSince.into());
+        let p = plan(&c, &described(patient(), visit()), Purpose::Publish).unwrap();
+        let m = p.materialize_sql(1, 1);
+        assert!(m.contains("CASE WHEN r0.v IS NULL THEN s.\"icd10\" ELSE r0.shown END"), "{m}");
+        assert!(m.contains("(SELECT b.value FROM \"contract_c2026_001_data\".\"_bounds\" b WHERE b.key = '1.lab_value.top')"), "{m}");
+        assert!(m.contains("(s.\"visit_date\"::date - (m.first_dates ->> '1.visit_date')::date) AS \"visit_date\""), "{m}");
+        let prep = p.prepare_sql().join(";\n");
+        assert!(prep.contains("percentile_cont(0.995) WITHIN GROUP (ORDER BY (s.\"lab_value\")::double precision)"), "{prep}");
+        assert!(prep.contains("medanon._contract_rare_resolve('contract_c2026_001_data', 0, 8, 'icd10')"));
+        assert!(prep.contains("c.persons < 8)"), "holders of values under 8 persons climb: {prep}");
+        assert_eq!(p.views[1].first_dates, [("1.visit_date".to_string(), "s.\"visit_date\"::date".to_string())]);
+        assert!(p.views[1].shifted_dates.is_empty(), "days_since is no calendar date");
+        // A hierarchy needs a text column; a pseudonymized contract checks no value.
+        let mut c2 = c.clone();
+        c2.spec.tables[1].columns.insert("days".into(), ColumnSpec { rule: Rule::Keep, min_persons: None, hierarchy: Some(HierarchyName::Icd10) });
+        let e = refused(&c2, &described(patient(), visit()), Purpose::Create);
+        assert_eq!((e.refusal, e.path.as_str()), (Refusal::DatatypeMismatch, "tables[1].columns.days"));
+        let mut pseudo = contract();
+        pseudo.spec.kind = Kind::Pseudonymized;
+        pseudo.spec.k = None;
+        let mut d = described(patient(), visit());
+        d.grantee_certified = true;
+        assert_eq!(plan(&pseudo, &d, Purpose::Publish).unwrap().rare_columns().count(), 0);
     }
 
     fn refused(c: &Contract, d: &Described, purpose: Purpose) -> SpecError {
@@ -939,22 +1281,22 @@ pub(crate) mod tests {
         let mut v = visit();
         v.columns[3].type_name = "integer".into();
         let mut c2 = c.clone();
-        c2.spec.tables[1].columns.insert("icd10".into(), Rule::Shift);
+        c2.spec.tables[1].columns.insert("icd10".into(), Rule::Shift.into());
         let e = refused(&c2, &described(patient(), visit()), Purpose::Create);
         assert_eq!((e.refusal, e.path.as_str()), (Refusal::DatatypeMismatch, "tables[1].columns.icd10"));
         assert!(e.client_message().starts_with("invalid contract spec at \"tables[1].columns.icd10\": rule \"shift\""));
 
         // Token off the person column, and auto: one SQLSTATE each, whether creating or publishing.
         let mut c3 = c.clone();
-        c3.spec.tables[0].columns.insert("blood_type".into(), Rule::Token);
+        c3.spec.tables[0].columns.insert("blood_type".into(), Rule::Token.into());
         for purpose in [Purpose::Create, Purpose::Publish] {
             assert_eq!(refused(&c3, &ok, purpose).refusal, Refusal::NotSupported);
         }
         let mut c4 = c.clone();
-        c4.spec.tables[0].columns.insert("blood_type".into(), Rule::Auto);
+        c4.spec.tables[0].columns.insert("blood_type".into(), Rule::Auto.into());
         assert_eq!(refused(&c4, &ok, Purpose::Publish).refusal, Refusal::NotSupported);
         let mut c5 = c.clone();
-        c5.spec.tables[0].columns.insert("name".into(), Rule::Keep);
+        c5.spec.tables[0].columns.insert("name".into(), Rule::Keep.into());
         assert!(refused(&c5, &ok, Purpose::Create).message.contains("an identifier can only be dropped or tokenized"));
     }
 
@@ -996,7 +1338,7 @@ pub(crate) mod tests {
         other.table = "patient".into();
         let mut c = contract();
         c.spec.tables[1].columns.clear();
-        c.spec.tables[1].columns.insert("person_id".into(), Rule::Token);
+        c.spec.tables[1].columns.insert("person_id".into(), Rule::Token.into());
         let e = refused(&c, &described(patient(), other), Purpose::Create);
         assert_eq!(e.path, "tables[1].source");
     }

@@ -68,16 +68,64 @@ pub(crate) fn coded(col: &str, type_name: &str, bound: f64, top: bool) -> String
     format!("CASE WHEN {col} {cmp} {lit} THEN {lit} ELSE {col} END")
 }
 
+/// Top or bottom coding of `col` at a bound computed at publish (`bound`, a
+/// scalar SQL expression), keeping the column's type; integer columns take the
+/// bound rounded inward.
+pub(crate) fn coded_at(col: &str, type_name: &str, bound: &str, top: bool) -> String {
+    let (cmp, round) = if top { (">", "floor") } else { ("<", "ceil") };
+    let bound = if INTEGER_TYPES.iter().any(|(t, _, _)| *t == type_name) {
+        format!("pg_catalog.{round}({bound})::{type_name}")
+    } else {
+        format!("({bound})::{type_name}")
+    };
+    format!("CASE WHEN {col} {cmp} {bound} THEN {bound} ELSE {col} END")
+}
+
+/// The scratch table that maps each rare value of a publish or refresh to what
+/// the views show instead (`key`, `v`, `shown`; `shown` NULL: suppressed).
+pub const VALUES_TABLE: &str = "_values";
+
 /// The rows of a view, as the operator writes them into the contract's data table:
-/// the token first, then every other exposed column, of visible persons only.
-pub fn materialize_select(plan: &ViewPlan, contract_id: &str) -> String {
+/// the token first, then every other exposed column, of visible persons only. A
+/// rare value (see [`crate::plan::RareColumn`]) is shown as `data_schema._values`
+/// maps it: its ancestor, or NULL.
+pub fn materialize_select(plan: &ViewPlan, contract_id: &str, data_schema: &str) -> String {
     let mut sql = format!("SELECT m.token AS {}", ident(TOKEN_COLUMN));
+    let mut joins = String::new();
+    let values = format!("{}.{}", ident(data_schema), ident(VALUES_TABLE));
     for c in plan.columns.iter().filter(|c| !c.person) {
-        let _ = write!(sql, ", {} AS {}", c.expr, ident(&c.name));
+        match plan.rare.iter().find(|r| r.column == c.name) {
+            Some(r) => {
+                let alias = format!("r{}", r.key);
+                let shown = if r.hierarchy.is_some() { format!(" ELSE {alias}.shown") } else { String::new() };
+                let _ = write!(sql, ", CASE WHEN {alias}.v IS NULL THEN {}{shown} END AS {}", c.expr, ident(&c.name));
+                let _ = write!(joins, " LEFT JOIN {values} {alias} ON {alias}.key = {} AND {alias}.v = ({})::text", r.key, c.expr);
+            }
+            None => {
+                let _ = write!(sql, ", {} AS {}", c.expr, ident(&c.name));
+            }
+        }
     }
     let _ = write!(
         sql,
-        " FROM {} s JOIN medanon.contract_person m ON m.person_id = {} AND m.contract_id = {} WHERE m.state = {}",
+        " FROM {} s JOIN medanon.contract_person m ON m.person_id = {} AND m.contract_id = {}{joins} WHERE m.state = {}",
+        plan.source,
+        plan.person,
+        literal(contract_id),
+        PersonState::Visible.sql()
+    );
+    if let Some(filter) = &plan.institution_filter {
+        let _ = write!(sql, " AND {filter}");
+    }
+    sql
+}
+
+/// `FROM ... WHERE ...` of the rows of view `plan` a contract shows: the source
+/// (`s`) joined to the stored map (`m`), of visible persons, without the
+/// records of institutions they may not be provided from.
+pub fn contract_rows(plan: &ViewPlan, contract_id: &str) -> String {
+    let mut sql = format!(
+        "FROM {} s JOIN medanon.contract_person m ON m.person_id = {} AND m.contract_id = {} WHERE m.state = {}",
         plan.source,
         plan.person,
         literal(contract_id),
@@ -124,50 +172,91 @@ pub fn class_row(plan: &ViewPlan, index: usize) -> Option<String> {
     Some(format!("'{index}:' || ROW({})::text", plan.quasi_identifiers.join(", ")))
 }
 
-/// The hex digits of a tokenize() result that a person's token keeps: 128 bits,
-/// which is what a uuid holds (tokenize gives 256).
-const TOKEN_HEX_DIGITS: usize = 32;
+/// A new person's token: 64 random bits from PostgreSQL's strong random source.
+/// A version-4 uuid carries 122 random bits, its 6 fixed ones at the version
+/// nibble (first half) and the variant bits (second half); the XOR of one uuid's
+/// first half with another's second puts a random bit under each fixed one, so
+/// all 64 bits are random. Volatile, drawn per row. Collisions within a contract
+/// are drawn again by publish (`ContractPlan::redraw_tokens_sql`).
+pub const NEW_TOKEN: &str = "(('x' || left(replace(pg_catalog.gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint      # ('x' || right(replace(pg_catalog.gen_random_uuid()::text, '-', ''), 16))::bit(64)::bigint)";
+
+/// The rows of `p` a person may be shown with, joined to the map CTE `m`, for
+/// persons `m.state0` visible: `SELECT m.person_id, <what> ... `.
+fn visible_rows(p: &ViewPlan, what: &str) -> String {
+    let filter = p.institution_filter.as_ref().map(|f| format!(" AND {f}")).unwrap_or_default();
+    format!(
+        "SELECT m.person_id, {what} FROM {} s JOIN m ON m.person_id = {} WHERE m.state0 = {}{filter}",
+        p.source,
+        p.person,
+        PersonState::Visible.sql()
+    )
+}
 
 /// What a contract's person map should hold now, one row per person of
 /// `persons` (the quoted scratch table of the contract's persons), from one pass over the
 /// sources: (person_id, token, date_offset, state, excluded_institutions,
-/// class_key). `whole_person`: a person with any excluded institution is withheld
+/// class_key, first_class, first_dates). `whole_person`: a person with any excluded institution is withheld
 /// whole (some source does not name its institution, so its records cannot be
 /// told apart). The operator writes it into a scratch table and applies it to
 /// `medanon.contract_person` with a plain INSERT and UPDATE: an INSERT ... ON
 /// CONFLICT of the same rows took 14 s a million. The values are literals, since
 /// CREATE TABLE AS takes no parameters; the contract id is `[a-z][a-z0-9_]*`.
 ///
-/// Per person: the consent state from `eligible_records` (a record counts if its
-/// patient was notified, the wait is over and no opt-out in scope is in force),
-/// the stored token and offset (kept across refreshes and key rotations, computed
-/// only for new persons), and the class: md5 of every distinct generalized
-/// quasi-identifier row the views show of the person, across all tables.
-pub fn person_map_select(
-    plans: &[ViewPlan],
-    persons: &str,
-    contract_id: &str,
-    domain: &str,
-    whole_person: bool,
-    k: Option<i32>,
-) -> String {
+/// Per person:
+/// - the consent state from `eligible_records` (a record counts if its patient
+///   was notified, the wait is over and no opt-out in scope is in force);
+/// - the stored token, offset and first dates (kept across refreshes and key
+///   rotations, computed only for new persons);
+/// - the class: md5 of the generalized quasi-identifier rows the views show of
+///   the person, across all tables: every row of a person-level view, each
+///   distinct row of another;
+/// - with k (anonymized and statistics contracts), the class is fixed at the
+///   person's first exposure (`first_class`): a person whose class differs now is
+///   `changed`, shown in no view, so every token carries the same
+///   quasi-identifiers in every release an analyst may join; and a person whose
+///   shifted dates the public calendar narrows to fewer than
+///   [`crate::plan::MIN_SHIFT_CANDIDATES`] offsets is `calendar`;
+/// - then k over the persons left visible.
+pub fn person_map_select(plan: &crate::plan::ContractPlan, persons: &str) -> String {
+    let plans = &plan.views;
+    let (contract_id, domain, whole_person, k) = (&plan.id, &plan.domain, plan.whole_person, plan.k);
     let mut qi: Vec<String> = plans
         .iter()
         .enumerate()
         .filter_map(|(i, p)| {
             let row = class_row(p, i)?;
-            let filter = p.institution_filter.as_ref().map(|f| format!(" AND {f}")).unwrap_or_default();
-            Some(format!(
-                "SELECT m.person_id, {row} AS v FROM {} s JOIN m ON m.person_id = {} WHERE m.state0 = {}{filter}",
-                p.source,
-                p.person,
-                PersonState::Visible.sql()
-            ))
+            let rows = visible_rows(p, &format!("{row} AS v"));
+            // Every row of a person-level view counts; a visit view counts each distinct row once.
+            Some(if p.person_level { rows } else { format!("SELECT DISTINCT * FROM ({rows}) d") })
         })
         .collect();
     if qi.is_empty() {
         qi.push("SELECT NULL::bigint AS person_id, NULL::text AS v WHERE false".into());
     }
+    let mut dates: Vec<String> = plans
+        .iter()
+        .flat_map(|p| p.shifted_dates.iter().map(move |d| visible_rows(p, &format!("m.date_offset AS o, {d} AS d"))))
+        .collect();
+    // Offsets the public calendar leaves each person (anonymous contracts with
+    // shifted dates only): every real date a business day within the span of all
+    // of the contract's shifted dates.
+    let calendar = if k.is_some() && !dates.is_empty() {
+        "SELECT d.person_id, medanon._shift_candidates(array_agg(DISTINCT d.d), d.o, w.lo, w.hi) AS offsets
+      FROM dates d, span w WHERE pg_catalog.isfinite(d.d) GROUP BY d.person_id, d.o, w.lo, w.hi"
+    } else {
+        "SELECT NULL::bigint AS person_id, NULL::integer AS offsets WHERE false"
+    };
+    if dates.is_empty() {
+        dates.push("SELECT NULL::bigint AS person_id, NULL::integer AS o, NULL::date AS d WHERE false".into());
+    }
+    let mut firsts: Vec<String> = plans
+        .iter()
+        .flat_map(|p| p.first_dates.iter().map(move |(key, d)| visible_rows(p, &format!("{} AS key, {d} AS d", literal(key)))))
+        .collect();
+    if firsts.is_empty() {
+        firsts.push("SELECT NULL::bigint AS person_id, NULL::text AS key, NULL::date AS d WHERE false".into());
+    }
+    let fixed = k.is_some();
     format!(
         "WITH linked AS (
     SELECT l.person_id, count(*) AS records, count(e.person_id) AS eligible,
@@ -183,8 +272,9 @@ pub fn person_map_select(
       FROM {persons} p LEFT JOIN linked k ON k.person_id = p.person_id
 ), m AS (
     SELECT c.person_id, c.excluded AS excluded_institutions,
-           coalesce(old.token, left(medanon.tokenize(c.person_id::text, {domain}), {TOKEN_HEX_DIGITS})::uuid) AS token,
+           coalesce(old.token, {NEW_TOKEN}) AS token,
            coalesce(old.date_offset, medanon.date_offset(c.person_id::text, {domain})) AS date_offset,
+           old.first_class, old.first_dates AS old_first_dates,
            CASE WHEN c.records = 0 THEN {unlinked}
                 WHEN c.eligible = 0 OR ({whole_person} AND c.excluded IS NOT NULL) THEN {consent}
                 ELSE {visible} END AS state0
@@ -193,27 +283,54 @@ pub fn person_map_select(
 ), qi AS (
     {qi}
 ), classes AS (
-    SELECT qi.person_id, md5(string_agg(DISTINCT qi.v, '|' ORDER BY qi.v))::uuid AS class_key
+    SELECT qi.person_id, md5(string_agg(qi.v, '|' ORDER BY qi.v))::uuid AS class_key
       FROM qi GROUP BY qi.person_id
+), dates AS (
+    {dates}
+), span AS (
+    SELECT min(d.d) AS lo, max(d.d) AS hi FROM dates d WHERE pg_catalog.isfinite(d.d)
+), calendar AS (
+    {calendar}
+), firsts AS (
+    SELECT f.person_id, jsonb_object_agg(f.key, f.d) AS first_dates
+      FROM (SELECT x.person_id, x.key, min(x.d)::text AS d FROM ({firsts}) x WHERE x.d IS NOT NULL GROUP BY 1, 2) f
+     GROUP BY f.person_id
 ), final AS (
-    SELECT m.*, CASE WHEN m.state0 = {visible} THEN coalesce(cl.class_key, md5('')::uuid) END AS class_key
+    SELECT m.*, cl.class_key AS class0, fi.first_dates AS new_first_dates,
+           CASE WHEN m.state0 <> {visible} THEN m.state0
+                WHEN {fixed} AND m.first_class IS NOT NULL
+                     AND m.first_class <> coalesce(cl.class_key, md5('')::uuid) THEN {changed}
+                WHEN ca.offsets < {min_offsets} THEN {calendar_state}
+                ELSE {visible} END AS state1
       FROM m LEFT JOIN classes cl ON cl.person_id = m.person_id
+             LEFT JOIN calendar ca ON ca.person_id = m.person_id
+             LEFT JOIN firsts fi ON fi.person_id = m.person_id
 ), counted AS (
-    SELECT f.*, count(*) FILTER (WHERE f.state0 = {visible}) OVER (PARTITION BY f.class_key) AS class_persons
+    SELECT f.*, CASE WHEN f.state1 = {visible} THEN coalesce(f.class0, md5('')::uuid) END AS class_key,
+           count(*) FILTER (WHERE f.state1 = {visible}) OVER (PARTITION BY coalesce(f.class0, md5('')::uuid)) AS class_persons
       FROM final f
+), decided AS (
+    SELECT c.*, CASE WHEN c.state1 <> {visible} THEN c.state1 WHEN c.class_persons < {k} THEN {k_state} ELSE {visible} END AS state
+      FROM counted c
 )
-SELECT c.person_id, c.token, c.date_offset,
-       CASE WHEN c.state0 <> {visible} THEN c.state0 WHEN c.class_persons < {k} THEN {k_state} ELSE {visible} END AS state,
-       c.excluded_institutions, c.class_key
-  FROM counted c",
+SELECT d.person_id, d.token, d.date_offset, d.state, d.excluded_institutions, d.class_key,
+       coalesce(d.first_class, CASE WHEN {fixed} AND d.state = {visible} THEN d.class_key END) AS first_class,
+       CASE WHEN d.new_first_dates IS NULL THEN d.old_first_dates
+            ELSE d.new_first_dates || coalesce(d.old_first_dates, '{{}}'::jsonb) END AS first_dates
+  FROM decided d",
         qi = qi.join("\n    UNION ALL\n    "),
+        dates = dates.join("\n    UNION ALL\n    "),
+        firsts = firsts.join(" UNION ALL "),
         id = literal(contract_id),
         domain = literal(domain),
         k = k.map_or("NULL::integer".to_string(), |k| k.to_string()),
+        min_offsets = crate::plan::MIN_SHIFT_CANDIDATES,
         visible = PersonState::Visible.sql(),
         k_state = PersonState::K.sql(),
         consent = PersonState::Consent.sql(),
         unlinked = PersonState::Unlinked.sql(),
+        changed = PersonState::Changed.sql(),
+        calendar_state = PersonState::Calendar.sql(),
     )
 }
 
@@ -262,7 +379,7 @@ mod tests {
         assert_eq!(p.person_column.as_deref(), Some("person_id"));
         assert_eq!(p.institution_filter, None);
         assert_eq!(class_row(p, 0).unwrap(), format!("'0:' || ROW({})::text", p.quasi_identifiers.join(", ")));
-        let m = materialize_select(p, "c2026_001");
+        let m = materialize_select(p, "c2026_001", "contract_c2026_001_data");
         assert!(m.starts_with("SELECT m.token AS \"_token\", CASE WHEN pg_catalog.isfinite(s.\"birth_date\")"), "{m}");
         assert!(m.contains("medanon.generalize_age(s.\"birth_date\", '2026-04-01'::date, 5, 90) END AS \"birth_date\""));
         assert!(m.contains("medanon.postal_prefix(s.\"postal_code\"::text, 3) AS \"postal_code\""));
@@ -283,7 +400,7 @@ mod tests {
     #[test]
     fn visit_view_shifts_codes_and_filters_institutions() {
         let p = &plans()[1];
-        let m = materialize_select(p, "c2026_001");
+        let m = materialize_select(p, "c2026_001", "contract_c2026_001_data");
         assert!(m.contains("(s.\"visit_date\" + m.date_offset) AS \"visit_date\""));
         assert!(m.contains("CASE WHEN s.\"lab_value\" > '500'::numeric THEN '500'::numeric ELSE s.\"lab_value\" END"));
         // 1.5 as a floor of an integer column: values below 2 become 2.
@@ -299,23 +416,41 @@ mod tests {
         let plans = &planned.views;
         let persons = planned.persons_sql();
         assert!(persons.contains("SELECT s.\"person_id\"::bigint AS person_id FROM \"clinical\".\"patient\" s UNION ALL SELECT s.\"person_id\"::bigint AS person_id FROM \"clinical\".\"visit\" s"));
-        let sql = person_map_select(plans, "\"d\".\"_persons\"", "c2026_001", "contract:c2026_001", true, Some(5));
+        let sql = person_map_select(&planned, "\"d\".\"_persons\"");
         assert!(sql.contains("FROM \"d\".\"_persons\" p LEFT JOIN linked k"));
-        assert!(sql.contains("medanon.tokenize(c.person_id::text, 'contract:c2026_001')"));
+        assert!(sql.contains("coalesce(old.token, (('x' || left(replace(pg_catalog.gen_random_uuid()"), "{sql}");
+        assert!(!sql.contains("tokenize("), "a token is drawn, not computed");
         assert!(sql.contains("old.contract_id = 'c2026_001'") && sql.contains("(true AND c.excluded IS NOT NULL)"));
         assert!(sql.contains("c.class_persons < 5 THEN 'k'"));
-        // Only the patient view exposes quasi-identifiers, so only it feeds the class.
+        // Only the patient view exposes quasi-identifiers, so only it feeds the class;
+        // it is person-level, so every row of it counts (no DISTINCT).
         assert_eq!(sql.matches("AS v FROM").count(), 1, "{sql}");
+        assert!(!sql.contains("SELECT DISTINCT * FROM"), "{sql}");
         assert!(sql.contains(&plans[0].quasi_identifiers[0]));
+        // The class is fixed at the first exposure, and a changed person is withheld.
+        assert!(sql.contains("m.first_class <> coalesce(cl.class_key, md5('')::uuid) THEN 'changed'"), "{sql}");
+        assert!(sql.contains("coalesce(d.first_class, CASE WHEN true AND d.state = 'visible' THEN d.class_key END)"));
+        // The visit dates are shifted, so the calendar is checked over them.
+        assert!(sql.contains("s.\"visit_date\"::date AS d FROM \"clinical\".\"visit\" s"), "{sql}");
+        assert!(sql.contains("medanon._shift_candidates(array_agg(DISTINCT d.d), d.o, w.lo, w.hi)") && sql.contains("ca.offsets < 4 THEN 'calendar'"));
         assert!(!sql.contains('$'), "no parameters: CREATE TABLE AS takes none");
         assert_eq!(planned.map_sql(), format!("CREATE UNLOGGED TABLE \"contract_c2026_001_data\".\"_map\" AS {}; ANALYZE \"contract_c2026_001_data\".\"_map\";",
-            person_map_select(plans, &planned.persons_table(), "c2026_001", "contract:c2026_001", true, Some(5))));
+            person_map_select(&planned, &planned.persons_table())));
         let gone = planned.gone_persons_sql();
         assert!(gone.ends_with("NOT EXISTS (SELECT FROM \"contract_c2026_001_data\".\"_persons\" p WHERE p.person_id = m.person_id)"));
-        // Without any quasi-identifier, everyone falls into one class.
-        let none = person_map_select(&plans[1..], "\"d\".\"_persons\"", "c", "contract:c", false, None);
-        assert!(none.contains("c.class_persons < NULL::integer"));
-        assert!(none.contains("WHERE false"));
+        // A visit-level view with a quasi-identifier counts each distinct row once.
+        let mut visits = planned.clone();
+        visits.views[1].quasi_identifiers.push("s.\"institution_code\"".into());
+        let sql = person_map_select(&visits, "p");
+        assert_eq!(sql.matches("SELECT DISTINCT * FROM (SELECT m.person_id, '1:' || ROW").count(), 1, "{sql}");
+        // Without any quasi-identifier or k, everyone falls into one class and nothing is fixed.
+        let mut none = planned.clone();
+        none.views.remove(0);
+        none.k = None;
+        let sql = person_map_select(&none, "p");
+        assert!(sql.contains("c.class_persons < NULL::integer"));
+        assert!(sql.contains("WHERE false") && !sql.contains("_shift_candidates"), "no calendar check without k");
+        assert!(sql.contains("CASE WHEN false AND d.state"));
     }
 
     #[test]
