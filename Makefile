@@ -1,13 +1,15 @@
 # medanon: the commands a DBA or a developer runs. See README.md.
 #   make demo   set up, build, install, start a local cluster and show the pipeline
-#   make test   every test tier (unit, #[pg_test], pg_regress, integration as real roles)
+#   make test   every test tier (unit, #[pg_test], pg_regress, integration as real roles,
+#               pgaudit and pg_cron loaded, the Debian package)
 #   make bench  the benchmarks, with release LTO; figures go in BENCHMARKS.md
 #   make test-citus  the Citus tier: builds Citus 13.2.2 from its tarball, a coordinator and 2 workers
+#   make package  a Debian package for PostgreSQL 15 (release LTO) in target/package/
 
 SHELL := /bin/bash
 PG_CONFIG := /usr/lib/postgresql/15/bin/pg_config
 
-.PHONY: setup build install demo demo-stop test test-citus bench bench-citus bench-stop synth clean-clusters
+.PHONY: setup build install package demo demo-stop test test-citus bench bench-citus bench-stop synth clean-clusters
 
 setup:
 	@scripts/setup.sh
@@ -17,6 +19,9 @@ build: setup
 
 install: setup
 	cargo pgrx install --release --pg-config $(PG_CONFIG)
+
+package: setup
+	@scripts/package.sh dist
 
 demo: setup
 	@scripts/demo.sh

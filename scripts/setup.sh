@@ -5,7 +5,10 @@ set -euo pipefail
 
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 PGRX_VERSION=0.18.0
-PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo pkg-config)
+# pgaudit logs analysts' reads, pg_cron schedules expiry (README, "Operations");
+# dpkg-dev gives dpkg-shlibdeps to `make package`.
+PACKAGES=(postgresql-15 postgresql-server-dev-15 libclang-dev clang sudo pkg-config
+          postgresql-15-pgaudit postgresql-15-cron dpkg-dev)
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 

@@ -521,7 +521,8 @@ CREATE FUNCTION contract_report(id text)
 RETURNS TABLE (contract_id text, status text, k integer, expires_on date,
                persons_exposed bigint, persons_suppressed_k bigint, persons_excluded_consent bigint,
                persons_unlinked bigint, persons_changed bigint, persons_calendar bigint,
-               classes bigint, classes_suppressed bigint, min_class_size integer, values_replaced bigint)
+               classes bigint, classes_suppressed bigint, min_class_size integer, values_replaced bigint,
+               reads_audited boolean)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -534,7 +535,9 @@ BEGIN
     RETURN QUERY
     SELECT c.contract_id, c.status, c.k, c.expires_on,
            p.visible, p.k_suppressed, p.consent, p.unlinked, p.changed, p.calendar, cl.classes, cl.suppressed, cl.smallest,
-           (SELECT coalesce(sum(cc.values_replaced), 0)::bigint FROM medanon.contract_column cc WHERE cc.contract_id = c.contract_id)
+           (SELECT coalesce(sum(cc.values_replaced), 0)::bigint FROM medanon.contract_column cc WHERE cc.contract_id = c.contract_id),
+           -- Whether the grantee's reads reach the server log (pgaudit; sql/read_audit.sql).
+           medanon.reads_audited(c.contract_id)
       FROM medanon.contract c,
            LATERAL (SELECT count(*) FILTER (WHERE m.state = st ->> 'visible') AS visible,
                            count(*) FILTER (WHERE m.state = st ->> 'k') AS k_suppressed,

@@ -180,7 +180,15 @@ BEGIN
         'contract_report(text)',
         '_contract_person_states()',
         'contract_today()',
-        'verify_ledger()'
+        'verify_ledger()',
+        'reads_audited()',
+        'reads_audited(text)',
+        '_pgaudit_loaded()',
+        '_audit_setting_ok(text, text)',
+        'schedule_expiry(text)',
+        'unschedule_expiry()',
+        '_require_pg_cron()',
+        '_expiry_job_name()'
     ]::regprocedure[] LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO medanon_operator', f);
     END LOOP;
@@ -317,6 +325,18 @@ COMMENT ON FUNCTION key_check_values() IS
 COMMENT ON FUNCTION _keyring_apply(integer, text, bytea, boolean, timestamptz, timestamptz, bytea) IS
     'Internal to citus_sync_keys: stores a key sent by the coordinator in a worker''s keyring.';
 COMMENT ON FUNCTION _keyring_transfer_apply() IS 'Internal trigger: a key row sent to a Citus worker goes into its keyring.';
+COMMENT ON FUNCTION reads_audited() IS
+    'Whether analysts'' reads of contract views reach the server log as pgaudit lines with role, view and statement: pgaudit loaded, pgaudit.role = medanon_read_audit (or a role with its privileges), pgaudit.log_level = log, and %u in log_line_prefix (or csvlog/jsonlog). Operator only.';
+COMMENT ON FUNCTION reads_audited(text) IS
+    'reads_audited() for one contract: also every view and snapshot of it granted to medanon_read_audit (publish, refresh and release_snapshot do that when pgaudit is loaded), and no role or database setting turning pgaudit off for its grantee. Unknown contract: 42704. Operator only.';
+COMMENT ON FUNCTION _pgaudit_loaded() IS 'Internal: whether the cluster loaded pgaudit (its settings exist).';
+COMMENT ON FUNCTION _audit_setting_ok(text, text) IS 'Internal: whether a pgaudit.role and pgaudit.log_level would log reads granted to medanon_read_audit.';
+COMMENT ON FUNCTION _audit_contract_reads(text) IS 'Internal to publish, refresh and release_snapshot: grants SELECT on the contract''s views and snapshots to medanon_read_audit when pgaudit is loaded; returns how many relations.';
+COMMENT ON FUNCTION schedule_expiry(text) IS
+    'Schedules medanon.expire_contracts() with pg_cron (job medanon_expire_contracts, run as the caller; default daily at 15:05 GMT, 00:05 in Japan); scheduling again replaces the schedule. Returns the job id. Without pg_cron loaded and installed here: 55000, with the system-cron alternative in the hint.';
+COMMENT ON FUNCTION unschedule_expiry() IS 'Removes the caller''s pg_cron job medanon_expire_contracts; false when there was none. Without pg_cron: 55000.';
+COMMENT ON FUNCTION _require_pg_cron() IS 'Internal: raises what is missing for pg_cron jobs here (library 55000, extension 55000, USAGE on schema cron 42501).';
+COMMENT ON FUNCTION _expiry_job_name() IS 'Internal: the pg_cron job name of scheduled expiry.';
 COMMENT ON FUNCTION keyring_restore_guard() IS 'Internal trigger: lets pg_restore replace the unused key that CREATE EXTENSION made.';
 
 -- The first key, so every function works at once.

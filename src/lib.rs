@@ -37,6 +37,8 @@ extension_sql_file!(
     name = "contract_live",
     requires = ["contract_tables", "consent_api", functions::_contract_person_states, functions::contract_today]
 );
+extension_sql_file!("../sql/read_audit.sql", name = "read_audit", requires = ["contract_live"]);
+extension_sql_file!("../sql/expiry_schedule.sql", name = "expiry_schedule", requires = ["contract_live"]);
 extension_sql_file!(
     "../sql/consent_api.sql",
     name = "consent_api",

@@ -13,6 +13,7 @@
 //! between refreshes are SQL (`sql/contract_live.sql`); they read the names apply
 //! stored in `medanon.contract` and `medanon.contract_table`.
 
+pub mod audit;
 pub mod create;
 pub mod describe;
 pub mod publish;

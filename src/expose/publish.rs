@@ -89,6 +89,7 @@ fn run(id: &str, purpose: Purpose) -> JsonB {
                 .get_one::<JsonB>()?
                 .map_or(json!({}), |j| j.0);
             let rows = write_data(client, &plan, purpose)?;
+            super::audit::audit_reads(client, id)?;
             client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
             let mut summary = summarize(client, &plan, rows)?;
             summary["bounds"] = prepared["bounds"].clone();

@@ -107,6 +107,7 @@ pub fn release_snapshot(id: &str) -> String {
                 .get_one::<i64>()?;
             let detail = json!({"schema": name, "tables": tables, "sha256": hex(&whole.finalize()), "expires_on": expires});
             record(client, &id, "snapshot", &sha, Some(total), persons, detail)?;
+            super::audit::audit_reads(client, &id)?;
             Ok::<_, SpiError>(name)
         })
     })

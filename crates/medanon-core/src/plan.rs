@@ -683,6 +683,11 @@ impl ContractPlan {
         self.scratch("_map")
     }
 
+    /// The scratch table of the map's first part: consent, token, offset.
+    pub fn base_table(&self) -> String {
+        self.scratch("_base")
+    }
+
     /// The data table of view `index` in `generation`. Short names: a source
     /// table's name may already use all of PostgreSQL's 63 bytes.
     pub fn data_table(&self, index: usize, generation: i32) -> String {
@@ -760,9 +765,14 @@ impl ContractPlan {
     /// Writes what the person map should hold now into the scratch map table,
     /// analyzed (see [`crate::view::person_map_select`]).
     pub fn map_sql(&self) -> String {
-        let select = crate::view::person_map_select(self, &self.persons_table());
+        let base = self.base_table();
+        let first = crate::view::person_base_select(self, &self.persons_table());
+        let select = crate::view::person_map_select(self, &base);
         let table = self.map_table();
-        format!("CREATE UNLOGGED TABLE {table} AS {select}; ANALYZE {table};")
+        format!(
+            "CREATE UNLOGGED TABLE {base} AS {first}; ANALYZE {base};
+             CREATE UNLOGGED TABLE {table} AS {select}; ANALYZE {table};"
+        )
     }
 
     /// Draws again the token of every new person of the scratch map whose token
@@ -828,7 +838,7 @@ impl ContractPlan {
     /// data tables are planned as if the contract had one person (nested loops
     /// over 10M rows: 20 s).
     pub fn drop_scratch_sql(&self) -> String {
-        format!("DROP TABLE {}, {}; ANALYZE medanon.contract_person", self.persons_table(), self.map_table())
+        format!("DROP TABLE {}, {}, {}; ANALYZE medanon.contract_person", self.persons_table(), self.base_table(), self.map_table())
     }
 
     /// Rebuilds the contract's class counts from the map. `$1` the contract id.
