@@ -64,8 +64,8 @@ pub fn init() {
         c"Largest date shift, in days, that shift_date applies in either direction.",
         c"Offsets are whole weeks, uniform over -W..-1 and 1..W weeks with W = N/7, so weekdays are kept. Changing it changes every new shifted date.",
         &MAX_SHIFT_DAYS,
-        7,
-        3650,
+        *medanon_core::keyed::MAX_SHIFT_DAYS_RANGE.start() as i32,
+        *medanon_core::keyed::MAX_SHIFT_DAYS_RANGE.end() as i32,
         GucContext::Suset,
         GucFlags::default(),
     );

@@ -16,7 +16,7 @@
 //! print with `-- --nocapture` (SECURITY.md, "Shifted dates and the calendar").
 
 use medanon_core::calendar::Ymd;
-use medanon_core::closed_days::japan;
+use medanon_core::closed_days::{japan, ClosedDays};
 use medanon_core::shift_attack::{candidate_count, Window};
 use medanon_integration::*;
 use std::collections::BTreeMap;
@@ -236,10 +236,20 @@ fn the_calendar_does_not_give_shifted_dates_back() {
     )
     .expect("publish");
 
-    // The analyst: the view, and the range it may read like anyone.
+    // The operator's count in a new session, as its first statement: the default
+    // of max_shift_days reads the setting, which exists once medanon's library is
+    // loaded, and calling the function loads it first.
+    let fresh: i32 = superuser()
+        .query_one("SELECT medanon._shift_candidates('{}'::date[], 7, '2024-01-01', '2024-12-31')", &[])
+        .expect("a first call in a new session")
+        .get(0);
+    assert_eq!(fresh, 208, "every whole week of ±104 but 0");
+
+    // The analyst: the view, and the range, which it may read like anyone once any
+    // medanon function has loaded the library in its session.
     let mut lab = connect_as("it_lab_cal");
     let max_days: i64 = lab
-        .query_one("SELECT current_setting('medanon.max_shift_days')::int8", &[])
+        .query_one("SELECT current_setting('medanon.max_shift_days')::int8 FROM medanon.region_of('東京都')", &[])
         .expect("the setting is readable")
         .get(0);
     let mut shifted: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -255,10 +265,27 @@ fn the_calendar_does_not_give_shifted_dates_back() {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    // The operator's count in SQL, as publish runs it: it must be the attack's,
+    // person for person.
+    let operator: BTreeMap<String, i32> = su
+        .query(
+            "SELECT m.token::text, medanon._shift_candidates(array_agg(v.visit_date), m.date_offset, $1::text::date, $2::text::date)
+               FROM it_cal.visit v JOIN medanon.contract_person m ON m.contract_id = 'it_cal' AND m.person_id = v.person_id
+              GROUP BY m.token, m.date_offset",
+            &[&iso(window().first), &iso(window().last)],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let mut disagree = Vec::new();
     for (token, s) in &shifted {
         let cands = candidates(s, 7, range);
         if !offsets.get(token).is_some_and(|o| cands.contains(o)) {
             truth_missing.push(token.clone());
+        }
+        if operator.get(token).map(|&n| n as usize) != Some(cands.len()) {
+            disagree.push((token.clone(), operator.get(token).copied(), cands.len()));
         }
         after.push(summary(&cands, false));
     }
@@ -284,8 +311,8 @@ fn the_calendar_does_not_give_shifted_dates_back() {
     let before = figures(&daily);
 
     // What the calendar leaves every person under whole weeks, before publish
-    // withholds anyone: the operator's count (medanon._shift_candidates).
-    let all: Vec<(u64, bool)> = su
+    // withholds anyone: the operator's count on the raw dates.
+    let with_offsets: Vec<(Vec<i64>, i64)> = su
         .query(
             "SELECT array_agg(v.visit_date - DATE '2000-01-01'), min(m.date_offset)::int8
                FROM it_cal.visit v JOIN medanon.contract_person m ON m.contract_id = 'it_cal' AND m.person_id = v.person_id
@@ -296,12 +323,31 @@ fn the_calendar_does_not_give_shifted_dates_back() {
         .iter()
         .map(|r| {
             let days: Vec<i32> = r.get(0);
-            let days: Vec<i64> = days.into_iter().map(i64::from).collect();
-            let n = candidate_count(japan(), &days, r.get(1), window(), max_days as u32).unwrap();
-            (n, false)
+            (days.into_iter().map(i64::from).collect(), r.get(1))
         })
         .collect();
-    let unwithheld = figures(&all);
+    let count_all = |cal: &ClosedDays, max: u32| -> Figures {
+        let counts: Vec<(u64, bool)> =
+            with_offsets.iter().map(|(days, o)| (candidate_count(cal, days, *o, window(), max).unwrap(), false)).collect();
+        figures(&counts)
+    };
+    let unwithheld = count_all(japan(), max_days as u32);
+    // The window alone: a calendar with weekends only tells nothing under whole
+    // weeks, so what is left is what the window and the range leave.
+    let (first, last) = japan().coverage();
+    let weekends = ClosedDays::from_fn(first, last, |d| medanon_core::calendar::weekday_of_pg_day(d) >= 5);
+    let window_only = count_all(&weekends, max_days as u32);
+    // A narrower range, ±52 weeks, on the same real dates (offsets drawn here).
+    let mut rng = Rng(0x5eed_0052);
+    let narrow: Vec<(u64, bool)> = with_offsets
+        .iter()
+        .map(|(days, _)| {
+            let k = rng.range(0, 103) as i64 - 52;
+            let o = if k >= 0 { (k + 1) * 7 } else { k * 7 };
+            (candidate_count(japan(), days, o, window(), 364).unwrap(), false)
+        })
+        .collect();
+    let narrow = figures(&narrow);
 
     let visit_counts: Vec<usize> = real.values().map(Vec::len).collect();
     println!(
@@ -314,9 +360,12 @@ fn the_calendar_does_not_give_shifted_dates_back() {
     );
     print("before (daily offsets, ±365 days)", &before);
     print("whole weeks, every person (operator's count, before withholding)", &unwithheld);
+    print("  of which the window and range alone (no holidays)", &window_only);
+    print("  the same dates under ±52 weeks (operator's count)", &narrow);
     print("after (whole weeks, the published view)", &after);
 
     assert!(truth_missing.is_empty(), "the attack's model is wrong: the true offset is not a candidate for {truth_missing:?}");
+    assert!(disagree.is_empty(), "_shift_candidates and the attack disagree (token, operator, attack): {disagree:?}");
     // The old rule fails the target, so this test can tell the two apart.
     assert!(before.at_most_3 * 100 > before.persons, "daily offsets should fail the target: {before:?}");
     // The contract still shows most persons.

@@ -6,13 +6,16 @@ SELECT length(medanon.tokenize('12345', 'patient')) AS token_length,
        medanon.tokenize('12345', 'patient') <> medanon.tokenize('12345', 'visit') AS domains_differ,
        medanon.tokenize(NULL, 'patient') IS NULL AS null_gives_null;
 SELECT medanon.tokenize('12345', '');
--- One offset per person and domain, never 0, within ±365 days.
+-- One offset per person and domain, never 0, whole weeks within ±728 days (the
+-- default, 104 weeks), so every weekday is kept.
 SELECT count(DISTINCT medanon.shift_date(d, 'p-1', 'c') - d) AS offsets_for_one_person,
        bool_and(medanon.shift_date(d, 'p-1', 'c') <> d) AS never_unshifted
   FROM generate_series('2020-01-01'::date, '2020-12-31', '1 day') AS g(d);
-SELECT count(*) FILTER (WHERE o = 0) AS zero_offsets, count(*) FILTER (WHERE abs(o) > 365) AS beyond_365,
-       count(DISTINCT sign(o)) AS both_signs
+SELECT count(*) FILTER (WHERE o = 0) AS zero_offsets, count(*) FILTER (WHERE abs(o) > 728) AS beyond_728,
+       count(*) FILTER (WHERE o % 7 <> 0) AS not_whole_weeks, count(DISTINCT sign(o)) AS both_signs
   FROM (SELECT medanon.date_offset('p-' || g, 'c') AS o FROM generate_series(1, 5000) g) s;
+SELECT count(*) FILTER (WHERE extract(isodow FROM medanon.shift_date(d, 'p-' || g, 'c')) <> extract(isodow FROM d)) AS weekday_moved
+  FROM generate_series(1, 200) g, generate_series('2026-04-01'::date, '2026-04-07', '1 day') AS s(t), CAST(t AS date) AS d;
 -- Timestamps move by whole 24-hour days, by the same offset as dates.
 SELECT medanon.shift_date('2026-04-01 10:30'::timestamp, 'p-1', 'c')
      - medanon.date_offset('p-1', 'c') * interval '1 day' = '2026-04-01 10:30'::timestamp AS timestamp_same_offset,

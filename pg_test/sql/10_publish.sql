@@ -120,11 +120,11 @@ CREATE VIEW contract_ca.mine AS SELECT 1;
 RESET ROLE;
 
 -- Tokens differ between contracts; offsets are per person and per contract, never
--- 0, within max_shift_days, and the same for every date of a person.
+-- 0, whole weeks within max_shift_days, and the same for every date of a person.
 SELECT count(*) AS shared_tokens FROM medanon.contract_person a JOIN medanon.contract_person b USING (token)
  WHERE a.contract_id = 'ca' AND b.contract_id = 'cb';
 SELECT count(*) FILTER (WHERE a.date_offset = b.date_offset) < 3 AS offsets_differ,
-       bool_and(a.date_offset <> 0 AND abs(a.date_offset) <= 365) AS offsets_in_range
+       bool_and(a.date_offset <> 0 AND abs(a.date_offset) <= 728 AND a.date_offset % 7 = 0) AS offsets_in_range
   FROM medanon.contract_person a JOIN medanon.contract_person b USING (person_id)
  WHERE a.contract_id = 'ca' AND b.contract_id = 'cb';
 -- Every shown visit date of a person, moved back by the person's offset, is the raw date.

@@ -99,10 +99,11 @@ pub fn shift_candidates(
             Some("pass the first and the last real date of the study".into()),
         );
     }
-    if !(7..=3650).contains(&max_shift_days) {
+    let allowed = medanon_core::keyed::MAX_SHIFT_DAYS_RANGE;
+    if !u32::try_from(max_shift_days).is_ok_and(|m| allowed.contains(&m)) {
         raise(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            "max_shift_days must be between 7 and 3650",
+            format!("max_shift_days must be between {} and {}", allowed.start(), allowed.end()),
             Some(format!("got {max_shift_days}")),
             Some("pass the setting medanon.max_shift_days, as the default does".into()),
         );
@@ -112,6 +113,6 @@ pub fn shift_candidates(
     let window = Window { first: window_start.to_pg_epoch_days() as i64, last: window_end.to_pg_epoch_days() as i64 };
     let calendar = medanon_core::closed_days::japan();
     let count = candidate_count(calendar, &real, date_offset as i64, window, max_shift_days as u32).or_raise();
-    // At most 2 · 3650 + 1 candidates: always an integer.
+    // At most 2 · 3650 candidates: always an integer.
     count.min(i32::MAX as u64) as i32
 }
