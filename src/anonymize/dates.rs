@@ -110,8 +110,28 @@ pub fn shift_candidates(
     }
     let real: Vec<i64> =
         real_dates.iter().flatten().filter(|d| d.is_finite()).map(|d| d.to_pg_epoch_days() as i64).collect();
-    let window = Window { first: window_start.to_pg_epoch_days() as i64, last: window_end.to_pg_epoch_days() as i64 };
     let calendar = medanon_core::closed_days::japan();
+    // The window a publish passes is the span of the contract's real dates, which
+    // may reach outside the holiday calendar (1970 to 2050): the count keeps to the
+    // part the calendar covers, and dates outside it count as outside the window
+    // (the truth breaking the rule, which the count tolerates). A window the
+    // calendar does not cover at all says nothing the calendar could narrow.
+    let (covered_first, covered_last) = calendar.coverage();
+    let window = Window {
+        first: (window_start.to_pg_epoch_days() as i64).max(covered_first),
+        last: (window_end.to_pg_epoch_days() as i64).min(covered_last),
+    };
+    if window.first > window.last {
+        if window_start > window_end {
+            raise(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                "study window ends before it starts",
+                None,
+                Some("pass the first and the last real date of the study, in that order".into()),
+            );
+        }
+        return i32::MAX;
+    }
     let count = candidate_count(calendar, &real, date_offset as i64, window, max_shift_days as u32).or_raise();
     // At most 2 · 3650 candidates: always an integer.
     count.min(i32::MAX as u64) as i32

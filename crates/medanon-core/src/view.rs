@@ -278,18 +278,29 @@ pub fn person_map_select(plan: &crate::plan::ContractPlan, base: &str) -> String
     }
     let mut dates: Vec<String> = plans
         .iter()
-        .flat_map(|p| p.shifted_dates.iter().map(move |d| visible_rows(p, base, &format!("m.date_offset AS o, {d} AS d"))))
+        .flat_map(|p| p.shifted_dates.iter().map(move |d| (p, d)))
+        .enumerate()
+        .map(|(c, (p, d))| visible_rows(p, base, &format!("m.date_offset AS o, {c} AS c, {d} AS d")))
         .collect();
+    // With several shifted columns, an analyst may attack each alone (a column of
+    // birth dates would otherwise widen the window and excuse the visits) or all
+    // together: the check takes the fewest offsets of each column and of all.
+    let grouping = if dates.len() > 1 {
+        "GROUPING SETS ((d.person_id, d.o, d.c), (d.person_id, d.o))"
+    } else {
+        "d.person_id, d.o, d.c"
+    };
     // Offsets the public calendar leaves each person (anonymous contracts with
     // shifted dates only): every real date a business day within the span of all
     // of the contract's shifted dates.
     let calendar = if k.is_some() && !dates.is_empty() {
-        "SELECT p.person_id, medanon._shift_candidates(p.ds, p.o, w.lo, w.hi) AS offsets FROM pdates p, span w"
+        "SELECT p.person_id, min(medanon._shift_candidates(p.ds, p.o, w.lo, w.hi)) AS offsets
+      FROM pdates p JOIN span w ON w.c IS NOT DISTINCT FROM p.c GROUP BY p.person_id"
     } else {
         "SELECT NULL::bigint AS person_id, NULL::integer AS offsets WHERE false"
     };
     if dates.is_empty() {
-        dates.push("SELECT NULL::bigint AS person_id, NULL::integer AS o, NULL::date AS d WHERE false".into());
+        dates.push("SELECT NULL::bigint AS person_id, NULL::integer AS o, NULL::integer AS c, NULL::date AS d WHERE false".into());
     }
     let mut firsts: Vec<String> = plans
         .iter()
@@ -306,10 +317,10 @@ pub fn person_map_select(plan: &crate::plan::ContractPlan, base: &str) -> String
     SELECT qi.person_id, md5(string_agg(qi.v, '|' ORDER BY qi.v))::uuid AS class_key
       FROM qi GROUP BY qi.person_id
 ), pdates AS (
-    SELECT d.person_id, d.o, array_agg(DISTINCT d.d) AS ds, min(d.d) AS lo, max(d.d) AS hi
-      FROM ({dates}) d WHERE pg_catalog.isfinite(d.d) GROUP BY d.person_id, d.o
+    SELECT d.person_id, d.o, d.c, array_agg(DISTINCT d.d) AS ds, min(d.d) AS lo, max(d.d) AS hi
+      FROM ({dates}) d WHERE pg_catalog.isfinite(d.d) GROUP BY {grouping}
 ), span AS (
-    SELECT min(p.lo) AS lo, max(p.hi) AS hi FROM pdates p
+    SELECT p.c, min(p.lo) AS lo, max(p.hi) AS hi FROM pdates p GROUP BY p.c
 ), calendar AS (
     {calendar}
 ), firsts AS (
@@ -341,6 +352,7 @@ SELECT d.person_id, d.token, d.date_offset, d.state, d.excluded_institutions, d.
   FROM decided d",
         qi = qi.join("\n    UNION ALL\n    "),
         dates = dates.join("\n      UNION ALL "),
+        grouping = grouping,
         firsts = firsts.join(" UNION ALL "),
         k = k.map_or("NULL::integer".to_string(), |k| k.to_string()),
         min_offsets = crate::plan::MIN_SHIFT_CANDIDATES,
@@ -451,7 +463,13 @@ mod tests {
         assert!(sql.contains("coalesce(d.first_class, CASE WHEN true AND d.state = 'visible' THEN d.class_key END)"));
         // The visit dates are shifted, so the calendar is checked over them.
         assert!(sql.contains("s.\"visit_date\"::date AS d FROM \"clinical\".\"visit\" s"), "{sql}");
-        assert!(sql.contains("medanon._shift_candidates(p.ds, p.o, w.lo, w.hi)") && sql.contains("ca.offsets < 4 THEN 'calendar'"));
+        assert!(sql.contains("min(medanon._shift_candidates(p.ds, p.o, w.lo, w.hi))") && sql.contains("ca.offsets < 4 THEN 'calendar'"));
+        assert!(sql.contains("GROUP BY d.person_id, d.o, d.c"), "one shifted column: no grouping sets");
+        let mut two = planned.clone();
+        two.views[0].shifted_dates.push("s.\"birth_date\"::date".into());
+        let sql = person_map_select(&two, "b");
+        assert!(sql.contains("GROUPING SETS ((d.person_id, d.o, d.c), (d.person_id, d.o))"), "{sql}");
+        assert!(sql.contains("0 AS c, s.\"birth_date\"::date AS d") && sql.contains("1 AS c, s.\"visit_date\"::date AS d"), "{sql}");
         assert!(!sql.contains('$'), "no parameters: CREATE TABLE AS takes none");
         assert!(planned.map_sql().contains(&format!("CREATE UNLOGGED TABLE \"contract_c2026_001_data\".\"_map\" AS {}; ANALYZE \"contract_c2026_001_data\".\"_map\";",
             person_map_select(&planned, &planned.base_table()))));
