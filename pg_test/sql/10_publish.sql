@@ -41,7 +41,7 @@ SELECT l.person_id, s.name_kana AS name, s.birth_date::date AS birth_date, s.sex
        'A' AS blood_type
   FROM staging s JOIN medanon.person_link l USING (institution_code, local_patient_id) WHERE s.institution_code = 'H1';
 CREATE TABLE clinical.visit AS
-SELECT l.person_id, s.institution_code, DATE '2024-01-01' + (g * 30 + substring(s.local_patient_id from '[0-9]+')::int) AS visit_date,
+SELECT l.person_id, s.institution_code, DATE '2024-01-01' + (g * 30 + 7 * substring(s.local_patient_id from '[0-9]+')::int) AS visit_date,
        (ARRAY['I10', 'E11', 'J45'])[1 + g % 3] AS icd10, (200 + g * 150)::numeric AS lab_value
   FROM staging s JOIN medanon.person_link l USING (institution_code, local_patient_id), generate_series(0, 2) g;
 SELECT medanon.register_source('clinical.patient', 'person_id'),
