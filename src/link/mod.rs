@@ -184,8 +184,10 @@ fn group(client: &SpiClient<'_>, apart: &[(i64, i64)]) -> Result<Grouping, SpiEr
     let mut prior = Vec::new();
     for r in client.select(
         "SELECT b.rn, p.person_id,
-                (p.id1, p.id2, p.block, p.name_clk, p.kanji, p.name_edits, p.digest)
-                IS NOT DISTINCT FROM (b.id1, b.id2, b.block, b.clk, b.kanji, b.edits, b.digest)
+                -- Keys, not the digest: a record written differently with the same
+                -- keys is unchanged (its new digest is stored all the same).
+                (p.id1, p.id2, p.block, p.name_clk, p.kanji, p.name_edits)
+                IS NOT DISTINCT FROM (b.id1, b.id2, b.block, b.clk, b.kanji, b.edits)
            FROM pg_temp.medanon_link_batch b
            JOIN medanon.person_link p ON p.institution_code = b.inst AND p.local_patient_id = b.local
           WHERE b.first_of_record AND NOT b.skip",
