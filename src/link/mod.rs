@@ -121,8 +121,12 @@ fn build_batch(staging: &str, has_kanji: bool) {
                                 -- digest is the stored one.
                                 NOT r.repeated AND r.problem IS NULL AND p.digest = r.digest AS skip0
                            FROM pg_temp.medanon_link_raw r
-                           LEFT JOIN medanon.person_link p
-                             ON p.institution_code = r.inst AND p.local_patient_id = r.local) AS r) AS k;
+                           -- One primary-key probe per record, whatever the statistics
+                           -- (OFFSET 0 keeps the planner from turning it into a scan of
+                           -- all of person_link): O(batch), not O(linked records).
+                           LEFT JOIN LATERAL (SELECT p.digest FROM medanon.person_link p
+                                               WHERE p.institution_code = r.inst AND p.local_patient_id = r.local
+                                              OFFSET 0) AS p ON true) AS r) AS k;
          CREATE INDEX ON pg_temp.medanon_link_batch (rn);
          -- A record sent more than once in one batch: the first copy that can be
          -- linked is; a later copy with the same keys is the same record, and one
@@ -141,9 +145,11 @@ fn build_batch(staging: &str, has_kanji: bool) {
          ANALYZE pg_temp.medanon_link_batch;
          -- Filled by the grouping step, which runs as the extension owner and so
          -- may not create temporary objects itself.
-         CREATE TEMP TABLE medanon_link_assign (rn bigint, person_id bigint, new_person boolean) ON COMMIT DROP;
+         CREATE TEMP TABLE medanon_link_assign (rn bigint, person_id bigint, new_person boolean, linked_before boolean)
+             ON COMMIT DROP;
          CREATE TEMP TABLE medanon_link_result (rn bigint, inst text, local text, id1 uuid, id2 uuid, block bigint,
-             clk bytea, kanji uuid, edits bytea, digest uuid, person_id bigint, new_person boolean) ON COMMIT DROP;"
+             clk bytea, kanji uuid, edits bytea, digest uuid, person_id bigint, new_person boolean,
+             linked_before boolean) ON COMMIT DROP;"
     );
     // What an earlier call in this transaction left (ON COMMIT DROP waits for commit).
     let leftover = Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('pg_temp.medanon_link_batch') IS NOT NULL");
@@ -189,7 +195,12 @@ fn group(client: &SpiClient<'_>, apart: &[(i64, i64)]) -> Result<Grouping, SpiEr
                 (p.id1, p.id2, p.block, p.name_clk, p.kanji, p.name_edits)
                 IS NOT DISTINCT FROM (b.id1, b.id2, b.block, b.clk, b.kanji, b.edits)
            FROM pg_temp.medanon_link_batch b
-           JOIN medanon.person_link p ON p.institution_code = b.inst AND p.local_patient_id = b.local
+           -- Every lookup into person_link below is a probe of one of its indexes per
+           -- batch key (LATERAL ... OFFSET 0): a scan of all of person_link, which
+           -- the planner prefers once person_link has statistics, made a 10k batch
+           -- into 1M linked records 25 to 50 times slower than into an empty one.
+           JOIN LATERAL (SELECT p.* FROM medanon.person_link p
+                          WHERE p.institution_code = b.inst AND p.local_patient_id = b.local OFFSET 0) AS p ON true
           WHERE b.first_of_record AND NOT b.skip",
         None,
         &[],
@@ -200,8 +211,10 @@ fn group(client: &SpiClient<'_>, apart: &[(i64, i64)]) -> Result<Grouping, SpiEr
     // Persons with a kana name (ID2) of the batch.
     let mut same_name = Vec::new();
     for r in client.select(
-        "SELECT DISTINCT p.id2, p.person_id FROM medanon.person_link p
-          WHERE p.id2 IN (SELECT id2 FROM pg_temp.medanon_link_batch WHERE first_of_record AND NOT skip AND id2 IS NOT NULL)",
+        "SELECT DISTINCT p.id2, p.person_id
+           FROM (SELECT DISTINCT id2 FROM pg_temp.medanon_link_batch WHERE first_of_record AND NOT skip AND id2 IS NOT NULL) b
+           JOIN LATERAL (SELECT p.id2, p.person_id FROM medanon.person_link p
+                          WHERE p.id2 = b.id2 AND p.id2 IS NOT NULL OFFSET 0) AS p ON true",
         None,
         &[],
     )? {
@@ -212,8 +225,8 @@ fn group(client: &SpiClient<'_>, apart: &[(i64, i64)]) -> Result<Grouping, SpiEr
     let mut same_card = Vec::new();
     for r in client.select(
         "SELECT p.id1, p.person_id, p.id2, p.institution_code, p.local_patient_id, p.kanji, p.name_edits
-           FROM medanon.person_link p
-          WHERE p.id1 IN (SELECT id1 FROM pg_temp.medanon_link_batch WHERE first_of_record AND NOT skip AND id1 IS NOT NULL)",
+           FROM (SELECT DISTINCT id1 FROM pg_temp.medanon_link_batch WHERE first_of_record AND NOT skip AND id1 IS NOT NULL) b
+           JOIN LATERAL (SELECT p.* FROM medanon.person_link p WHERE p.id1 = b.id1 AND p.id1 IS NOT NULL OFFSET 0) AS p ON true",
         None,
         &[],
     )? {
@@ -312,14 +325,16 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
         merge_persons(client, &merge_from, &merge_into)?;
     }
     let rns: Vec<i64> = grouping.rows.iter().map(|&(rn, _)| rn).collect();
+    let linked_before = grouping.linked_before();
     // Rows into a fresh table rather than an UPDATE of the batch: writing 1M rows is
     // a fraction of the cost of updating 1M (7 s in `make bench`).
     client.update(
         "INSERT INTO pg_temp.medanon_link_assign
          SELECT * FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]),
-                                  pg_catalog.unnest($3::boolean[])) AS a(rn, person_id, new_person)",
+                                  pg_catalog.unnest($3::boolean[]), pg_catalog.unnest($4::boolean[]))
+                    AS a(rn, person_id, new_person, linked_before)",
         None,
-        &[rns.into(), persons.into(), new_person.into()],
+        &[rns.into(), persons.into(), new_person.into(), linked_before.into()],
     )?;
     client.update("ANALYZE pg_temp.medanon_link_assign", None, &[])?;
     // What goes into person_link, materialized and analyzed, so that the writes
@@ -328,7 +343,8 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
     // person_link was last analyzed.
     client.update(
         "INSERT INTO pg_temp.medanon_link_result
-         SELECT b.rn, b.inst, b.local, b.id1, b.id2, b.block, b.clk, b.kanji, b.edits, b.digest, a.person_id, a.new_person
+         SELECT b.rn, b.inst, b.local, b.id1, b.id2, b.block, b.clk, b.kanji, b.edits, b.digest, a.person_id, a.new_person,
+                a.linked_before
            FROM pg_temp.medanon_link_batch b JOIN pg_temp.medanon_link_assign a ON a.rn = b.rn
           WHERE b.first_of_record",
         None,
@@ -352,12 +368,15 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
 
     // Records linked before whose person or keys changed; then the new records, as
     // a plain INSERT (an upsert's speculative insertion costs twice as much per row).
+    // Which is which the grouping read under the lock (`linked_before`), so the
+    // planner sees from the analyzed result how many rows each touches: none of a
+    // new batch goes to the UPDATE, which then probes person_link by primary key.
     client.update(
         "UPDATE medanon.person_link p
             SET person_id = r.person_id, id1 = r.id1, id2 = r.id2, block = r.block, name_clk = r.clk,
                 kanji = r.kanji, name_edits = r.edits, digest = r.digest, updated_at = pg_catalog.now()
            FROM pg_temp.medanon_link_result r
-          WHERE p.institution_code = r.inst AND p.local_patient_id = r.local
+          WHERE r.linked_before AND p.institution_code = r.inst AND p.local_patient_id = r.local
             AND (p.person_id, p.id1, p.id2, p.block, p.name_clk, p.kanji, p.name_edits, p.digest)
                 IS DISTINCT FROM (r.person_id, r.id1, r.id2, r.block, r.clk, r.kanji, r.edits, r.digest)",
         None,
@@ -368,7 +387,8 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
                                           kanji, name_edits, digest)
          SELECT r.inst, r.local, r.person_id, r.id1, r.id2, r.block, r.clk, r.kanji, r.edits, r.digest
            FROM pg_temp.medanon_link_result r
-          WHERE NOT EXISTS (SELECT FROM medanon.person_link p
+          WHERE NOT r.linked_before
+            AND NOT EXISTS (SELECT FROM medanon.person_link p
                              WHERE p.institution_code = r.inst AND p.local_patient_id = r.local)
           ORDER BY r.person_id",
         None,
@@ -464,11 +484,11 @@ fn propose(client: &mut SpiClient<'_>, source: &str, apart: &[(i64, i64)], count
     for r in client.select(
         "SELECT p.block, p.person_id, coalesce(a.new_person, false), p.institution_code, p.local_patient_id, p.name_clk,
                 p.kanji, p.name_edits
-           FROM medanon.person_link p
+           FROM (SELECT DISTINCT a2.block FROM pg_temp.medanon_link_result a2 WHERE a2.new_person) b
+           JOIN LATERAL (SELECT p.* FROM medanon.person_link p
+                          WHERE p.block = b.block AND p.name_clk IS NOT NULL OFFSET 0) AS p ON true
            LEFT JOIN pg_temp.medanon_link_result a
-             ON a.inst = p.institution_code AND a.local = p.local_patient_id
-          WHERE p.name_clk IS NOT NULL
-            AND p.block IN (SELECT a2.block FROM pg_temp.medanon_link_result a2 WHERE a2.new_person)",
+             ON a.inst = p.institution_code AND a.local = p.local_patient_id",
         None,
         &[],
     )? {

@@ -483,6 +483,11 @@ pub fn group_apart(
 }
 
 impl Grouping {
+    /// Per batch record, in batch order: whether it was linked before.
+    pub fn linked_before(&self) -> Vec<bool> {
+        self.prior.iter().map(Option::is_some).collect()
+    }
+
     /// How many new persons the batch needs: one per group without an existing person.
     pub fn new_persons(&self) -> usize {
         self.groups.iter().filter(|g| g.persons.is_empty()).count()
