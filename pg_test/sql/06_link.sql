@@ -35,7 +35,7 @@ SELECT institution_code, local_patient_id, other_institution_code, other_local_p
 SELECT local_patient_id, reason, record->>'birth_date' AS birth_date FROM medanon.link_quarantine ORDER BY 1;
 -- Idempotent: the same batch again changes nothing.
 SELECT medanon.link_patients('staging')->>'unchanged' AS unchanged, (SELECT count(*) FROM medanon.person_link) AS links;
-SELECT jsonb_pretty(medanon.link_report() - 'batches' - 'candidates_pending') AS report;
+SELECT jsonb_pretty(medanon.link_report() - 'batches' - 'candidates_pending' - 'pending') AS report;
 -- A staging table that lacks the columns, and one that is not a table.
 CREATE TABLE thin (institution_code text, local_patient_id text);
 SELECT medanon.link_patients('thin');
