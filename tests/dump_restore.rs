@@ -155,7 +155,7 @@ fn review_decisions_survive_dump_and_restore() {
          SELECT medanon.link_patients('public.it_rv');
          SELECT medanon.review_link('conflict', (SELECT conflict_id FROM medanon.link_conflict WHERE local_patient_id = 'a'),
                                     'same', 'dr. sato', 'one card, kana typo');
-         SELECT medanon.review_link('candidate', (SELECT candidate_id FROM medanon.link_candidates WHERE status = 'pending'),
+         SELECT medanon.review_link('candidate', (SELECT candidate_id FROM medanon.link_candidates WHERE local_patient_id = 'c'),
                                     'different', 'dr. sato', 'checked the charts');
          SELECT medanon.split_person((SELECT person_id FROM medanon.person_link WHERE local_patient_id = 'x'),
                                      ARRAY['H1'], ARRAY['y'], 'dr. ito', 'the mother');
