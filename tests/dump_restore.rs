@@ -219,5 +219,6 @@ fn review_decisions_survive_dump_and_restore() {
         .get(0);
     assert_eq!(next, max_before + 1);
     drop(restored);
-    su.batch_execute("DROP DATABASE medanon_it_review; DROP TABLE public.it_rv").unwrap();
+    su.batch_execute("DROP DATABASE medanon_it_review").unwrap();
+    su.batch_execute("DROP TABLE public.it_rv").unwrap();
 }
