@@ -34,14 +34,24 @@ cat "$OUT/foundation.md"
 fi
 
 LINK_PATIENTS=${MEDANON_BENCH_LINK_PATIENTS:-560000}
+LINK_BATCH_PATIENTS=${MEDANON_BENCH_LINK_BATCH_PATIENTS:-5600}
 if section link || section risk; then cargo build -q --release -p medanon-synth; fi
 if section link; then
 echo
-echo "== linkage: synthetic data of $LINK_PATIENTS patients (about 1M staging records), seed 11 =="
-psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench_link" -c "CREATE DATABASE medanon_bench_link"
+echo "== linkage: $LINK_PATIENTS synthetic patients (about 1M staging records, seed 11); a batch of $LINK_BATCH_PATIENTS other patients (about 10k records, seed 13) =="
+psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench_link" -c "CREATE DATABASE medanon_bench_link" \
+     -c "DROP DATABASE IF EXISTS medanon_bench_link_empty" -c "CREATE DATABASE medanon_bench_link_empty"
 target/release/medanon-synth --patients "$LINK_PATIENTS" --seed 11 --visits-per-patient 0 | psql -q -d medanon_bench_link >/dev/null
-psql -q -d medanon_bench_link -c "CREATE EXTENSION medanon" -c "VACUUM ANALYZE synth.registration"
-psql -d medanon_bench_link -v outfile="$OUT/link.md" -f bench/link.sql
+# The batch: other patients, with local ids of their own (B...), in both databases.
+for db in medanon_bench_link medanon_bench_link_empty; do
+    target/release/medanon-synth --patients "$LINK_BATCH_PATIENTS" --seed 13 --visits-per-patient 0 --schema synth_batch \
+        | psql -q -d "$db" >/dev/null
+    psql -q -d "$db" -c "UPDATE synth_batch.registration SET local_patient_id = 'B' || local_patient_id" \
+         -c "CREATE EXTENSION medanon" -c "VACUUM ANALYZE synth_batch.registration"
+done
+psql -q -d medanon_bench_link -c "VACUUM ANALYZE synth.registration"
+psql -d medanon_bench_link -v outfile="$OUT/link.md" -v linkdb=medanon_bench_link -v emptydb=medanon_bench_link_empty \
+     -f bench/link.sql
 echo
 echo "markdown rows (target/bench/link.md):"
 cat "$OUT/link.md"

@@ -47,32 +47,6 @@ CREATE FUNCTION suggest_generalization(rel regclass, spec jsonb, k integer, max_
     LANGUAGE sql STABLE PARALLEL RESTRICTED
     RETURN medanon._suggest_generalization(rel, spec::text, k, max_suppression);
 
--- link_report: what linking has done so far, for the operator. Plain SQL over the
--- link tables, which medanon_operator may read.
-CREATE FUNCTION link_report() RETURNS jsonb
-    LANGUAGE sql STABLE PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    WITH per_person AS (SELECT person_id, count(*) AS records FROM medanon.person_link GROUP BY person_id)
-    SELECT jsonb_build_object(
-        'persons', (SELECT count(*) FROM per_person),
-        'records', (SELECT coalesce(sum(records), 0) FROM per_person),
-        'records_per_person', jsonb_build_object(
-            'mean', (SELECT round(avg(records), 3) FROM per_person),
-            'max', (SELECT max(records) FROM per_person),
-            'histogram', (SELECT coalesce(jsonb_object_agg(records::text, persons ORDER BY records), '{}')
-                            FROM (SELECT records, count(*) AS persons FROM per_person GROUP BY records) h)),
-        'merges', (SELECT count(*) FROM medanon.person_merge_log),
-        'conflicts', (SELECT count(*) FROM medanon.link_conflict),
-        'quarantine', (SELECT coalesce(jsonb_object_agg(reason, n ORDER BY reason), '{}')
-                         FROM (SELECT reason, count(*) AS n FROM medanon.link_quarantine GROUP BY reason) q),
-        'candidates_pending', (SELECT count(*) FROM medanon.link_candidates c
-                                 JOIN medanon.person_link a ON (a.institution_code, a.local_patient_id) = (c.institution_code, c.local_patient_id)
-                                 JOIN medanon.person_link b ON (b.institution_code, b.local_patient_id) = (c.other_institution_code, c.other_local_patient_id)
-                                WHERE c.status = 'pending' AND a.person_id <> b.person_id),
-        'batches', (SELECT count(*) FROM medanon.link_batch));
-END;
-
 -- Privileges -------------------------------------------------------------------
 -- Everyone may look into the schema: analysts call the generalizers and
 -- safe_counts. What they may run is decided function by function below.
@@ -153,6 +127,11 @@ BEGIN
         'key_check_values()',
         'link_patients(regclass)',
         'link_report()',
+        'review_link(text, bigint, text, text, text)',
+        'split_person(bigint, text[], text[], text, text)',
+        '_link_kanji(text, text, text)',
+        '_link_edits(text, text, text)',
+        '_link_digest(text, text, text, text, text, text, text, text, text)',
         '_link_problem(text, text, text, text, text, text, text, text)',
         '_link_id1(text, text, text, text, text)',
         '_link_id2(text, text, text)',
@@ -265,7 +244,17 @@ COMMENT ON FUNCTION normalize_insured_number(text) IS
 COMMENT ON FUNCTION link_patients(regclass) IS
     'Links every record of a staging table to a stable person id (person_link), incrementally; returns counts as jsonb. Records in = linked + quarantined.';
 COMMENT ON FUNCTION link_report() IS
-    'Persons, records per person, merges, conflicts, quarantine by reason and candidates waiting for review, as jsonb.';
+    'Persons, records per person, merges, conflicts, twins, quarantine by reason, reviews, and the pending candidates and conflicts (best first, with their ids for review_link), as jsonb.';
+COMMENT ON FUNCTION review_link(text, bigint, text, text, text) IS
+    'Decides a link candidate or conflict (kind, id from link_report): same merges the two persons into the older id (contracts withhold the merged-away person at once); different keeps them apart in every later batch. Logged in link_review with reviewer and reason. Operator only.';
+COMMENT ON FUNCTION split_person(bigint, text[], text[], text, text) IS
+    'Undoes a wrong merge: moves the named records (institution codes, local ids) of a person to a new person, returned; every contract withholds both until its next refresh; the two are kept apart from then on; logged in link_review. Operator only.';
+COMMENT ON FUNCTION _link_kanji(text, text, text) IS
+    'Internal to link_patients: the keyed HMAC of the normalized kanji name, birth date and sex.';
+COMMENT ON FUNCTION _link_edits(text, text, text) IS
+    'Internal to link_patients: the kana name''s keyed edit encoding (one-edit test within a block).';
+COMMENT ON FUNCTION _link_digest(text, text, text, text, text, text, text, text, text) IS
+    'Internal to link_patients: the keyed digest of a record''s fields, so that an unchanged record is not keyed again.';
 COMMENT ON FUNCTION _link_problem(text, text, text, text, text, text, text, text) IS
     'Internal to link_patients: why a staging record cannot be linked, or NULL.';
 COMMENT ON FUNCTION _link_id1(text, text, text, text, text) IS

@@ -28,6 +28,17 @@ CREATE TABLE person_link (
     block             bigint NOT NULL,
     -- Keyed Bloom filter of the kana name's bigrams (CLK), for fuzzy candidates.
     name_clk          bytea,
+    -- HMAC of the normalized kanji name (variants folded) + birth date + sex, 128
+    -- bits: tells a kana typo (same kanji) from a twin (another given name).
+    kanji             uuid,
+    -- The kana name's edit encoding (medanon_core::link::name_edits): 32-bit
+    -- SipHashes of the name and of the name less each character, under a key of
+    -- the link key and the birth date and sex, padded to a fixed 100 bytes.
+    -- Decides "one edit apart" between records of one block, and nothing else.
+    name_edits        bytea,
+    -- HMAC of every field link_patients read, as sent: a re-run skips a record
+    -- whose digest is unchanged (NULL: keyed before digests existed).
+    digest            uuid,
     linked_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at        timestamptz,
     PRIMARY KEY (institution_code, local_patient_id)
@@ -59,9 +70,12 @@ CREATE TABLE link_conflict (
     other_local_patient_id  text NOT NULL,
     reason                  text NOT NULL,
     source                  text NOT NULL,
+    -- pending: for a reviewer; same or different: decided, by review_link or
+    -- (twins, different kanji names on one card) by the rules.
+    status                  text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'same', 'different')),
     UNIQUE (institution_code, local_patient_id, other_institution_code, other_local_patient_id)
 );
-COMMENT ON TABLE link_conflict IS 'Records that share ID1 (one insurance card) but carry different kana names: not merged.';
+COMMENT ON TABLE link_conflict IS 'Records that share ID1 (one insurance card) but whose names contradict: not merged. Pending ones wait for review_link.';
 
 CREATE TABLE link_quarantine (
     quarantine_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -86,6 +100,12 @@ CREATE TABLE link_candidates (
     other_local_patient_id  text NOT NULL,
     -- Dice similarity of the two kana-name CLKs (same birth date and sex).
     dice                    double precision NOT NULL,
+    -- The Dice similarity moved by the kanji names (medanon_core::link::candidate_score).
+    score                   double precision,
+    -- The kanji names: same, different or unknown (missing on a side).
+    kanji                   text CHECK (kanji IN ('same', 'different', 'unknown')),
+    -- Whether the kana are one edit apart.
+    one_edit                boolean,
     status                  text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'accepted', 'rejected')),
     source                  text NOT NULL,
     UNIQUE (institution_code, local_patient_id, other_institution_code, other_local_patient_id)
@@ -104,15 +124,65 @@ CREATE TABLE link_batch (
     merges       bigint NOT NULL,
     conflicts    bigint NOT NULL,
     candidates   bigint NOT NULL,
+    twins        bigint NOT NULL DEFAULT 0,
     CHECK (records_in = linked + quarantined)
 );
 COMMENT ON TABLE link_batch IS 'One row per link_patients call: records in = linked + quarantined.';
+
+-- Review (review_link, split_person): every decision, append-only, with who and why.
+CREATE TABLE link_review (
+    review_id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    reviewed_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- The reviewer as named by the caller, and the database role that called.
+    reviewer          text NOT NULL CHECK (pg_catalog.btrim(reviewer) <> ''),
+    reviewed_by       name NOT NULL DEFAULT session_user,
+    reason            text NOT NULL CHECK (pg_catalog.btrim(reason) <> ''),
+    action            text NOT NULL CHECK (action IN ('same', 'different', 'split')),
+    candidate_id      bigint,
+    conflict_id       bigint,
+    -- same: the persons merged (from, into); split: the person split and the new one.
+    person_id         bigint,
+    other_person_id   bigint,
+    -- split: the records moved, as [[institution_code, local_patient_id], ...].
+    records           jsonb
+);
+COMMENT ON TABLE link_review IS 'Every review decision (same, different, split): who, why, on what. Append-only.';
+
+CREATE FUNCTION _link_review_append_only() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'medanon review log % is append-only', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'a decision is corrected by a new decision (review_link, split_person), never by editing the log';
+END
+$fn$;
+REVOKE ALL ON FUNCTION _link_review_append_only() FROM PUBLIC;
+COMMENT ON FUNCTION _link_review_append_only() IS 'Internal trigger: refuses UPDATE, DELETE and TRUNCATE on the link review log.';
+CREATE TRIGGER link_review_append_only BEFORE UPDATE OR DELETE ON link_review
+    FOR EACH ROW EXECUTE FUNCTION _link_review_append_only();
+CREATE TRIGGER link_review_no_truncate BEFORE TRUNCATE ON link_review
+    FOR EACH STATEMENT EXECUTE FUNCTION _link_review_append_only();
+
+-- Pairs of records a review decided are different persons (review_link
+-- 'different', split_person): link_patients never joins their persons. By record,
+-- not by person id, so a decision follows the records through later merges.
+CREATE TABLE link_apart (
+    institution_code        text NOT NULL,
+    local_patient_id        text NOT NULL,
+    other_institution_code  text NOT NULL,
+    other_local_patient_id  text NOT NULL,
+    review_id               bigint NOT NULL,
+    PRIMARY KEY (institution_code, local_patient_id, other_institution_code, other_local_patient_id)
+);
+COMMENT ON TABLE link_apart IS 'Records decided by review to be different persons; linking never merges their persons.';
 
 DO $dump$
 DECLARE t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['person', 'person_link', 'person_merge_log', 'link_conflict', 'link_quarantine',
-                             'link_candidates', 'link_batch'] LOOP
+                             'link_candidates', 'link_batch', 'link_review', 'link_apart'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t, '');
         EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I FROM PUBLIC', t);
         EXECUTE pg_catalog.format('GRANT SELECT ON TABLE %I TO medanon_operator', t);
@@ -120,10 +190,67 @@ BEGIN
     -- Identity sequences keep their position across dump and restore.
     FOREACH t IN ARRAY ARRAY['person_person_id_seq', 'person_merge_log_merge_id_seq', 'link_conflict_conflict_id_seq',
                              'link_quarantine_quarantine_id_seq', 'link_candidates_candidate_id_seq',
-                             'link_batch_batch_id_seq'] LOOP
+                             'link_batch_batch_id_seq', 'link_review_review_id_seq'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t, '');
     END LOOP;
 END
 $dump$;
--- Reviewers decide candidates.
-GRANT UPDATE (status) ON TABLE link_candidates TO medanon_operator;
+-- Reviewers decide candidates and conflicts through review_link, which logs who
+-- and why; the operator writes none of these tables by hand.
+
+-- link_report: what linking has done so far, and what waits for a reviewer. Plain
+-- SQL over the link tables, which medanon_operator may read.
+CREATE FUNCTION link_report() RETURNS jsonb
+    LANGUAGE sql STABLE PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH per_person AS (SELECT person_id, count(*) AS records FROM medanon.person_link GROUP BY person_id),
+    cand AS (SELECT c.candidate_id, c.institution_code, c.local_patient_id, c.other_institution_code, c.other_local_patient_id,
+                    c.dice, coalesce(c.score, c.dice) AS score, c.kanji, c.one_edit, a.person_id AS person, b.person_id AS other_person
+               FROM medanon.link_candidates c
+               JOIN medanon.person_link a ON (a.institution_code, a.local_patient_id) = (c.institution_code, c.local_patient_id)
+               JOIN medanon.person_link b ON (b.institution_code, b.local_patient_id) = (c.other_institution_code, c.other_local_patient_id)
+              WHERE c.status = 'pending' AND a.person_id <> b.person_id),
+    conf AS (SELECT c.conflict_id, c.institution_code, c.local_patient_id, c.other_institution_code, c.other_local_patient_id,
+                    c.reason, a.person_id AS person, b.person_id AS other_person
+               FROM medanon.link_conflict c
+               JOIN medanon.person_link a ON (a.institution_code, a.local_patient_id) = (c.institution_code, c.local_patient_id)
+               JOIN medanon.person_link b ON (b.institution_code, b.local_patient_id) = (c.other_institution_code, c.other_local_patient_id)
+              WHERE c.status = 'pending' AND a.person_id <> b.person_id)
+    SELECT jsonb_build_object(
+        'persons', (SELECT count(*) FROM per_person),
+        'records', (SELECT coalesce(sum(records), 0) FROM per_person),
+        'records_per_person', jsonb_build_object(
+            'mean', (SELECT round(avg(records), 3) FROM per_person),
+            'max', (SELECT max(records) FROM per_person),
+            'histogram', (SELECT coalesce(jsonb_object_agg(records::text, persons ORDER BY records), '{}')
+                            FROM (SELECT records, count(*) AS persons FROM per_person GROUP BY records) h)),
+        'merges', (SELECT count(*) FROM medanon.person_merge_log),
+        'conflicts', (SELECT count(*) FROM medanon.link_conflict),
+        'conflicts_pending', (SELECT count(*) FROM conf),
+        'twins', (SELECT count(*) FROM medanon.link_conflict WHERE status = 'different' AND reason LIKE '%twins'),
+        'quarantine', (SELECT coalesce(jsonb_object_agg(reason, n ORDER BY reason), '{}')
+                         FROM (SELECT reason, count(*) AS n FROM medanon.link_quarantine GROUP BY reason) q),
+        'candidates_pending', (SELECT count(*) FROM cand),
+        'reviews', (SELECT coalesce(jsonb_object_agg(action, n ORDER BY action), '{}')
+                      FROM (SELECT action, count(*) AS n FROM medanon.link_review GROUP BY action) r),
+        'kept_apart', (SELECT count(*) FROM medanon.link_apart),
+        -- The first 100 of each, best first, with what review_link needs.
+        'pending', jsonb_build_object(
+            'candidates', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'kind', 'candidate', 'id', candidate_id,
+                                'record', jsonb_build_array(institution_code, local_patient_id),
+                                'other_record', jsonb_build_array(other_institution_code, other_local_patient_id),
+                                'persons', jsonb_build_array(person, other_person),
+                                'score', round(score::numeric, 3), 'dice', round(dice::numeric, 3),
+                                'kanji', kanji, 'one_edit', one_edit) ORDER BY score DESC, candidate_id), '[]')
+                             FROM (SELECT * FROM cand ORDER BY score DESC, candidate_id LIMIT 100) c),
+            'conflicts', (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                                'kind', 'conflict', 'id', conflict_id,
+                                'record', jsonb_build_array(institution_code, local_patient_id),
+                                'other_record', jsonb_build_array(other_institution_code, other_local_patient_id),
+                                'persons', jsonb_build_array(person, other_person),
+                                'reason', reason) ORDER BY conflict_id), '[]')
+                            FROM (SELECT * FROM conf ORDER BY conflict_id LIMIT 100) c)),
+        'batches', (SELECT count(*) FROM medanon.link_batch));
+END;

@@ -133,3 +133,92 @@ fn a_role_that_cannot_read_the_keys_cannot_dump_them() {
     let mut etl = connect_as("it_etl");
     assert_sqlstate(&mut etl, "COPY medanon.keyring TO STDOUT", postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
 }
+
+/// Review decisions survive pg_dump and pg_restore: the log, the pairs kept
+/// apart, the decided conflicts and candidates, and the links they made; in the
+/// restored database a batch still keeps the persons apart, the log is still
+/// append-only and its ids go on.
+#[test]
+fn review_decisions_survive_dump_and_restore() {
+    let mut su = fresh_install();
+    su.batch_execute(
+        "DROP TABLE IF EXISTS public.it_rv;
+         CREATE TABLE public.it_rv (institution_code text, local_patient_id text, name_kana text, name_kanji text,
+             birth_date text, sex text, insurer_number text, insured_symbol text, insured_number text);
+         INSERT INTO public.it_rv VALUES
+             ('H1', 'a', 'サトウタロウ', '', '1975-03-01', '1', '06111111', '1', '1'),
+             ('H2', 'b', 'サトウタロ', '', '1975-03-01', '1', '06111111', '1', '1'),
+             ('H1', 'c', 'コバヤシケンイチ', '', '1970-10-10', '1', '06123456', '1', '1'),
+             ('H2', 'd', 'コバヤツケンイチ', '', '1970-10-10', '1', '01765432', '9', '9'),
+             ('H1', 'x', 'ヤマダハナコ', '山田 花子', '1980-05-05', '2', '01234567', '7', '1'),
+             ('H1', 'y', '', '', '1980-05-05', '2', '01234567', '7', '1');
+         SELECT medanon.link_patients('public.it_rv');
+         SELECT medanon.review_link('conflict', (SELECT conflict_id FROM medanon.link_conflict WHERE local_patient_id = 'a'),
+                                    'same', 'dr. sato', 'one card, kana typo');
+         SELECT medanon.review_link('candidate', (SELECT candidate_id FROM medanon.link_candidates WHERE local_patient_id = 'c'),
+                                    'different', 'dr. sato', 'checked the charts');
+         SELECT medanon.split_person((SELECT person_id FROM medanon.person_link WHERE local_patient_id = 'x'),
+                                     ARRAY['H1'], ARRAY['y'], 'dr. ito', 'the mother');
+         -- Twins without kanji names: a conflict left pending across the restore.
+         INSERT INTO public.it_rv VALUES
+             ('H3', 't1', 'スズキイチロウ', '', '2010-07-07', '1', '06999999', '5', '10'),
+             ('H3', 't2', 'スズキジロウ', '', '2010-07-07', '1', '06999999', '5', '10');
+         SELECT medanon.link_patients('public.it_rv');",
+    )
+    .unwrap();
+    const LINKS: &str = "SELECT (SELECT string_agg(r::text, ';' ORDER BY review_id) FROM medanon.link_review r),
+                                (SELECT string_agg(a::text, ';' ORDER BY a::text) FROM medanon.link_apart a),
+                                (SELECT string_agg(c::text, ';' ORDER BY conflict_id) FROM medanon.link_conflict c),
+                                (SELECT string_agg(k::text, ';' ORDER BY candidate_id) FROM medanon.link_candidates k),
+                                (SELECT string_agg(l::text, ';' ORDER BY institution_code, local_patient_id) FROM medanon.person_link l),
+                                (SELECT string_agg(m::text, ';' ORDER BY merge_id) FROM medanon.person_merge_log m)";
+    let probe = |c: &mut postgres::Client| -> Vec<Option<String>> {
+        let row = c.query_one(LINKS, &[]).unwrap();
+        (0..6).map(|i| row.get(i)).collect()
+    };
+    let before = probe(&mut su);
+    assert!(before.iter().all(|v| v.is_some()), "{before:?}");
+    let dump = std::env::temp_dir().join(format!("medanon-it-review-{}.dump", std::process::id()));
+    let db = std::env::var("MEDANON_TEST_DB").unwrap();
+    let out = pg_program("pg_dump").args(["--username", "postgres", "--format", "custom", "--file"]).arg(&dump).arg(&db).output().unwrap();
+    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    su.batch_execute("DROP DATABASE IF EXISTS medanon_it_review").unwrap();
+    su.batch_execute("CREATE DATABASE medanon_it_review").unwrap();
+    let out = pg_program("pg_restore")
+        .args(["--username", "postgres", "--exit-on-error", "--dbname", "medanon_it_review"])
+        .arg(&dump)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&dump);
+    assert!(out.status.success(), "pg_restore: {}", String::from_utf8_lossy(&out.stderr));
+    let mut restored = connect_to("medanon_it_review", "postgres");
+    assert_eq!(probe(&mut restored), before, "review log, kept-apart pairs, decisions and links after restore");
+    // Keyed again (sex written as M/F): the decisions hold in the restored database.
+    restored.batch_execute("UPDATE public.it_rv SET sex = CASE sex WHEN '1' THEN 'M' ELSE 'F' END").unwrap();
+    let r: String = restored.query_one("SELECT medanon.link_patients('public.it_rv')::text", &[]).unwrap().get(0);
+    let r: serde_json::Value = serde_json::from_str(&r).unwrap();
+    assert!(r["kept_apart"].as_i64() > Some(0), "{r}");
+    assert_eq!(r["merges"], 0, "{r}");
+    let apart: i64 = restored
+        .query_one(
+            "SELECT count(DISTINCT person_id) FROM medanon.person_link WHERE local_patient_id IN ('x', 'y')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(apart, 2);
+    assert_sqlstate(&mut restored, "DELETE FROM medanon.link_review", postgres::error::SqlState::INSUFFICIENT_PRIVILEGE);
+    let max_before: i64 = su.query_one("SELECT max(review_id) FROM medanon.link_review", &[]).unwrap().get(0);
+    let next: i64 = restored
+        .query_one(
+            "SELECT (medanon.review_link('conflict', (SELECT conflict_id FROM medanon.link_conflict WHERE local_patient_id = 't1'),
+                                         'different', 'dr. ito', 'after restore') ->> 'review_id')::bigint",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(next, max_before + 1);
+    drop(restored);
+    su.batch_execute("DROP DATABASE medanon_it_review").unwrap();
+    su.batch_execute("DROP TABLE public.it_rv").unwrap();
+}

@@ -35,9 +35,48 @@ SELECT institution_code, local_patient_id, other_institution_code, other_local_p
 SELECT local_patient_id, reason, record->>'birth_date' AS birth_date FROM medanon.link_quarantine ORDER BY 1;
 -- Idempotent: the same batch again changes nothing.
 SELECT medanon.link_patients('staging')->>'unchanged' AS unchanged, (SELECT count(*) FROM medanon.person_link) AS links;
-SELECT jsonb_pretty(medanon.link_report() - 'batches' - 'candidates_pending') AS report;
+SELECT jsonb_pretty(medanon.link_report() - 'batches' - 'candidates_pending' - 'pending') AS report;
 -- A staging table that lacks the columns, and one that is not a table.
 CREATE TABLE thin (institution_code text, local_patient_id text);
 SELECT medanon.link_patients('thin');
 SELECT medanon.link_patients('no_such_staging');
 DROP TABLE staging, thin;
+
+-- Linkage v2: on one card, the kanji name tells a kana typo (same kanji: one
+-- person) from a twin (another kanji name: never merged); without a kanji name
+-- the pair waits for review.
+CREATE TABLE staging2 (institution_code text, local_patient_id text, name_kana text, name_kanji text, birth_date text,
+                       sex text, insurer_number text, insured_symbol text, insured_number text);
+INSERT INTO staging2 VALUES
+  ('H1', 'k1', 'ハヤシケンイチ', '林 健一', '1980-04-01', '1', '06123456', '77', '8'),
+  ('H2', 'k2', 'ﾊﾔｼ ｹﾝｷﾁ',      '林　健一', '1980-04-01', '1', '06123456', '77', '8'),
+  ('H3', 'k3', 'ハヤシケンジ',   '林 健二', '1980-04-01', '1', '06123456', '77', '8'),
+  ('H4', 'k4', 'ハヤシケンイツ', '',       '1980-04-01', '1', '06123456', '77', '8');
+SELECT medanon.link_patients('staging2') - 'unchanged' - 'candidates' - 'matched_existing' AS linked;
+SELECT l.local_patient_id, chr(64 + dense_rank() OVER (ORDER BY f.first_seen)::int) AS person
+  FROM medanon.person_link l
+  JOIN (SELECT person_id, min(local_patient_id) AS first_seen FROM medanon.person_link GROUP BY 1) f USING (person_id)
+ WHERE l.local_patient_id LIKE 'k%' ORDER BY 1;
+SELECT local_patient_id, other_local_patient_id, status, reason FROM medanon.link_conflict
+ WHERE local_patient_id LIKE 'k%' ORDER BY 1, 2;
+-- Review: bad arguments are refused with a hint.
+SELECT medanon.review_link('conflicts', 1, 'same', 'dr. sato', 'typo');
+SELECT medanon.review_link('conflict', 999999, 'same', 'dr. sato', 'typo');
+SELECT medanon.review_link('conflict', 1, 'merge', 'dr. sato', 'typo');
+SELECT medanon.review_link('conflict', 1, 'same', ' ', 'typo');
+SELECT medanon.review_link('conflict', (SELECT conflict_id FROM medanon.link_conflict WHERE local_patient_id = 'k1' AND other_local_patient_id = 'k3'),
+                           'same', 'dr. sato', 'twins after all?');
+SELECT medanon.split_person((SELECT person_id FROM medanon.person_link WHERE local_patient_id = 'k1'),
+                            ARRAY['H1', 'H2'], ARRAY['k1'], 'dr. ito', 'wrong merge');
+SELECT medanon.split_person((SELECT person_id FROM medanon.person_link WHERE local_patient_id = 'k1'),
+                            ARRAY['H1', 'H2'], ARRAY['k1', 'k2'], 'dr. ito', 'wrong merge');
+SELECT medanon.split_person(-1, ARRAY['H1'], ARRAY['k1'], 'dr. ito', 'wrong merge');
+-- The pending conflicts, as link_report lists them for review_link.
+SELECT c->>'kind' AS kind, c->'record' AS record, c->'other_record' AS other_record, c->>'reason' AS reason
+  FROM jsonb_array_elements(medanon.link_report() -> 'pending' -> 'conflicts') c ORDER BY 2, 3;
+-- Leave the link tables as the later files expect them.
+DELETE FROM medanon.link_conflict WHERE local_patient_id LIKE 'k%';
+DELETE FROM medanon.link_candidates WHERE local_patient_id LIKE 'k%';
+DELETE FROM medanon.person_link WHERE local_patient_id LIKE 'k%';
+DELETE FROM medanon.link_batch WHERE source LIKE '%staging2';
+DROP TABLE staging2;

@@ -7,10 +7,10 @@ use pgrx::datum::Uuid;
 use medanon_core::calendar::Ymd;
 use medanon_core::jpdate::parse_japanese_date;
 use medanon_core::keyed::Purpose;
-use medanon_core::link::{block_message, clk, id1_message, id2_message};
+use medanon_core::link::{block_message, clk, digest_message, id1_message, id2_message, kanji_message, name_edits};
 use medanon_core::normalize::{
-    normalize_insured_number, normalize_insured_symbol, normalize_insurer_number, normalize_kana, normalize_sex,
-    DigitsField, Sex, SexField,
+    normalize_insured_number, normalize_insured_symbol, normalize_insurer_number, normalize_kana, normalize_kanji_name,
+    normalize_sex, DigitsField, Sex, SexField,
 };
 
 /// A link key: the HMAC-SHA256 under the link key, truncated to 128 bits and
@@ -97,4 +97,70 @@ pub fn block(birth: Option<&str>, sex: Option<&str>) -> Option<i64> {
 pub fn name_clk(kana: Option<&str>) -> Option<Vec<u8>> {
     let kana = normalize_kana(kana?)?;
     Some(with_domain_key(Purpose::LinkKey, b"clk", |key| clk(&kana, |bigram| key.mac(bigram)).to_vec()))
+}
+
+/// The keyed normalized kanji name (variants folded), with birth date and sex:
+/// what tells a typo in the kana (same kanji) from a twin (another given name).
+pub fn kanji(name_kanji: Option<&str>, birth: Option<&str>, sex: Option<&str>) -> Option<Uuid> {
+    let (birth, sex) = birth_and_sex(birth, sex)?;
+    let kanji = normalize_kanji_name(name_kanji?)?;
+    Some(link_key(b"kanji", &kanji_message(&kanji, birth, sex)))
+}
+
+/// The kana name's edit encoding (`medanon_core::link::name_edits`), under a
+/// SipHash key derived from the link key and the record's birth date and sex, so
+/// two records' encodings compare only within one block.
+pub fn edits(kana: Option<&str>, birth: Option<&str>, sex: Option<&str>) -> Option<Vec<u8>> {
+    let (birth, sex) = birth_and_sex(birth, sex)?;
+    let kana = normalize_kana(kana?)?;
+    let mac = with_domain_key(Purpose::LinkKey, b"edits", |key| key.mac(&block_message(birth, sex)));
+    let mut sip = [0u8; 16];
+    sip.copy_from_slice(&mac[..16]);
+    Some(name_edits(&kana, &sip).to_vec())
+}
+
+/// The keyed digest of a record's fields as sent: equal digests mean the record
+/// is unchanged since it was keyed, and a re-run skips it.
+pub fn digest(fields: &[Option<&str>]) -> Uuid {
+    link_key(b"digest", &digest_message(fields))
+}
+
+// The SQL faces of the keys added with linkage v2, declared here rather than in
+// lib.rs beside the older ones: internal to link_patients, operator only
+// (sql/finalize.sql), like `_link_id1`.
+
+#[pgrx::pg_extern(stable, parallel_safe)]
+fn _link_kanji(name_kanji: Option<&str>, birth_date: Option<&str>, sex: Option<&str>) -> Option<Uuid> {
+    kanji(name_kanji, birth_date, sex)
+}
+
+#[pgrx::pg_extern(stable, parallel_safe)]
+fn _link_edits(name_kana: Option<&str>, birth_date: Option<&str>, sex: Option<&str>) -> Option<Vec<u8>> {
+    edits(name_kana, birth_date, sex)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[pgrx::pg_extern(stable, parallel_safe)]
+fn _link_digest(
+    institution_code: Option<&str>,
+    local_patient_id: Option<&str>,
+    name_kana: Option<&str>,
+    name_kanji: Option<&str>,
+    birth_date: Option<&str>,
+    sex: Option<&str>,
+    insurer_number: Option<&str>,
+    insured_symbol: Option<&str>,
+    insured_number: Option<&str>,
+) -> Uuid {
+    digest(&[
+        institution_code,
+        local_patient_id,
+        name_kana,
+        name_kanji,
+        birth_date,
+        sex,
+        insurer_number,
+        insured_symbol,
+        insured_number,
+    ])
 }

@@ -22,6 +22,7 @@
 
 pub mod keys;
 pub mod normalize;
+pub mod review;
 
 use crate::error::{raise, spi_failed};
 use crate::gucs::LINK_CANDIDATE_THRESHOLD;
@@ -49,8 +50,13 @@ fn key_of(uuid: Option<pgrx::Uuid>) -> Option<link_group::Key> {
     uuid.map(|u| *u)
 }
 
-/// The staging relation's qualified name, after checking it has every column we read.
-fn staging_name(staging: pg_sys::Oid) -> String {
+/// The staging column with the kanji name: optional, as older staging tables
+/// lack it; without it, no record carries kanji evidence.
+const KANJI_COLUMN: &str = "name_kanji";
+
+/// The staging relation's qualified name, after checking it has every column we
+/// read, and whether it has the kanji name.
+fn staging_name(staging: pg_sys::Oid) -> (String, bool) {
     let relation = crate::catalog::describe(staging);
     let missing: Vec<&str> = REQUIRED_COLUMNS.iter().copied().filter(|c| !relation.columns.contains(*c)).collect();
     if !missing.is_empty() {
@@ -58,37 +64,69 @@ fn staging_name(staging: pg_sys::Oid) -> String {
             PgSqlErrorCode::ERRCODE_UNDEFINED_COLUMN,
             format!("staging relation \"{}\" lacks columns link_patients reads", relation.display),
             Some(format!("missing: {}", missing.join(", "))),
-            Some(format!("a staging table needs the text columns {}", REQUIRED_COLUMNS.join(", "))),
+            Some(format!(
+                "a staging table needs the text columns {} (and may have {KANJI_COLUMN})",
+                REQUIRED_COLUMNS.join(", ")
+            )),
         );
     }
-    relation.qualified
+    let has_kanji = relation.columns.contains(KANJI_COLUMN);
+    (relation.qualified, has_kanji)
 }
 
 /// Step 1, as the caller: the batch table, one row per staging row.
-fn build_batch(staging: &str) {
+///
+/// Two passes, so that every join with `person_link` is planned with statistics
+/// on both sides whatever the staging table's: `medanon_link_raw` holds the
+/// fields as sent, their keyed digest and the reason for quarantine, and is
+/// ANALYZEd; the batch table then joins it with `person_link` by primary key and
+/// keys only the records whose digest changed (a re-run of an unchanged batch
+/// computes no link key at all).
+fn build_batch(staging: &str, has_kanji: bool) {
     let c = |name: &str| format!("s.{}::text", quote_identifier(name));
     let (inst, local, kana, birth, sex) =
         (c("institution_code"), c("local_patient_id"), c("name_kana"), c("birth_date"), c("sex"));
     let (insurer, symbol, number) = (c("insurer_number"), c("insured_symbol"), c("insured_number"));
+    let kanji = if has_kanji { c(KANJI_COLUMN) } else { "NULL::text".to_string() };
     let sql = format!(
-        "CREATE TEMP TABLE medanon_link_batch ON COMMIT DROP AS
-         SELECT k.rn, k.inst, k.local, k.problem, k.repeated,
+        "CREATE TEMP TABLE medanon_link_raw ON COMMIT DROP AS
+         SELECT k.rn, k.inst, k.local, k.kana, k.kanji, k.birth, k.sex, k.insurer, k.symbol, k.number,
+                k.digest, k.problem, k.repeated,
                 -- Only records that may not be linked keep their raw form.
-                CASE WHEN k.problem IS NOT NULL OR k.repeated THEN pg_catalog.to_jsonb(k.srow) END AS record,
-                k.problem IS NULL AND NOT k.repeated AS first_of_record,
-                CASE WHEN k.problem IS NULL THEN medanon._link_id1(k.insurer, k.symbol, k.number, k.birth, k.sex) END AS id1,
-                CASE WHEN k.problem IS NULL THEN medanon._link_id2(k.kana, k.birth, k.sex) END AS id2,
-                CASE WHEN k.problem IS NULL THEN medanon._link_block(k.birth, k.sex) END AS block,
-                CASE WHEN k.problem IS NULL THEN medanon._link_clk(k.kana) END AS clk
+                CASE WHEN k.problem IS NOT NULL OR k.repeated THEN pg_catalog.to_jsonb(k.srow) END AS record
            FROM (SELECT pg_catalog.row_number() OVER () AS rn, {inst} AS inst, {local} AS local,
-                        {kana} AS kana, {birth} AS birth, {sex} AS sex, {insurer} AS insurer,
+                        {kana} AS kana, {kanji} AS kanji, {birth} AS birth, {sex} AS sex, {insurer} AS insurer,
                         {symbol} AS symbol, {number} AS number,
+                        medanon._link_digest({inst}, {local}, {kana}, {kanji}, {birth}, {sex}, {insurer}, {symbol}, {number}) AS digest,
                         medanon._link_problem({inst}, {local}, {kana}, {birth}, {sex}, {insurer}, {symbol}, {number}) AS problem,
                         s AS srow, d.inst IS NOT NULL AS repeated
                    FROM {staging} AS s
                    LEFT JOIN (SELECT {inst} AS inst, {local} AS local FROM {staging} AS s
                                GROUP BY 1, 2 HAVING pg_catalog.count(*) > 1) AS d
                      ON d.inst = {inst} AND d.local = {local}) AS k;
+         ANALYZE pg_temp.medanon_link_raw;
+         CREATE TEMP TABLE medanon_link_batch ON COMMIT DROP AS
+         SELECT k.rn, k.inst, k.local, k.problem, k.repeated, k.record, k.digest, k.skip,
+                k.problem IS NULL AND NOT k.repeated AS first_of_record,
+                CASE WHEN k.keyed THEN medanon._link_id1(k.insurer, k.symbol, k.number, k.birth, k.sex) END AS id1,
+                CASE WHEN k.keyed THEN medanon._link_id2(k.kana, k.birth, k.sex) END AS id2,
+                CASE WHEN k.keyed THEN medanon._link_block(k.birth, k.sex) END AS block,
+                CASE WHEN k.keyed THEN medanon._link_clk(k.kana) END AS clk,
+                CASE WHEN k.keyed THEN medanon._link_kanji(k.kanji, k.birth, k.sex) END AS kanji,
+                CASE WHEN k.keyed THEN medanon._link_edits(k.kana, k.birth, k.sex) END AS edits
+           FROM (SELECT r.*, r.problem IS NULL AND NOT coalesce(r.skip0, false) AS keyed,
+                        coalesce(r.skip0, false) AS skip
+                   FROM (SELECT r.*,
+                                -- Unchanged since it was keyed: a record sent once, whose
+                                -- digest is the stored one.
+                                NOT r.repeated AND r.problem IS NULL AND p.digest = r.digest AS skip0
+                           FROM pg_temp.medanon_link_raw r
+                           -- One primary-key probe per record, whatever the statistics
+                           -- (OFFSET 0 keeps the planner from turning it into a scan of
+                           -- all of person_link): O(batch), not O(linked records).
+                           LEFT JOIN LATERAL (SELECT p.digest FROM medanon.person_link p
+                                               WHERE p.institution_code = r.inst AND p.local_patient_id = r.local
+                                              OFFSET 0) AS p ON true) AS r) AS k;
          CREATE INDEX ON pg_temp.medanon_link_batch (rn);
          -- A record sent more than once in one batch: the first copy that can be
          -- linked is; a later copy with the same keys is the same record, and one
@@ -102,31 +140,24 @@ fn build_batch(staging: &str) {
            FROM pg_temp.medanon_link_batch f
           WHERE b.repeated AND f.repeated AND f.first_of_record AND NOT b.first_of_record AND b.problem IS NULL
             AND f.inst = b.inst AND f.local = b.local
-            AND (f.id1, f.id2) IS DISTINCT FROM (b.id1, b.id2);
+            AND (f.id1, f.id2, f.kanji) IS DISTINCT FROM (b.id1, b.id2, b.kanji);
          UPDATE pg_temp.medanon_link_batch SET record = NULL WHERE repeated AND problem IS NULL;
          ANALYZE pg_temp.medanon_link_batch;
          -- Filled by the grouping step, which runs as the extension owner and so
          -- may not create temporary objects itself.
-         CREATE TEMP TABLE medanon_link_assign (rn bigint, person_id bigint, new_person boolean) ON COMMIT DROP;
-         -- Every linked row of the batch with its person; same-content copies within
-         -- the batch go with their first.
-         CREATE TEMP VIEW medanon_link_result AS
-         SELECT b.rn, b.inst, b.local, b.first_of_record, b.id1, b.id2, b.block, b.clk,
-                coalesce(a.person_id, fa.person_id) AS person_id, coalesce(a.new_person, false) AS new_person
-           FROM pg_temp.medanon_link_batch b
-           LEFT JOIN pg_temp.medanon_link_assign a ON a.rn = b.rn
-           LEFT JOIN pg_temp.medanon_link_batch f
-             ON b.repeated AND NOT b.first_of_record AND f.repeated AND f.first_of_record
-            AND f.inst = b.inst AND f.local = b.local
-           LEFT JOIN pg_temp.medanon_link_assign fa ON fa.rn = f.rn
-          WHERE b.problem IS NULL;"
+         CREATE TEMP TABLE medanon_link_assign (rn bigint, person_id bigint, new_person boolean, linked_before boolean)
+             ON COMMIT DROP;
+         CREATE TEMP TABLE medanon_link_result (rn bigint, inst text, local text, id1 uuid, id2 uuid, block bigint,
+             clk bytea, kanji uuid, edits bytea, digest uuid, person_id bigint, new_person boolean,
+             linked_before boolean) ON COMMIT DROP;"
     );
     // What an earlier call in this transaction left (ON COMMIT DROP waits for commit).
     let leftover = Spi::get_one::<bool>("SELECT pg_catalog.to_regclass('pg_temp.medanon_link_batch') IS NOT NULL");
     if leftover == Ok(Some(true)) {
         Spi::run(
-            "DROP VIEW IF EXISTS pg_temp.medanon_link_result;
+            "DROP TABLE IF EXISTS pg_temp.medanon_link_result;
              DROP TABLE IF EXISTS pg_temp.medanon_link_assign;
+             DROP TABLE IF EXISTS pg_temp.medanon_link_raw;
              DROP TABLE pg_temp.medanon_link_batch",
         )
         .unwrap_or_else(|e| spi_failed("link_patients could not drop the previous batch", e));
@@ -135,25 +166,42 @@ fn build_batch(staging: &str) {
 }
 
 /// Step 2: reads the batch's keys and the linked records that share them; the
-/// grouping itself is `medanon_core::link_group`.
-fn group(client: &SpiClient<'_>) -> Result<Grouping, SpiError> {
+/// grouping itself is `medanon_core::link_group`. Records skipped as unchanged
+/// take no part: their keys are in `person_link` already, where the queries
+/// below find them for the records that did change.
+fn group(client: &SpiClient<'_>, apart: &[(i64, i64)]) -> Result<Grouping, SpiError> {
     let mut batch = Vec::new();
     for r in client.select(
-        "SELECT rn, id1, id2 FROM pg_temp.medanon_link_batch WHERE first_of_record ORDER BY rn",
+        "SELECT rn, id1, id2, kanji, edits FROM pg_temp.medanon_link_batch WHERE first_of_record AND NOT skip ORDER BY rn",
         None,
         &[],
     )? {
         // rn is a row_number(), never NULL.
         let Some(rn) = r.get::<i64>(1)? else { continue };
-        batch.push(BatchRecord { rn, id1: key_of(r.get(2)?), id2: key_of(r.get(3)?) });
+        batch.push(BatchRecord {
+            rn,
+            id1: key_of(r.get(2)?),
+            id2: key_of(r.get(3)?),
+            kanji: key_of(r.get(4)?),
+            edits: r.get::<Vec<u8>>(5)?,
+        });
     }
     // The record itself, linked before.
     let mut prior = Vec::new();
     for r in client.select(
-        "SELECT b.rn, p.person_id, (p.id1, p.id2, p.block, p.name_clk) IS NOT DISTINCT FROM (b.id1, b.id2, b.block, b.clk)
+        "SELECT b.rn, p.person_id,
+                -- Keys, not the digest: a record written differently with the same
+                -- keys is unchanged (its new digest is stored all the same).
+                (p.id1, p.id2, p.block, p.name_clk, p.kanji, p.name_edits)
+                IS NOT DISTINCT FROM (b.id1, b.id2, b.block, b.clk, b.kanji, b.edits)
            FROM pg_temp.medanon_link_batch b
-           JOIN medanon.person_link p ON p.institution_code = b.inst AND p.local_patient_id = b.local
-          WHERE b.first_of_record",
+           -- Every lookup into person_link below is a probe of one of its indexes per
+           -- batch key (LATERAL ... OFFSET 0): a scan of all of person_link, which
+           -- the planner prefers once person_link has statistics, made a 10k batch
+           -- into 1M linked records 25 to 50 times slower than into an empty one.
+           JOIN LATERAL (SELECT p.* FROM medanon.person_link p
+                          WHERE p.institution_code = b.inst AND p.local_patient_id = b.local OFFSET 0) AS p ON true
+          WHERE b.first_of_record AND NOT b.skip",
         None,
         &[],
     )? {
@@ -163,8 +211,10 @@ fn group(client: &SpiClient<'_>) -> Result<Grouping, SpiError> {
     // Persons with a kana name (ID2) of the batch.
     let mut same_name = Vec::new();
     for r in client.select(
-        "SELECT DISTINCT p.id2, p.person_id FROM medanon.person_link p
-          WHERE p.id2 IN (SELECT id2 FROM pg_temp.medanon_link_batch WHERE first_of_record AND id2 IS NOT NULL)",
+        "SELECT DISTINCT p.id2, p.person_id
+           FROM (SELECT DISTINCT id2 FROM pg_temp.medanon_link_batch WHERE first_of_record AND NOT skip AND id2 IS NOT NULL) b
+           JOIN LATERAL (SELECT p.id2, p.person_id FROM medanon.person_link p
+                          WHERE p.id2 = b.id2 AND p.id2 IS NOT NULL OFFSET 0) AS p ON true",
         None,
         &[],
     )? {
@@ -174,8 +224,9 @@ fn group(client: &SpiClient<'_>) -> Result<Grouping, SpiError> {
     // Linked records with a card (ID1) of the batch.
     let mut same_card = Vec::new();
     for r in client.select(
-        "SELECT p.id1, p.person_id, p.id2, p.institution_code, p.local_patient_id FROM medanon.person_link p
-          WHERE p.id1 IN (SELECT id1 FROM pg_temp.medanon_link_batch WHERE first_of_record AND id1 IS NOT NULL)",
+        "SELECT p.id1, p.person_id, p.id2, p.institution_code, p.local_patient_id, p.kanji, p.name_edits
+           FROM (SELECT DISTINCT id1 FROM pg_temp.medanon_link_batch WHERE first_of_record AND NOT skip AND id1 IS NOT NULL) b
+           JOIN LATERAL (SELECT p.* FROM medanon.person_link p WHERE p.id1 = b.id1 AND p.id1 IS NOT NULL OFFSET 0) AS p ON true",
         None,
         &[],
     )? {
@@ -184,9 +235,36 @@ fn group(client: &SpiClient<'_>) -> Result<Grouping, SpiError> {
         else {
             continue;
         };
-        same_card.push(CardHolder { id1, person, id2: key_of(r.get(3)?), institution, local_id });
+        same_card.push(CardHolder {
+            id1,
+            person,
+            id2: key_of(r.get(3)?),
+            kanji: key_of(r.get(6)?),
+            edits: r.get::<Vec<u8>>(7)?,
+            institution,
+            local_id,
+        });
     }
-    Ok(link_group::group(&batch, &prior, &same_name, &same_card))
+    Ok(link_group::group_apart(&batch, &prior, &same_name, &same_card, apart))
+}
+
+/// The persons that reviews decided are different (`link_apart`), as their
+/// records' persons are now. Reviews are few: all of them are read.
+fn apart_persons(client: &SpiClient<'_>) -> Result<Vec<(i64, i64)>, SpiError> {
+    let mut out = Vec::new();
+    for r in client.select(
+        "SELECT DISTINCT a.person_id, b.person_id FROM medanon.link_apart x
+           JOIN medanon.person_link a ON (a.institution_code, a.local_patient_id) = (x.institution_code, x.local_patient_id)
+           JOIN medanon.person_link b ON (b.institution_code, b.local_patient_id) = (x.other_institution_code, x.other_local_patient_id)
+          WHERE a.person_id <> b.person_id",
+        None,
+        &[],
+    )? {
+        if let (Some(a), Some(b)) = (r.get::<i64>(1)?, r.get::<i64>(2)?) {
+            out.push((a, b));
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Default)]
@@ -199,6 +277,8 @@ struct Counts {
     unchanged: i64,
     merges: i64,
     conflicts: i64,
+    twins: i64,
+    kept_apart: i64,
     candidates: i64,
 }
 
@@ -242,33 +322,39 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
             None,
             &[merge_from.clone().into(), merge_into.clone().into(), merge_rn.into(), source.into()],
         )?;
-        client.update(
-            "UPDATE medanon.person_link p SET person_id = m.into_id, updated_at = pg_catalog.now()
-               FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS m(from_id, into_id) WHERE p.person_id = m.from_id",
-            None,
-            &[merge_from.clone().into(), merge_into.clone().into()],
-        )?;
-        client.update(
-            "UPDATE medanon.person p SET merged_into = m.into_id, merged_at = pg_catalog.now()
-               FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS m(from_id, into_id) WHERE p.person_id = m.from_id",
-            None,
-            &[merge_from.into(), merge_into.into()],
-        )?;
+        merge_persons(client, &merge_from, &merge_into)?;
     }
     let rns: Vec<i64> = grouping.rows.iter().map(|&(rn, _)| rn).collect();
+    let linked_before = grouping.linked_before();
     // Rows into a fresh table rather than an UPDATE of the batch: writing 1M rows is
     // a fraction of the cost of updating 1M (7 s in `make bench`).
     client.update(
         "INSERT INTO pg_temp.medanon_link_assign
          SELECT * FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[]),
-                                  pg_catalog.unnest($3::boolean[])) AS a(rn, person_id, new_person)",
+                                  pg_catalog.unnest($3::boolean[]), pg_catalog.unnest($4::boolean[]))
+                    AS a(rn, person_id, new_person, linked_before)",
         None,
-        &[rns.into(), persons.into(), new_person.into()],
+        &[rns.into(), persons.into(), new_person.into(), linked_before.into()],
     )?;
     client.update("ANALYZE pg_temp.medanon_link_assign", None, &[])?;
+    // What goes into person_link, materialized and analyzed, so that the writes
+    // below are planned from statistics on both sides: index probes into
+    // person_link for a small batch, a hash join for a large one, whenever
+    // person_link was last analyzed.
+    client.update(
+        "INSERT INTO pg_temp.medanon_link_result
+         SELECT b.rn, b.inst, b.local, b.id1, b.id2, b.block, b.clk, b.kanji, b.edits, b.digest, a.person_id, a.new_person,
+                a.linked_before
+           FROM pg_temp.medanon_link_batch b JOIN pg_temp.medanon_link_assign a ON a.rn = b.rn
+          WHERE b.first_of_record",
+        None,
+        &[],
+    )?;
+    client.update("ANALYZE pg_temp.medanon_link_result", None, &[])?;
     let tally = client
         .select(
-            "SELECT count(*) FILTER (WHERE problem IS NULL), count(*) FILTER (WHERE problem IS NOT NULL), count(*)
+            "SELECT count(*) FILTER (WHERE problem IS NULL), count(*) FILTER (WHERE problem IS NOT NULL), count(*),
+                    count(*) FILTER (WHERE skip)
                FROM pg_temp.medanon_link_batch",
             None,
             &[],
@@ -278,25 +364,30 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
     counts.linked = count(1)?;
     counts.quarantined = count(2)?;
     counts.records_in = count(3)?;
+    counts.unchanged += count(4)?;
 
     // Records linked before whose person or keys changed; then the new records, as
     // a plain INSERT (an upsert's speculative insertion costs twice as much per row).
+    // Which is which the grouping read under the lock (`linked_before`), so the
+    // planner sees from the analyzed result how many rows each touches: none of a
+    // new batch goes to the UPDATE, which then probes person_link by primary key.
     client.update(
         "UPDATE medanon.person_link p
             SET person_id = r.person_id, id1 = r.id1, id2 = r.id2, block = r.block, name_clk = r.clk,
-                updated_at = pg_catalog.now()
+                kanji = r.kanji, name_edits = r.edits, digest = r.digest, updated_at = pg_catalog.now()
            FROM pg_temp.medanon_link_result r
-          WHERE r.first_of_record AND p.institution_code = r.inst AND p.local_patient_id = r.local
-            AND (p.person_id, p.id1, p.id2, p.block, p.name_clk)
-                IS DISTINCT FROM (r.person_id, r.id1, r.id2, r.block, r.clk)",
+          WHERE r.linked_before AND p.institution_code = r.inst AND p.local_patient_id = r.local
+            AND (p.person_id, p.id1, p.id2, p.block, p.name_clk, p.kanji, p.name_edits, p.digest)
+                IS DISTINCT FROM (r.person_id, r.id1, r.id2, r.block, r.clk, r.kanji, r.edits, r.digest)",
         None,
         &[],
     )?;
     client.update(
-        "INSERT INTO medanon.person_link (institution_code, local_patient_id, person_id, id1, id2, block, name_clk)
-         SELECT r.inst, r.local, r.person_id, r.id1, r.id2, r.block, r.clk
+        "INSERT INTO medanon.person_link (institution_code, local_patient_id, person_id, id1, id2, block, name_clk,
+                                          kanji, name_edits, digest)
+         SELECT r.inst, r.local, r.person_id, r.id1, r.id2, r.block, r.clk, r.kanji, r.edits, r.digest
            FROM pg_temp.medanon_link_result r
-          WHERE r.first_of_record
+          WHERE NOT r.linked_before
             AND NOT EXISTS (SELECT FROM medanon.person_link p
                              WHERE p.institution_code = r.inst AND p.local_patient_id = r.local)
           ORDER BY r.person_id",
@@ -312,59 +403,92 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
         None,
         &[source.into()],
     )?;
-    // Conflicts, each pair once whichever record came first; the batch's own pairs
-    // are written with the lower row first.
-    let reason = "one insurance card, different kana names";
-    let rn: Vec<i64> = grouping.conflicts_with_linked.iter().map(|c| c.0).collect();
-    let other_inst: Vec<String> = grouping.conflicts_with_linked.iter().map(|c| c.1.clone()).collect();
-    let other_local: Vec<String> = grouping.conflicts_with_linked.iter().map(|c| c.2.clone()).collect();
-    let linked = client.update(
-        "INSERT INTO medanon.link_conflict (institution_code, local_patient_id, other_institution_code,
-                                            other_local_patient_id, reason, source)
-         SELECT DISTINCT b.inst, b.local, c.other_inst, c.other_local, $4, $5
-           FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS c(rn, other_inst, other_local)
-           JOIN pg_temp.medanon_link_batch b ON b.rn = c.rn
-          WHERE (b.inst, b.local) <> (c.other_inst, c.other_local)
-            AND NOT EXISTS (SELECT FROM medanon.link_conflict x
-                             WHERE (x.institution_code, x.local_patient_id, x.other_institution_code, x.other_local_patient_id)
-                                   = (c.other_inst, c.other_local, b.inst, b.local))
-         ON CONFLICT DO NOTHING",
+    // Conflicts and twins, each pair once whichever record came first; the batch's
+    // own pairs are written with the lower row first. Twins are decided by the
+    // rules ('different'); conflicts wait for a reviewer ('pending').
+    let pending = ("one insurance card, different kana names", "pending");
+    let twins = ("one insurance card, different kanji names: twins", "different");
+    let mut written = [0i64; 2];
+    for (n, (with_linked, in_batch, (reason, status))) in [
+        (&grouping.conflicts_with_linked, &grouping.conflicts_in_batch, pending),
+        (&grouping.twins_with_linked, &grouping.twins_in_batch, twins),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let rn: Vec<i64> = with_linked.iter().map(|c| c.0).collect();
+        let other_inst: Vec<String> = with_linked.iter().map(|c| c.1.clone()).collect();
+        let other_local: Vec<String> = with_linked.iter().map(|c| c.2.clone()).collect();
+        let linked = client.update(
+            "INSERT INTO medanon.link_conflict (institution_code, local_patient_id, other_institution_code,
+                                                other_local_patient_id, reason, source, status)
+             SELECT DISTINCT b.inst, b.local, c.other_inst, c.other_local, $4, $5, $6
+               FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::text[]), pg_catalog.unnest($3::text[])) AS c(rn, other_inst, other_local)
+               JOIN pg_temp.medanon_link_batch b ON b.rn = c.rn
+              WHERE (b.inst, b.local) <> (c.other_inst, c.other_local)
+                AND NOT EXISTS (SELECT FROM medanon.link_conflict x
+                                 WHERE (x.institution_code, x.local_patient_id, x.other_institution_code, x.other_local_patient_id)
+                                       = (c.other_inst, c.other_local, b.inst, b.local))
+             ON CONFLICT DO NOTHING",
+            None,
+            &[rn.into(), other_inst.into(), other_local.into(), reason.into(), source.into(), status.into()],
+        )?;
+        let (a, b): (Vec<i64>, Vec<i64>) = in_batch.iter().copied().unzip();
+        let within = client.update(
+            "INSERT INTO medanon.link_conflict (institution_code, local_patient_id, other_institution_code,
+                                                other_local_patient_id, reason, source, status)
+             SELECT DISTINCT x.inst, x.local, y.inst, y.local, $3, $4, $5
+               FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS c(a, b)
+               JOIN pg_temp.medanon_link_batch x ON x.rn = c.a
+               JOIN pg_temp.medanon_link_batch y ON y.rn = c.b
+              WHERE NOT EXISTS (SELECT FROM medanon.link_conflict z
+                                 WHERE (z.institution_code, z.local_patient_id, z.other_institution_code, z.other_local_patient_id)
+                                       = (y.inst, y.local, x.inst, x.local))
+             ON CONFLICT DO NOTHING",
+            None,
+            &[a.into(), b.into(), reason.into(), source.into(), status.into()],
+        )?;
+        written[n] = (linked.len() + within.len()) as i64;
+    }
+    counts.conflicts = written[0];
+    counts.twins = written[1];
+    counts.kept_apart = grouping.kept_apart as i64;
+    Ok(())
+}
+
+/// Merges each person of `from` into the one of `into` at the same index: their
+/// records move (the `person_link` triggers withhold the emptied person from
+/// every contract at once, sql/contract_live.sql) and the person points to the
+/// one it merged into. The caller logs the merge.
+pub(crate) fn merge_persons(client: &mut SpiClient<'_>, from: &[i64], into: &[i64]) -> Result<(), SpiError> {
+    client.update(
+        "UPDATE medanon.person_link p SET person_id = m.into_id, updated_at = pg_catalog.now()
+           FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS m(from_id, into_id) WHERE p.person_id = m.from_id",
         None,
-        &[rn.into(), other_inst.into(), other_local.into(), reason.into(), source.into()],
+        &[from.to_vec().into(), into.to_vec().into()],
     )?;
-    let (a, b): (Vec<i64>, Vec<i64>) = grouping.conflicts_in_batch.iter().copied().unzip();
-    let within = client.update(
-        "INSERT INTO medanon.link_conflict (institution_code, local_patient_id, other_institution_code,
-                                            other_local_patient_id, reason, source)
-         SELECT DISTINCT x.inst, x.local, y.inst, y.local, $3, $4
-           FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS c(a, b)
-           JOIN pg_temp.medanon_link_batch x ON x.rn = c.a
-           JOIN pg_temp.medanon_link_batch y ON y.rn = c.b
-          WHERE NOT EXISTS (SELECT FROM medanon.link_conflict z
-                             WHERE (z.institution_code, z.local_patient_id, z.other_institution_code, z.other_local_patient_id)
-                                   = (y.inst, y.local, x.inst, x.local))
-         ON CONFLICT DO NOTHING",
+    client.update(
+        "UPDATE medanon.person p SET merged_into = m.into_id, merged_at = pg_catalog.now()
+           FROM ROWS FROM (pg_catalog.unnest($1::bigint[]), pg_catalog.unnest($2::bigint[])) AS m(from_id, into_id) WHERE p.person_id = m.from_id",
         None,
-        &[a.into(), b.into(), reason.into(), source.into()],
+        &[from.to_vec().into(), into.to_vec().into()],
     )?;
-    counts.conflicts = (linked.len() + within.len()) as i64;
     Ok(())
 }
 
 /// Step 4: fuzzy candidates for records that started a new person: every record
 /// of another person in the same block (birth date and sex) whose name CLK is
 /// Dice-similar (`medanon_core::link::candidates`).
-fn propose(client: &mut SpiClient<'_>, source: &str, counts: &mut Counts) -> Result<(), SpiError> {
+fn propose(client: &mut SpiClient<'_>, source: &str, apart: &[(i64, i64)], counts: &mut Counts) -> Result<(), SpiError> {
     let mut records = Vec::new();
     for r in client.select(
-        "SELECT p.block, p.person_id, coalesce(a.new_person, false), p.institution_code, p.local_patient_id, p.name_clk
-           FROM medanon.person_link p
-           LEFT JOIN pg_temp.medanon_link_batch b
-             ON b.first_of_record AND b.inst = p.institution_code AND b.local = p.local_patient_id
-           LEFT JOIN pg_temp.medanon_link_assign a ON a.rn = b.rn
-          WHERE p.name_clk IS NOT NULL
-            AND p.block IN (SELECT b2.block FROM pg_temp.medanon_link_batch b2
-                              JOIN pg_temp.medanon_link_assign a2 ON a2.rn = b2.rn WHERE a2.new_person)",
+        "SELECT p.block, p.person_id, coalesce(a.new_person, false), p.institution_code, p.local_patient_id, p.name_clk,
+                p.kanji, p.name_edits
+           FROM (SELECT DISTINCT a2.block FROM pg_temp.medanon_link_result a2 WHERE a2.new_person) b
+           JOIN LATERAL (SELECT p.* FROM medanon.person_link p
+                          WHERE p.block = b.block AND p.name_clk IS NOT NULL OFFSET 0) AS p ON true
+           LEFT JOIN pg_temp.medanon_link_result a
+             ON a.inst = p.institution_code AND a.local = p.local_patient_id",
         None,
         &[],
     )? {
@@ -375,19 +499,30 @@ fn propose(client: &mut SpiClient<'_>, source: &str, counts: &mut Counts) -> Res
             continue;
         };
         let new_person = r.get::<bool>(3)?.unwrap_or(false);
-        records.push(NameRecord { block, person, new_person, institution, local_id, clk });
+        let kanji = key_of(r.get(7)?);
+        let edits = r.get::<Vec<u8>>(8)?;
+        records.push(NameRecord { block, person, new_person, institution, local_id, clk, kanji, edits });
     }
-    let found = candidates(&mut records, LINK_CANDIDATE_THRESHOLD.get());
+    let kept_apart: std::collections::HashSet<(i64, i64)> =
+        apart.iter().flat_map(|&(a, b)| [(a, b), (b, a)]).collect();
+    let found: Vec<_> = candidates(&mut records, LINK_CANDIDATE_THRESHOLD.get())
+        .into_iter()
+        .filter(|c| !kept_apart.contains(&(records[c.first].person, records[c.second].person)))
+        .collect();
     let column = |pick: fn(&NameRecord) -> &String, first: bool| -> Vec<String> {
         found.iter().map(|c| pick(&records[if first { c.first } else { c.second }]).clone()).collect()
     };
     let dice: Vec<f64> = found.iter().map(|c| c.dice).collect();
+    let score: Vec<f64> = found.iter().map(|c| c.score).collect();
+    let kanji: Vec<String> = found.iter().map(|c| c.kanji.as_str().to_string()).collect();
+    let one_edit: Vec<bool> = found.iter().map(|c| c.one_edit).collect();
     let inserted = client.update(
         "INSERT INTO medanon.link_candidates (institution_code, local_patient_id, other_institution_code,
-                                              other_local_patient_id, dice, source)
-         SELECT *, $6 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
+                                              other_local_patient_id, dice, score, kanji, one_edit, source)
+         SELECT *, $9 FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[]),
                                       pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]),
-                                      pg_catalog.unnest($5::float8[]))
+                                      pg_catalog.unnest($5::float8[]), pg_catalog.unnest($6::float8[]),
+                                      pg_catalog.unnest($7::text[]), pg_catalog.unnest($8::boolean[]))
          ON CONFLICT DO NOTHING",
         None,
         &[
@@ -396,6 +531,9 @@ fn propose(client: &mut SpiClient<'_>, source: &str, counts: &mut Counts) -> Res
             column(|r| &r.institution, false).into(),
             column(|r| &r.local_id, false).into(),
             dice.into(),
+            score.into(),
+            kanji.into(),
+            one_edit.into(),
             source.into(),
         ],
     )?;
@@ -404,22 +542,23 @@ fn propose(client: &mut SpiClient<'_>, source: &str, counts: &mut Counts) -> Res
 }
 
 pub fn link_patients(staging: pg_sys::Oid) -> JsonB {
-    let staging = staging_name(staging);
+    let (staging, has_kanji) = staging_name(staging);
     // As the caller, but resolving nothing in the caller's schemas: the batch
-    // table and view built here are read later with the owner's rights.
-    with_safe_search_path(|| build_batch(&staging));
+    // tables built here are read later with the owner's rights.
+    with_safe_search_path(|| build_batch(&staging, has_kanji));
     let (_, owner) = keyring_and_owner();
     let counts = as_owner(owner, move || {
         let mut counts = Counts::default();
         let result = Spi::connect_mut(|client| {
             // One linker at a time: the grouping needs a stable person_link.
             client.update("LOCK TABLE medanon.person_link IN SHARE ROW EXCLUSIVE MODE", None, &[])?;
-            let grouping = group(client)?;
+            let apart = apart_persons(client)?;
+            let grouping = group(client, &apart)?;
             write(client, grouping, &staging, &mut counts)?;
-            propose(client, &staging, &mut counts)?;
+            propose(client, &staging, &apart, &mut counts)?;
             client.update(
-                "INSERT INTO medanon.link_batch (source, records_in, linked, quarantined, new_persons, merges, conflicts, candidates)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                "INSERT INTO medanon.link_batch (source, records_in, linked, quarantined, new_persons, merges, conflicts, candidates, twins)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 None,
                 &[
                     staging.as_str().into(),
@@ -430,6 +569,7 @@ pub fn link_patients(staging: pg_sys::Oid) -> JsonB {
                     counts.merges.into(),
                     counts.conflicts.into(),
                     counts.candidates.into(),
+                    counts.twins.into(),
                 ],
             )?;
             Ok::<_, SpiError>(())
@@ -448,6 +588,8 @@ pub fn link_patients(staging: pg_sys::Oid) -> JsonB {
         "unchanged": counts.unchanged,
         "merges": counts.merges,
         "conflicts": counts.conflicts,
+        "twins": counts.twins,
+        "kept_apart": counts.kept_apart,
         "candidates": counts.candidates,
     }))
 }

@@ -304,3 +304,243 @@ fn persons_that_were_not_created_are_refused_not_invented() {
     assert_eq!(link("pg_temp.b1")["new_persons"].as_i64(), Some(2));
     assert_eq!(count("SELECT count(*) FROM medanon.person_link WHERE person_id > 0"), 2);
 }
+
+// --- Linkage v2: kanji and one-edit evidence, review ------------------------------
+
+/// A staging table with the kanji name, from rows of (institution, local id,
+/// kana, kanji, birth date, sex, insurer, symbol, number).
+fn staging_kanji(name: &str, rows: &[[&str; 9]]) {
+    staging(name, &[]);
+    for r in rows {
+        let v: Vec<String> = r
+            .iter()
+            .map(|f| if *f == "NULL" { "NULL".to_string() } else { format!("'{}'", f.replace('\'', "''")) })
+            .collect();
+        Spi::run(&format!(
+            "INSERT INTO {name} (institution_code, local_patient_id, name_kana, name_kanji, birth_date, sex,
+                                 insurer_number, insured_symbol, insured_number) VALUES ({})",
+            v.join(", ")
+        ))
+        .unwrap();
+    }
+}
+
+fn status_of_conflict(inst: &str, local: &str, other_inst: &str, other_local: &str) -> Option<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT status FROM medanon.link_conflict
+          WHERE (institution_code, local_patient_id, other_institution_code, other_local_patient_id) IN (($1, $2, $3, $4), ($3, $4, $1, $2))",
+        &[inst.into(), local.into(), other_inst.into(), other_local.into()],
+    )
+    .unwrap()
+}
+
+/// The three card rules, each in one batch and across batches: a kana typo with
+/// the same kanji name is one person; different kanji names are twins, decided and
+/// never merged; a typo without a kanji name stays a conflict for review.
+#[pg_test]
+fn a_card_with_two_kana_names_is_resolved_by_the_kanji_name() {
+    let card = ["06123456", "77", "8"];
+    let row = |inst: &'static str, local: &'static str, kana: &'static str, kanji: &'static str| {
+        [inst, local, kana, kanji, "1980-04-01", "1", card[0], card[1], card[2]]
+    };
+    staging_kanji(
+        "pg_temp.b1",
+        &[
+            row("H1", "typo-a", "ハヤシケンイチ", "林 健一"),
+            row("H2", "typo-b", "ﾊﾔｼ ｹﾝｷﾁ", "林　健一"),   // one substitution, same kanji
+            row("H3", "twin", "ハヤシケンジ", "林 健二"),     // the twin: another given name
+            row("H4", "nokanji", "ハヤシケンイツ", ""),       // a typo, but no kanji name
+            row("H5", "onlykanji", "", "林 健一"),            // no kana, the first one's kanji
+        ],
+    );
+    let r = link("pg_temp.b1");
+    let ken = person_of("H1", "typo-a").unwrap();
+    assert_eq!(person_of("H2", "typo-b"), Some(ken), "typo with the same kanji: one person");
+    assert_eq!(person_of("H5", "onlykanji"), Some(ken), "no kana, same kanji: joins that twin");
+    let twin = person_of("H3", "twin").unwrap();
+    assert_ne!(twin, ken, "twins are never merged");
+    let unknown = person_of("H4", "nokanji").unwrap();
+    assert!(unknown != ken && unknown != twin, "missing kanji: not merged");
+    assert_eq!(status_of_conflict("H1", "typo-a", "H3", "twin").as_deref(), Some("different"));
+    assert_eq!(status_of_conflict("H1", "typo-a", "H4", "nokanji").as_deref(), Some("pending"));
+    assert_eq!(status_of_conflict("H3", "twin", "H4", "nokanji").as_deref(), Some("pending"));
+    assert!(r["twins"].as_i64().unwrap() >= 3, "{r}");
+    assert_eq!(r["new_persons"].as_i64(), Some(3));
+    // A later batch: the twin's typo, with its kanji name, joins the twin only.
+    staging_kanji("pg_temp.b2", &[row("H6", "twin-typo", "ハヤシケソジ", "林 健二")]);
+    link("pg_temp.b2");
+    assert_eq!(person_of("H6", "twin-typo"), Some(twin));
+    assert_eq!(count("SELECT count(*) FROM medanon.person_merge_log"), 0);
+    // Kanji variants fold (髙/高 and 﨑/崎 are one name): a typo with the variant joins.
+    staging_kanji(
+        "pg_temp.b3",
+        &[
+            ["H1", "v1", "タカハシアキラ", "髙橋 昭", "1950-01-01", "1", "01234567", "1", "1"],
+            ["H2", "v2", "タカハツアキラ", "高橋 昭", "1950-01-01", "1", "01234567", "1", "1"],
+        ],
+    );
+    link("pg_temp.b3");
+    assert_eq!(person_of("H1", "v1"), person_of("H2", "v2"));
+    // The new columns hold no plaintext either.
+    let row = Spi::get_one::<String>("SELECT l::text FROM medanon.person_link l WHERE local_patient_id = 'v1'").unwrap().unwrap();
+    for plain in ["高橋", "髙橋", "タカハシ", "1950"] {
+        assert!(!row.contains(plain), "{plain} in {row}");
+    }
+}
+
+fn pending(kind: &str) -> Vec<i64> {
+    let report = Spi::get_one::<pgrx::JsonB>("SELECT medanon.link_report()").unwrap().unwrap().0;
+    report["pending"][format!("{kind}s")]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["kind"].as_str(), Some(kind));
+            c["id"].as_i64().unwrap()
+        })
+        .collect()
+}
+
+/// review_link: same merges (logged with who and why), different keeps two
+/// persons apart in every later batch, and neither is undone by a re-run.
+#[pg_test]
+fn review_decisions_merge_or_keep_apart_and_survive_a_rerun() {
+    staging_kanji(
+        "pg_temp.b1",
+        &[
+            // A conflict: one card, kana typo, no kanji names.
+            ["H1", "a", "サトウタロウ", "", "1975-03-01", "1", "06111111", "1", "1"],
+            ["H2", "b", "サトウタロ", "", "1975-03-01", "1", "06111111", "1", "1"],
+            // A candidate: similar names, other cards.
+            ["H1", "c", "コバヤシケンイチ", "", "1970-10-10", "1", "06123456", "1", "1"],
+            ["H2", "d", "コバヤツケンイチ", "", "1970-10-10", "1", "01765432", "9", "9"],
+        ],
+    );
+    link("pg_temp.b1");
+    let conflicts = pending("conflict");
+    // Two candidates: c and d, and also a and b (similar names, one block).
+    assert_eq!((conflicts.len(), pending("candidate").len()), (1, 2));
+    let candidates = vec![count("SELECT candidate_id FROM medanon.link_candidates WHERE local_patient_id = 'c'")];
+    let (a, b) = (person_of("H1", "a").unwrap(), person_of("H2", "b").unwrap());
+    let r = Spi::get_one_with_args::<pgrx::JsonB>(
+        "SELECT medanon.review_link('conflict', $1, 'same', 'dr. sato', 'one card, kana typo')",
+        &[conflicts[0].into()],
+    )
+    .unwrap()
+    .unwrap()
+    .0;
+    assert_eq!(r["merged_into"].as_i64(), Some(a.min(b)));
+    assert_eq!(person_of("H2", "b"), person_of("H1", "a"));
+    assert_eq!(count("SELECT count(*) FROM medanon.person_merge_log WHERE source LIKE 'review_link conflict%'"), 1);
+    Spi::run(&format!(
+        "SELECT medanon.review_link('candidate', {}, 'different', 'dr. sato', 'different persons, checked the charts')",
+        candidates[0]
+    ))
+    .unwrap();
+    assert!(pending("conflict").is_empty() && pending("candidate").is_empty());
+    assert_eq!(
+        count("SELECT count(*) FROM medanon.link_review WHERE reviewer = 'dr. sato' AND reason <> '' AND reviewed_by = session_user"),
+        2
+    );
+    // The log is append-only.
+    Spi::run(
+        "CREATE FUNCTION pg_temp.edit_log() RETURNS bigint LANGUAGE sql AS
+           $$ UPDATE medanon.link_review SET reason = 'x' RETURNING review_id $$;
+         CREATE FUNCTION pg_temp.drop_log() RETURNS bigint LANGUAGE sql AS
+           $$ DELETE FROM medanon.link_review RETURNING review_id $$;",
+    )
+    .unwrap();
+    check(&[("pg_temp.edit_log()", Fails("42501")), ("pg_temp.drop_log()", Fails("42501"))]);
+    // Re-run, with every record written a little differently so it is keyed again
+    // (sex as M, not 1): nothing changes back.
+    Spi::run("UPDATE pg_temp.b1 SET sex = 'M'").unwrap();
+    assert_eq!(link("pg_temp.b1")["unchanged"].as_i64(), Some(4));
+    assert_eq!(person_of("H2", "b"), Some(a.min(b)));
+    let (c, d) = (person_of("H1", "c").unwrap(), person_of("H2", "d").unwrap());
+    assert_ne!(c, d);
+    // H1 corrects c's kana to d's: its ID2 now points at d's person, its prior
+    // link at c's. The decision holds, and the batch says it kept two apart.
+    staging_kanji("pg_temp.b2", &[["H1", "c", "コバヤツケンイチ", "", "1970-10-10", "1", "06123456", "1", "1"]]);
+    let r = link("pg_temp.b2");
+    assert!(r["kept_apart"].as_i64() > Some(0), "{r}");
+    assert_ne!(person_of("H1", "c"), person_of("H2", "d"));
+    assert_eq!(count("SELECT count(*) FROM medanon.person_merge_log WHERE source NOT LIKE 'review_link%'"), 0);
+    // Deciding twice is refused.
+    let twice = format!("medanon.review_link('candidate', {}, 'same', 'x', 'y')", candidates[0]);
+    check(&[(twice.as_str(), Fails("55000"))]);
+}
+
+/// split_person moves records to a new person, keeps the two apart in later
+/// batches, and logs it; bad arguments are refused with their SQLSTATE.
+#[pg_test]
+fn split_person_undoes_a_wrong_merge() {
+    // Two persons wrongly merged: one card, no kana on one side, no kanji.
+    staging_kanji(
+        "pg_temp.b1",
+        &[
+            ["H1", "x", "ヤマダハナコ", "", "1980-05-05", "2", "01234567", "7", "1"],
+            ["H2", "y", "", "", "1980-05-05", "2", "01234567", "7", "1"],
+            ["H3", "z", "ﾔﾏﾀﾞ ﾊﾅｺ", "", "1980-05-05", "2", "", "", ""],
+        ],
+    );
+    link("pg_temp.b1");
+    let p = person_of("H1", "x").unwrap();
+    assert_eq!(person_of("H2", "y"), Some(p));
+    let new = Spi::get_one_with_args::<i64>(
+        "SELECT medanon.split_person($1, ARRAY['H2'], ARRAY['y'], 'dr. ito', 'the mother, not the patient')",
+        &[p.into()],
+    )
+    .unwrap()
+    .unwrap();
+    assert_ne!(new, p);
+    assert_eq!(person_of("H2", "y"), Some(new));
+    assert_eq!((person_of("H1", "x"), person_of("H3", "z")), (Some(p), Some(p)));
+    assert_eq!(count(&format!("SELECT count(*) FROM medanon.link_review WHERE action = 'split' AND person_id = {p} AND other_person_id = {new}")), 1);
+    // A re-run, keyed again (sex as F, not 2), does not merge them again.
+    Spi::run("UPDATE pg_temp.b1 SET sex = 'F'").unwrap();
+    let r = link("pg_temp.b1");
+    assert!(r["kept_apart"].as_i64() > Some(0), "{r}");
+    assert_eq!(person_of("H2", "y"), Some(new));
+    assert_ne!(person_of("H1", "x"), Some(new));
+    let p_s = p.to_string();
+    let cases: Vec<(String, &str)> = vec![
+        (format!("medanon.split_person({p_s}, ARRAY['H1', 'H3'], ARRAY['x', 'z'], 'r', 'why')"), "22023"), // nothing left
+        (format!("medanon.split_person({p_s}, ARRAY['H2'], ARRAY['y'], 'r', 'why')"), "22023"), // not its record
+        (format!("medanon.split_person({p_s}, ARRAY['H1'], ARRAY['x', 'z'], 'r', 'why')"), "22023"),
+        (format!("medanon.split_person({p_s}, ARRAY[]::text[], ARRAY[]::text[], 'r', 'why')"), "22023"),
+        (format!("medanon.split_person({p_s}, ARRAY['H1'], ARRAY['x'], '', 'why')"), "22023"),
+        (format!("medanon.split_person({p_s}, ARRAY['H1'], ARRAY['x'], 'r', NULL)"), "22023"),
+        ("medanon.split_person(NULL, ARRAY['H1'], ARRAY['x'], 'r', 'why')".to_string(), "22023"),
+        ("medanon.split_person(987654, ARRAY['H1'], ARRAY['x'], 'r', 'why')".to_string(), "42704"),
+        ("medanon.review_link('conflict', 987654, 'same', 'r', 'why')".to_string(), "42704"),
+        ("medanon.review_link('conflicts', 1, 'same', 'r', 'why')".to_string(), "22023"),
+        ("medanon.review_link('candidate', 1, 'maybe', 'r', 'why')".to_string(), "22023"),
+        ("medanon.review_link('candidate', NULL, 'same', 'r', 'why')".to_string(), "22023"),
+        ("medanon.review_link('candidate', 1, 'same', NULL, 'why')".to_string(), "22023"),
+    ];
+    let cases: Vec<(&str, super::Expect)> = cases.iter().map(|(sql, code)| (sql.as_str(), Fails(code))).collect();
+    check(&cases);
+}
+
+/// A re-run of an unchanged batch keys nothing again (its digests match), and a
+/// changed record is keyed again.
+#[pg_test]
+fn an_unchanged_record_is_not_keyed_again() {
+    staging_kanji(
+        "pg_temp.b1",
+        &[
+            ["H1", "1", "イノウエマコト", "井上 誠", "1991-01-01", "1", "", "", ""],
+            ["H1", "2", "イノウエアイ", "井上 愛", "1992-01-01", "2", "", "", ""],
+        ],
+    );
+    link("pg_temp.b1");
+    let r = link("pg_temp.b1");
+    assert_eq!(r["unchanged"].as_i64(), Some(2));
+    assert_eq!(count("SELECT count(*) FROM pg_temp.medanon_link_batch WHERE skip AND id2 IS NULL"), 2);
+    Spi::run("UPDATE pg_temp.b1 SET name_kana = 'イノウエマコ' WHERE local_patient_id = '1'").unwrap();
+    let before = Spi::get_one::<pgrx::Uuid>("SELECT id2 FROM medanon.person_link WHERE local_patient_id = '1'").unwrap();
+    let r = link("pg_temp.b1");
+    assert_eq!(r["unchanged"].as_i64(), Some(1));
+    let after = Spi::get_one::<pgrx::Uuid>("SELECT id2 FROM medanon.person_link WHERE local_patient_id = '1'").unwrap();
+    assert_ne!(before, after);
+}

@@ -468,12 +468,14 @@ mod tests {
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname IN ('k_anonymity','k_report','l_diversity','risk_profile','suggest_generalization')
                         AND p.provolatile = 's' AND p.proparallel = 'r')
-                 OR (p.proname IN ('_link_problem','_link_id1','_link_id2','_link_block','_link_clk','link_report')
+                 OR (p.proname IN ('_link_problem','_link_id1','_link_id2','_link_block','_link_clk','link_report',
+                                   '_link_kanji','_link_edits','_link_digest')
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname IN ('normalize_kana','normalize_kanji_name','normalize_sex','normalize_insurer_number',
                                    'normalize_insured_symbol','normalize_insured_number')
                         AND p.provolatile = 'i' AND p.proparallel = 's')
-                 OR (p.proname IN ('link_patients','create_contract','_create_contract')
+                 OR (p.proname IN ('link_patients','create_contract','_create_contract','review_link','split_person',
+                                   '_link_review_append_only')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname = '_suggest_generalization' AND p.provolatile = 's' AND p.proparallel = 'r')
                  OR (p.proname IN ('publish_contract','refresh_contract','release_snapshot','revoke_contract',

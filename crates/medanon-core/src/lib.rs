@@ -24,6 +24,7 @@ pub mod keyed;
 pub mod lattice;
 pub mod link;
 pub mod link_group;
+pub mod link_review;
 pub mod normalize;
 pub mod plan;
 pub mod prefecture;

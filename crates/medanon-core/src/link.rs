@@ -46,6 +46,139 @@ pub fn block_message(birth: Ymd, sex: Sex) -> Vec<u8> {
     message(b"blk", &[&birth_bytes(birth), &[sex as u8]])
 }
 
+/// The kanji-name message: normalized kanji name (variants folded), birth date, sex.
+/// Keyed like ID2, so equal kanji names are visible only within one birth date
+/// and sex, where linking compares them.
+pub fn kanji_message(kanji: &str, birth: Ymd, sex: Sex) -> Vec<u8> {
+    message(b"kjn", &[kanji.as_bytes(), &birth_bytes(birth), &[sex as u8]])
+}
+
+/// The record-content message: every field linking reads, as sent, with the
+/// record's identity. Its keyed digest, stored per record, lets a re-run skip a
+/// record whose fields have not changed since it was keyed.
+pub fn digest_message(fields: &[Option<&str>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + fields.iter().map(|f| f.map_or(1, |v| v.len() + 5)).sum::<usize>());
+    out.extend_from_slice(b"dig");
+    for field in fields {
+        match field {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                out.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                out.extend_from_slice(v.as_bytes());
+            }
+        }
+    }
+    out
+}
+
+/// Slots of the name-edit encoding: kana names longer than this carry no
+/// one-edit evidence (full kana names are 3 to 15 characters).
+pub const EDIT_SLOTS: usize = 24;
+/// Bytes per slot: 32 bits. Only records of one card or one block (birth date and
+/// sex) are compared, a few dozen pairs each, so a false match of two 32-bit values
+/// (about 625 slot pairs × 2^-32 per record pair) is out of practical reach, and the
+/// encoding stays 100 bytes.
+const EDIT_HASH_BYTES: usize = 4;
+pub const EDITS_BYTES: usize = (1 + EDIT_SLOTS) * EDIT_HASH_BYTES;
+
+fn sip32(key: &[u8; 16], chars: &[char], skip: Option<usize>, salt: u32) -> [u8; EDIT_HASH_BYTES] {
+    use siphasher::sip::SipHasher24;
+    use std::hash::Hasher;
+    let mut h = SipHasher24::new_with_key(key);
+    h.write_u32(salt);
+    let mut buf = [0u8; 4];
+    for (i, c) in chars.iter().enumerate() {
+        if Some(i) != skip {
+            h.write(c.encode_utf8(&mut buf).as_bytes());
+            h.write_u8(0xFF); // UTF-8 never holds 0xFF: a separator no character can fake
+        }
+    }
+    let v = h.finish();
+    [(v >> 56) as u8, (v >> 48) as u8, (v >> 40) as u8, (v >> 32) as u8]
+}
+
+/// The **name-edit encoding** of a normalized kana name: a keyed hash of the name,
+/// then, in order, a keyed hash of the name with its i-th character deleted, for
+/// each i; unused slots hold keyed filler that no name can match. From two such
+/// encodings [`within_one_edit`] decides whether the names are at most one
+/// substitution, insertion, deletion or swap of neighbours apart (optimal string
+/// alignment distance ≤ 1) without either name: two names are one substitution
+/// apart when deleting the same position leaves equal strings, one insertion apart
+/// when the shorter equals the longer with one character deleted, and a swap when
+/// deleting positions i and i+1 crosswise leaves equal strings both ways.
+///
+/// `key` is the 128-bit SipHash-2-4 key of the record's block (derived from the
+/// link key and the birth date and sex), so encodings of different blocks are
+/// unrelated, and the fixed length tells nothing of the name's length.
+pub fn name_edits(kana: &str, key: &[u8; 16]) -> [u8; EDITS_BYTES] {
+    let chars: Vec<char> = kana.chars().collect();
+    let mut out = [0u8; EDITS_BYTES];
+    let full = sip32(key, &chars, None, 0);
+    out[..EDIT_HASH_BYTES].copy_from_slice(&full);
+    for slot in 0..EDIT_SLOTS {
+        let h = if chars.len() <= EDIT_SLOTS && slot < chars.len() {
+            sip32(key, &chars, Some(slot), 0)
+        } else {
+            // Filler: salted, so it equals no deletion hash of any name.
+            sip32(key, &chars, None, 1 + slot as u32)
+        };
+        let at = (1 + slot) * EDIT_HASH_BYTES;
+        out[at..at + EDIT_HASH_BYTES].copy_from_slice(&h);
+    }
+    out
+}
+
+/// Whether two names' edit encodings (of one block) are at most one edit apart:
+/// see [`name_edits`]. `false` for malformed encodings.
+pub fn within_one_edit(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != EDITS_BYTES || b.len() != EDITS_BYTES {
+        return false;
+    }
+    let slot = |e: &[u8], i: usize| -> [u8; EDIT_HASH_BYTES] {
+        let at = (1 + i) * EDIT_HASH_BYTES;
+        [e[at], e[at + 1], e[at + 2], e[at + 3]]
+    };
+    let full = |e: &[u8]| -> [u8; EDIT_HASH_BYTES] { [e[0], e[1], e[2], e[3]] };
+    if full(a) == full(b) {
+        return true;
+    }
+    for i in 0..EDIT_SLOTS {
+        // Substitution: the same position deleted leaves the same string.
+        if slot(a, i) == slot(b, i) {
+            return true;
+        }
+        // Insertion or deletion: the shorter name is the longer one less a character.
+        if slot(a, i) == full(b) || slot(b, i) == full(a) {
+            return true;
+        }
+        // Swap of neighbours i, i+1.
+        if i + 1 < EDIT_SLOTS && slot(a, i) == slot(b, i + 1) && slot(a, i + 1) == slot(b, i) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Optimal string alignment distance ≤ 1, on plain strings: the reference that
+/// [`within_one_edit`] is tested against, and what the quality benchmark means by
+/// "one edit".
+pub fn osa_within_one(a: &str, b: &str) -> bool {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if a == b {
+        return true;
+    }
+    if a.len() == b.len() {
+        let diff: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+        return diff.len() == 1 || (diff.len() == 2 && diff[1] == diff[0] + 1 && a[diff[0]] == b[diff[1]] && a[diff[1]] == b[diff[0]]);
+    }
+    let (short, long) = if a.len() < b.len() { (&a, &b) } else { (&b, &a) };
+    if long.len() != short.len() + 1 {
+        return false;
+    }
+    (0..long.len()).any(|skip| long.iter().enumerate().filter(|&(i, _)| i != skip).map(|(_, c)| c).eq(short.iter()))
+}
+
 /// Bloom filter length in bits, and hash functions per bigram. Kana names have
 /// 3 to 10 characters, so 4 to 11 padded bigrams; 512 bits with 15 positions each
 /// keeps the filter under a third full, where Dice still separates names well.
@@ -89,7 +222,8 @@ pub fn dice(a: &[u8], b: &[u8]) -> f64 {
 }
 
 /// A linked record's name, for fuzzy candidates: its block (birth date and sex),
-/// person, whether its person is new in this batch, and its name CLK.
+/// person, whether its person is new in this batch, its name CLK, and, when
+/// known, its keyed kanji name and name-edit encoding.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NameRecord {
     pub block: i64,
@@ -98,22 +232,68 @@ pub struct NameRecord {
     pub institution: String,
     pub local_id: String,
     pub clk: Vec<u8>,
+    pub kanji: Option<[u8; 16]>,
+    pub edits: Option<Vec<u8>>,
 }
 
-/// A pair of records of different persons whose names are Dice-similar: indexes
-/// into the records, the lower (institution, local id) first.
+/// How two records' kanji names compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kanji {
+    Same,
+    Different,
+    /// Missing on one side or both.
+    Unknown,
+}
+
+impl Kanji {
+    pub fn of(a: Option<[u8; 16]>, b: Option<[u8; 16]>) -> Kanji {
+        match (a, b) {
+            (Some(x), Some(y)) if x == y => Kanji::Same,
+            (Some(_), Some(_)) => Kanji::Different,
+            _ => Kanji::Unknown,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kanji::Same => "same",
+            Kanji::Different => "different",
+            Kanji::Unknown => "unknown",
+        }
+    }
+}
+
+/// A pair of records of different persons whose names are similar: indexes into
+/// the records, the lower (institution, local id) first.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
     pub first: usize,
     pub second: usize,
     pub dice: f64,
+    pub kanji: Kanji,
+    pub one_edit: bool,
+    /// What a reviewer sorts by: the Dice similarity, moved halfway to 1 by an
+    /// equal kanji name and halved by a different one (within one birth date and
+    /// sex, two persons rarely share a kanji name, and one person's kanji name
+    /// rarely changes once variants are folded).
+    pub score: f64,
+}
+
+/// The score of a pair: see [`Candidate::score`].
+pub fn candidate_score(dice: f64, kanji: Kanji) -> f64 {
+    match kanji {
+        Kanji::Same => (1.0 + dice) / 2.0,
+        Kanji::Different => dice / 2.0,
+        Kanji::Unknown => dice,
+    }
 }
 
 /// The fuzzy candidates among `records` (sorted here by block): every pair in one
-/// block, of two different persons at least one of which is new, whose name CLKs
-/// have a Dice similarity of at least `threshold`. Each pair once. Compared in
-/// memory, block by block: as a SQL self-join with a function call per pair, this
-/// step took 47 s of a 1M-record batch.
+/// block, of two different persons at least one of which is new, whose score
+/// (Dice of the name CLKs, with the kanji names: [`candidate_score`]) is at least
+/// `threshold`, or whose kana are one edit apart with the same kanji name. Each
+/// pair once. Compared in memory, block by block: as a SQL self-join with a
+/// function call per pair, this step took 47 s of a 1M-record batch.
 pub fn candidates(records: &mut [NameRecord], threshold: f64) -> Vec<Candidate> {
     records.sort_unstable_by_key(|r| r.block);
     let mut out = Vec::new();
@@ -125,11 +305,17 @@ pub fn candidates(records: &mut [NameRecord], threshold: f64) -> Vec<Candidate> 
                     continue;
                 }
                 let d = dice(&x.clk, &y.clk);
-                if d >= threshold {
+                let kanji = Kanji::of(x.kanji, y.kanji);
+                let one_edit = match (&x.edits, &y.edits) {
+                    (Some(a), Some(b)) => within_one_edit(a, b),
+                    _ => false,
+                };
+                let score = candidate_score(d, kanji);
+                if score >= threshold || (one_edit && kanji == Kanji::Same) {
                     let (a, b) = (start + i, start + j);
                     let (first, second) =
                         if (&x.institution, &x.local_id) < (&y.institution, &y.local_id) { (a, b) } else { (b, a) };
-                    out.push(Candidate { first, second, dice: d });
+                    out.push(Candidate { first, second, dice: d, kanji, one_edit, score });
                 }
             }
         }
@@ -185,6 +371,8 @@ mod tests {
             institution: inst.into(),
             local_id: "1".into(),
             clk: clk_of(name).to_vec(),
+            kanji: None,
+            edits: None,
         };
         let mut records = vec![
             r(1, 2, true, "H2", "コバヤツケンイチ"),
@@ -201,6 +389,71 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, [("H1", "H2"), ("H1", "H6"), ("H2", "H4"), ("H4", "H6")]);
         assert!(found.iter().all(|c| c.dice >= 0.7 && c.dice <= 1.0));
+    }
+
+    #[test]
+    fn kanji_moves_a_candidate() {
+        let r = |person, inst: &str, name: &str, kanji: Option<u8>| NameRecord {
+            block: 1,
+            person,
+            new_person: true,
+            institution: inst.into(),
+            local_id: "1".into(),
+            clk: clk_of(name).to_vec(),
+            kanji: kanji.map(|k| [k; 16]),
+            edits: Some(name_edits(&normalize_kana(name).unwrap(), &[5; 16]).to_vec()),
+        };
+        // One edit apart with the same kanji: proposed even below the Dice threshold.
+        let mut records = vec![r(1, "H1", "ハヤシケンイチ", Some(1)), r(2, "H2", "ハヤシケンキチ", Some(1))];
+        let found = candidates(&mut records, 0.99);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].one_edit && found[0].kanji == Kanji::Same && found[0].score > found[0].dice);
+        // Different kanji names: the score halves, and twins are not proposed.
+        let mut records = vec![r(1, "H1", "ヤマダユウト", Some(1)), r(2, "H2", "ヤマダユウマ", Some(2))];
+        assert!(candidates(&mut records, 0.5).is_empty());
+        assert_eq!(candidate_score(0.8, Kanji::Unknown), 0.8);
+        assert_eq!(candidate_score(0.8, Kanji::Different), 0.4);
+        assert!((candidate_score(0.8, Kanji::Same) - 0.9).abs() < 1e-12);
+    }
+
+    fn edits_of(name: &str) -> [u8; EDITS_BYTES] {
+        name_edits(&normalize_kana(name).unwrap(), &[7; 16])
+    }
+
+    #[test]
+    fn one_edit_is_told_from_two() {
+        let yes = [
+            ("ハヤシケンイチ", "ハヤシケンキチ"), // substitution
+            ("サトウタロウ", "サトウタロ"),       // deletion
+            ("サトウタロ", "サトウタロウ"),       // insertion
+            ("スズキケンイチ", "スズキケインチ"), // swap of neighbours
+            ("サトウタロウ", "サトウタロウ"),
+        ];
+        for (a, b) in yes {
+            assert!(within_one_edit(&edits_of(a), &edits_of(b)), "{a} {b}");
+        }
+        let no = [
+            ("ハヤシケンイチ", "ハヤシケンジ"),
+            ("ユウト", "ユマトウ"),
+            ("アイウエオ", "イウエオカ"), // two edits, though one deletion each leaves イウエオ
+            ("アイウ", "イウア"),
+            ("スズキケンイチ", "スズキケイチン"),
+        ];
+        for (a, b) in no {
+            assert!(!within_one_edit(&edits_of(a), &edits_of(b)), "{a} {b}");
+        }
+        // Another block's key: unrelated encodings.
+        assert!(!within_one_edit(&edits_of("サトウ"), &name_edits("サトウ", &[8; 16])));
+        assert!(!within_one_edit(&[0; 3], &edits_of("サトウ")));
+    }
+
+    proptest! {
+        /// The keyed encoding agrees with the plain-text definition.
+        #[test]
+        fn within_one_edit_is_osa_distance_one(a in "[アイウエオカ]{1,8}", b in "[アイウエオカ]{1,8}") {
+            let key = [3u8; 16];
+            prop_assert_eq!(within_one_edit(&name_edits(&a, &key), &name_edits(&b, &key)), osa_within_one(&a, &b), "{} {}", a, b);
+        }
     }
 
     proptest! {

@@ -6,10 +6,19 @@
 //!
 //! * records with equal **ID2** (kana name, birth date, sex) are one person;
 //! * records with equal **ID1** (card, birth date, sex) are one person, unless the
-//!   card's records carry more than one kana name: a shared family card (twins,
-//!   or a parent and child of one sex and birth date as the card records them).
-//!   Then nothing is joined through that card, and each pair of its records whose
-//!   names differ (or are missing) is a conflict for a person to review;
+//!   card's records carry names that contradict each other: a shared family card
+//!   (twins, or a parent and child of one sex and birth date as the card records
+//!   them). Names contradict when their kana differ or their kanji names differ.
+//!   On such a card the records are first clustered by name ([`card_clusters`]):
+//!   equal kana; or the **same kanji name** with kana **one edit apart** (a typo)
+//!   or with the kana missing on one side. Clusters are joined (they are one
+//!   person); nothing else is joined through the card. Each pair of records of
+//!   two clusters is either **twins** (both kanji names present and different:
+//!   decided, never merged) or a **conflict** for a person to review (a kanji name
+//!   missing, or no name at all);
+//! * persons a reviewer decided are different (`apart`) are never joined: a union
+//!   that would put them in one group is refused (the first evidence, in the
+//!   order prior links, ID2, cards, wins, and the refusal is counted);
 //! * a record linked before stays with its person;
 //! * a group that holds several existing persons merges them into the oldest
 //!   (lowest) id, which never changes.
@@ -30,6 +39,10 @@ pub struct BatchRecord {
     pub rn: i64,
     pub id1: Option<Key>,
     pub id2: Option<Key>,
+    /// Keyed normalized kanji name (with birth date and sex).
+    pub kanji: Option<Key>,
+    /// The kana name's edit encoding (`link::name_edits`), for the one-edit test.
+    pub edits: Option<Vec<u8>>,
 }
 
 /// A batch record that was linked before (same institution and local id).
@@ -47,6 +60,8 @@ pub struct CardHolder {
     pub id1: Key,
     pub person: i64,
     pub id2: Option<Key>,
+    pub kanji: Option<Key>,
+    pub edits: Option<Vec<u8>>,
     pub institution: String,
     pub local_id: String,
 }
@@ -77,6 +92,12 @@ pub struct Grouping {
     /// Card conflicts between two batch records: (lower row number, higher); sorted,
     /// each once.
     pub conflicts_in_batch: Vec<(i64, i64)>,
+    /// Twins decided by the rules (one card, different kanji names), in the same
+    /// two forms: never merged, and not left for review.
+    pub twins_with_linked: Vec<(i64, String, String)>,
+    pub twins_in_batch: Vec<(i64, i64)>,
+    /// Unions refused because a reviewer decided the persons are different.
+    pub kept_apart: usize,
 }
 
 /// A merge of one existing person into an older one.
@@ -157,12 +178,136 @@ impl UnionFind {
     }
 }
 
-/// The records and existing persons on one card (equal ID1).
-#[derive(Default)]
-struct Card<'a> {
-    batch: Vec<usize>,
-    linked: Vec<&'a CardHolder>,
-    names: BTreeSet<Key>,
+/// One record on a card: a batch record or a linked one, with its name evidence.
+#[derive(Clone, Copy)]
+struct CardItem<'a> {
+    /// The union-find node: a batch index, or an existing person's node.
+    node: usize,
+    /// `Some(i)` for batch record `i`; `None` for a linked record.
+    batch: Option<usize>,
+    holder: Option<&'a CardHolder>,
+    id2: Option<Key>,
+    kanji: Option<Key>,
+    edits: Option<&'a [u8]>,
+}
+
+/// The name evidence of one record, as [`card_clusters`] compares it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameEvidence<'a> {
+    pub kana: Option<Key>,
+    pub kanji: Option<Key>,
+    pub edits: Option<&'a [u8]>,
+}
+
+/// Whether two records on one card are one person by their names: equal kana, or
+/// the same kanji name with kana one edit apart (a typo) or missing on one side.
+pub fn same_by_name(a: &NameEvidence, b: &NameEvidence) -> bool {
+    if a.kana.is_some() && a.kana == b.kana {
+        return true;
+    }
+    let same_kanji = a.kanji.is_some() && a.kanji == b.kanji;
+    if !same_kanji {
+        return false;
+    }
+    match (a.kana, b.kana) {
+        (Some(_), Some(_)) => match (a.edits, b.edits) {
+            (Some(x), Some(y)) => crate::link::within_one_edit(x, y),
+            _ => false,
+        },
+        // Kanji alone: the same kanji name, birth date and sex on one card.
+        _ => true,
+    }
+}
+
+/// Whether two records' names contradict: different kana, or different kanji names.
+pub fn names_contradict(a: &NameEvidence, b: &NameEvidence) -> bool {
+    let differ = |x: Option<Key>, y: Option<Key>| x.is_some() && y.is_some() && x != y;
+    differ(a.kana, b.kana) || differ(a.kanji, b.kanji)
+}
+
+/// Clusters the records of one card by [`same_by_name`], transitively: the
+/// cluster index of each record, numbered in order of first appearance.
+pub fn card_clusters(names: &[NameEvidence]) -> Vec<usize> {
+    let mut uf = UnionFind::new(names.len());
+    for i in 0..names.len() {
+        for j in i + 1..names.len() {
+            if same_by_name(&names[i], &names[j]) {
+                uf.union(i, j);
+            }
+        }
+    }
+    let mut index: HashMap<usize, usize> = HashMap::new();
+    (0..names.len())
+        .map(|i| {
+            let root = uf.find(i);
+            let next = index.len();
+            *index.entry(root).or_insert(next)
+        })
+        .collect()
+}
+
+/// A union-find that refuses to join persons a reviewer kept apart.
+struct Apart {
+    /// Per person: the persons it must stay apart from.
+    banned: HashMap<i64, Vec<i64>>,
+    /// Per root that holds a person of `banned`: (its persons, the persons it bans).
+    sets: HashMap<usize, (BTreeSet<i64>, BTreeSet<i64>)>,
+    refused: usize,
+}
+
+impl Apart {
+    fn new(pairs: &[(i64, i64)]) -> Self {
+        let mut banned: HashMap<i64, Vec<i64>> = HashMap::new();
+        for &(a, b) in pairs {
+            if a != b {
+                banned.entry(a).or_default().push(b);
+                banned.entry(b).or_default().push(a);
+            }
+        }
+        Apart { banned, sets: HashMap::new(), refused: 0 }
+    }
+
+    /// Called when a node for `person` is made.
+    fn person_node(&mut self, node: usize, person: i64) {
+        if let Some(b) = self.banned.get(&person) {
+            self.sets.insert(node, (BTreeSet::from([person]), b.iter().copied().collect()));
+        }
+    }
+
+    /// Joins the sets of `a` and `b` unless that would join persons kept apart.
+    fn union(&mut self, uf: &mut UnionFind, a: usize, b: usize) -> bool {
+        let (ra, rb) = (uf.find(a), uf.find(b));
+        if ra == rb {
+            return true;
+        }
+        if self.sets.is_empty() {
+            uf.union(ra, rb);
+            return true;
+        }
+        let clash = match (self.sets.get(&ra), self.sets.get(&rb)) {
+            (Some((pa, ba)), Some((pb, bb))) => !ba.is_disjoint(pb) || !bb.is_disjoint(pa),
+            _ => false,
+        };
+        if clash {
+            self.refused += 1;
+            return false;
+        }
+        let (xa, xb) = (self.sets.remove(&ra), self.sets.remove(&rb));
+        uf.union(ra, rb);
+        let root = uf.find(ra);
+        let merged = match (xa, xb) {
+            (Some((mut p, mut b)), Some((p2, b2))) => {
+                p.extend(p2);
+                b.extend(b2);
+                Some((p, b))
+            }
+            (x, None) | (None, x) => x,
+        };
+        if let Some(m) = merged {
+            self.sets.insert(root, m);
+        }
+        true
+    }
 }
 
 /// Groups the batch records, and the existing persons they touch, into persons.
@@ -172,11 +317,30 @@ struct Card<'a> {
 /// batch. Rows of `prior` for a row number not in `batch`, and of `same_name` or
 /// `same_card` for a key not in `batch`, are ignored.
 pub fn group(batch: &[BatchRecord], prior: &[PriorLink], same_name: &[(Key, i64)], same_card: &[CardHolder]) -> Grouping {
+    group_apart(batch, prior, same_name, same_card, &[])
+}
+
+/// [`group`], never joining two persons of a pair in `apart` (a reviewer's
+/// decision that they are different).
+pub fn group_apart(
+    batch: &[BatchRecord],
+    prior: &[PriorLink],
+    same_name: &[(Key, i64)],
+    same_card: &[CardHolder],
+    apart: &[(i64, i64)],
+) -> Grouping {
     let n = batch.len();
     // Nodes 0..n are the batch records; an existing person gets a node when first met.
     let mut uf = UnionFind::new(n);
+    let mut ap = Apart::new(apart);
     let mut person_node: HashMap<i64, usize> = HashMap::new();
-    let mut node_of = |uf: &mut UnionFind, person: i64| *person_node.entry(person).or_insert_with(|| uf.push());
+    let mut node_of = |uf: &mut UnionFind, ap: &mut Apart, person: i64| {
+        *person_node.entry(person).or_insert_with(|| {
+            let node = uf.push();
+            ap.person_node(node, person);
+            node
+        })
+    };
 
     // The record itself, linked before: it stays with its person.
     let index_of: HashMap<i64, usize> = batch.iter().enumerate().map(|(i, r)| (r.rn, i)).collect();
@@ -184,8 +348,8 @@ pub fn group(batch: &[BatchRecord], prior: &[PriorLink], same_name: &[(Key, i64)
     for p in prior {
         let Some(&i) = index_of.get(&p.rn) else { continue };
         prior_of[i] = Some((p.person, p.keys_unchanged));
-        let node = node_of(&mut uf, p.person);
-        uf.union(i, node);
+        let node = node_of(&mut uf, &mut ap, p.person);
+        ap.union(&mut uf, i, node);
     }
 
     // ID2: equal kana name, birth date and sex.
@@ -193,67 +357,96 @@ pub fn group(batch: &[BatchRecord], prior: &[PriorLink], same_name: &[(Key, i64)
     for (i, r) in batch.iter().enumerate() {
         if let Some(k) = r.id2 {
             let first = *by_id2.entry(k).or_insert(i);
-            uf.union(first, i);
+            ap.union(&mut uf, first, i);
         }
     }
     for &(k, person) in same_name {
         if let Some(&i) = by_id2.get(&k) {
-            let node = node_of(&mut uf, person);
-            uf.union(i, node);
+            let node = node_of(&mut uf, &mut ap, person);
+            ap.union(&mut uf, i, node);
         }
     }
 
-    // ID1: equal card, birth date and sex, unless the card carries other names.
-    let mut cards: HashMap<Key, Card> = HashMap::new();
+    // ID1: equal card, birth date and sex, unless the card's names contradict.
+    // Cards in key order, so that refusals (kept apart) do not depend on hashing.
+    let mut cards: std::collections::BTreeMap<Key, (Vec<usize>, Vec<&CardHolder>)> = Default::default();
     for (i, r) in batch.iter().enumerate() {
         if let Some(k) = r.id1 {
-            let card = cards.entry(k).or_default();
-            card.batch.push(i);
-            card.names.extend(r.id2);
+            cards.entry(k).or_default().0.push(i);
         }
     }
     for holder in same_card {
         if let Some(card) = cards.get_mut(&holder.id1) {
-            card.names.extend(holder.id2);
-            card.linked.push(holder);
+            card.1.push(holder);
         }
     }
     let mut conflicts_with_linked = Vec::new();
     let mut conflicts_in_batch = Vec::new();
-    // Two names differ when either is missing: a card record without a kana name
-    // cannot be told apart from either twin.
-    let differ = |a: Option<Key>, b: Option<Key>| a.is_none() || b.is_none() || a != b;
-    for card in cards.values() {
-        if card.names.len() <= 1 {
-            let first = card.batch[0];
-            for &i in &card.batch[1..] {
-                uf.union(first, i);
+    let mut twins_with_linked = Vec::new();
+    let mut twins_in_batch = Vec::new();
+    for (batch_items, holders) in cards.values() {
+        let mut items: Vec<CardItem> = Vec::with_capacity(batch_items.len() + holders.len());
+        for &i in batch_items {
+            let r = &batch[i];
+            items.push(CardItem { node: i, batch: Some(i), holder: None, id2: r.id2, kanji: r.kanji, edits: r.edits.as_deref() });
+        }
+        for &h in holders {
+            let node = node_of(&mut uf, &mut ap, h.person);
+            items.push(CardItem { node, batch: None, holder: Some(h), id2: h.id2, kanji: h.kanji, edits: h.edits.as_deref() });
+        }
+        let names: Vec<NameEvidence> =
+            items.iter().map(|it| NameEvidence { kana: it.id2, kanji: it.kanji, edits: it.edits }).collect();
+        let cluster = card_clusters(&names);
+        let contradicted = (0..items.len())
+            .any(|x| (x + 1..items.len()).any(|y| cluster[x] != cluster[y] && names_contradict(&names[x], &names[y])));
+        if !contradicted {
+            // One person on the card: everything joins.
+            let first = items[0].node;
+            for it in &items[1..] {
+                ap.union(&mut uf, first, it.node);
             }
-            for holder in &card.linked {
-                let node = node_of(&mut uf, holder.person);
-                uf.union(first, node);
-            }
-        } else {
-            for (x, &i) in card.batch.iter().enumerate() {
-                for holder in &card.linked {
-                    if differ(holder.id2, batch[i].id2) {
-                        conflicts_with_linked.push((batch[i].rn, holder.institution.clone(), holder.local_id.clone()));
-                    }
+            continue;
+        }
+        // Join within clusters on the new evidence (kanji; equal kana is ID2's to join).
+        for x in 0..items.len() {
+            for y in x + 1..items.len() {
+                if cluster[x] == cluster[y] && same_by_name(&names[x], &names[y]) && !(names[x].kana.is_some() && names[x].kana == names[y].kana) {
+                    ap.union(&mut uf, items[x].node, items[y].node);
                 }
-                for &j in &card.batch[x + 1..] {
-                    if differ(batch[i].id2, batch[j].id2) {
-                        let (a, b) = (batch[i].rn, batch[j].rn);
-                        conflicts_in_batch.push((a.min(b), a.max(b)));
+            }
+        }
+        // Pairs across clusters, with a batch record on one side: twins or a conflict.
+        for x in 0..items.len() {
+            for y in x + 1..items.len() {
+                if cluster[x] == cluster[y] {
+                    continue;
+                }
+                let twins = names[x].kanji.is_some() && names[y].kanji.is_some() && names[x].kanji != names[y].kanji;
+                let (a, b) = (&items[x], &items[y]);
+                match (a.batch, b.batch, a.holder, b.holder) {
+                    (Some(i), Some(j), ..) => {
+                        let (p, q) = (batch[i].rn, batch[j].rn);
+                        let pair = (p.min(q), p.max(q));
+                        if twins { twins_in_batch.push(pair) } else { conflicts_in_batch.push(pair) }
                     }
+                    (Some(i), None, _, Some(h)) | (None, Some(i), Some(h), _) => {
+                        let c = (batch[i].rn, h.institution.clone(), h.local_id.clone());
+                        if twins { twins_with_linked.push(c) } else { conflicts_with_linked.push(c) }
+                    }
+                    _ => {}
                 }
             }
         }
     }
     // Conflicts are few; sorted, they come out the same whatever the input order.
-    conflicts_with_linked.sort_unstable();
-    conflicts_with_linked.dedup();
-    conflicts_in_batch.sort_unstable();
-    conflicts_in_batch.dedup();
+    for v in [&mut conflicts_with_linked, &mut twins_with_linked] {
+        v.sort_unstable();
+        v.dedup();
+    }
+    for v in [&mut conflicts_in_batch, &mut twins_in_batch] {
+        v.sort_unstable();
+        v.dedup();
+    }
 
     // Groups in order of their first batch record, with their existing persons.
     let mut group_of_root: HashMap<usize, usize> = HashMap::new();
@@ -268,7 +461,8 @@ pub fn group(batch: &[BatchRecord], prior: &[PriorLink], same_name: &[(Key, i64)
         rows.push((r.rn, g));
     }
     for (&person, &node) in &person_node {
-        // Every person node was joined to a batch record when it was made.
+        // A person node not joined to any batch record (a holder of a card whose
+        // names contradict) belongs to no group.
         if let Some(&g) = group_of_root.get(&uf.find(node)) {
             groups[g].persons.push(person);
         }
@@ -276,10 +470,24 @@ pub fn group(batch: &[BatchRecord], prior: &[PriorLink], same_name: &[(Key, i64)
     for g in &mut groups {
         g.persons.sort_unstable();
     }
-    Grouping { rows, groups, prior: prior_of, conflicts_with_linked, conflicts_in_batch }
+    Grouping {
+        rows,
+        groups,
+        prior: prior_of,
+        conflicts_with_linked,
+        conflicts_in_batch,
+        twins_with_linked,
+        twins_in_batch,
+        kept_apart: ap.refused,
+    }
 }
 
 impl Grouping {
+    /// Per batch record, in batch order: whether it was linked before.
+    pub fn linked_before(&self) -> Vec<bool> {
+        self.prior.iter().map(Option::is_some).collect()
+    }
+
     /// How many new persons the batch needs: one per group without an existing person.
     pub fn new_persons(&self) -> usize {
         self.groups.iter().filter(|g| g.persons.is_empty()).count()
@@ -328,11 +536,127 @@ mod tests {
     }
 
     fn rec(rn: i64, id1: Option<u8>, id2: Option<u8>) -> BatchRecord {
-        BatchRecord { rn, id1: id1.map(key), id2: id2.map(key) }
+        BatchRecord { rn, id1: id1.map(key), id2: id2.map(key), kanji: None, edits: None }
     }
 
     fn holder(id1: u8, person: i64, id2: Option<u8>, local: &str) -> CardHolder {
-        CardHolder { id1: key(id1), person, id2: id2.map(key), institution: "H0".into(), local_id: local.into() }
+        CardHolder {
+            id1: key(id1),
+            person,
+            id2: id2.map(key),
+            kanji: None,
+            edits: None,
+            institution: "H0".into(),
+            local_id: local.into(),
+        }
+    }
+
+    /// A record with a kana name (by its text, for the edit encoding and ID2) and a
+    /// kanji name (by number).
+    fn named(rn: i64, card: u8, kana: Option<&str>, kanji: Option<u8>) -> BatchRecord {
+        let id2 = kana.map(|k| {
+            let mut out = [0u8; 16];
+            for (i, b) in k.bytes().enumerate() {
+                out[i % 16] = out[i % 16].wrapping_mul(31).wrapping_add(b);
+            }
+            out
+        });
+        BatchRecord {
+            rn,
+            id1: Some(key(card)),
+            id2,
+            kanji: kanji.map(|n| key(100 + n)),
+            edits: kana.map(|k| crate::link::name_edits(k, &[1; 16]).to_vec()),
+        }
+    }
+
+    #[test]
+    fn a_typo_on_a_card_is_one_person_when_the_kanji_agree() {
+        // 林健一 written ハヤシケンイチ and, once, ハヤシケンキチ: one person.
+        let batch = [named(1, 5, Some("ハヤシケンイチ"), Some(1)), named(2, 5, Some("ハヤシケンキチ"), Some(1))];
+        let g = group(&batch, &[], &[], &[]);
+        assert_eq!(partition(&g).len(), 1);
+        assert!(g.conflicts_in_batch.is_empty() && g.twins_in_batch.is_empty());
+        // The same typo with the kanji name missing on one side: a conflict for review.
+        let batch = [named(1, 5, Some("ハヤシケンイチ"), Some(1)), named(2, 5, Some("ハヤシケンキチ"), None)];
+        let g = group(&batch, &[], &[], &[]);
+        assert_eq!(partition(&g).len(), 2);
+        assert_eq!(g.conflicts_in_batch, [(1, 2)]);
+        // Two edits apart with the same kanji: not a typo this rule knows; a conflict.
+        let batch = [named(1, 5, Some("ハヤシケンイチ"), Some(1)), named(2, 5, Some("ハヤシケンジ"), Some(1))];
+        assert_eq!(group(&batch, &[], &[], &[]).conflicts_in_batch, [(1, 2)]);
+    }
+
+    #[test]
+    fn twins_with_similar_names_are_never_merged() {
+        // 悠人 ユウト and 悠真 ユウマ: one edit apart, different kanji names: twins.
+        let batch = [
+            named(1, 5, Some("ヤマダユウト"), Some(1)),
+            named(2, 5, Some("ヤマダユウマ"), Some(2)),
+            // The first twin again, without kana: joins by the kanji name.
+            named(3, 5, None, Some(1)),
+            // Without kana or kanji: cannot be told apart; a conflict with both.
+            named(4, 5, None, None),
+        ];
+        let g = group(&batch, &[], &[], &[]);
+        assert_eq!(
+            partition(&g),
+            BTreeSet::from([BTreeSet::from([1, 3]), BTreeSet::from([2]), BTreeSet::from([4])])
+        );
+        assert_eq!(g.twins_in_batch, [(1, 2), (2, 3)]);
+        assert_eq!(g.conflicts_in_batch, [(1, 4), (2, 4), (3, 4)]);
+        // A twin without kana whose kanji differs from the only kana name on the
+        // card is not joined through the card (the card now carries two names).
+        let batch = [named(1, 6, Some("ヤマダユウト"), Some(1)), named(2, 6, None, Some(2))];
+        let g = group(&batch, &[], &[], &[]);
+        assert_eq!(partition(&g).len(), 2);
+        assert_eq!(g.twins_in_batch, [(1, 2)]);
+    }
+
+    #[test]
+    fn a_typo_joins_a_linked_person_and_twins_stay_apart_from_it() {
+        let mut h = holder(5, 100, None, "L1");
+        let linked = named(0, 5, Some("ハヤシケンイチ"), Some(1));
+        h.id2 = linked.id2;
+        h.kanji = linked.kanji;
+        h.edits = linked.edits.clone();
+        let batch = [named(1, 5, Some("ハヤシケンキチ"), Some(1)), named(2, 5, Some("ハヤシケンジ"), Some(2))];
+        let g = group(&batch, &[], &[], &[h]);
+        assert_eq!(persons_of(&g)[&1], [100]);
+        assert!(persons_of(&g)[&2].is_empty());
+        assert_eq!(g.twins_with_linked, [(2, "H0".to_string(), "L1".to_string())]);
+    }
+
+    #[test]
+    fn persons_kept_apart_are_never_joined() {
+        // A record that shares a name with person 7 and a card with person 3.
+        let batch = [rec(1, Some(4), Some(2))];
+        let g = group_apart(&batch, &[], &[(key(2), 7)], &[holder(4, 3, None, "B")], &[(3, 7)]);
+        assert_eq!(persons_of(&g)[&1], [7]);
+        assert_eq!(g.kept_apart, 1);
+        assert!(g.assign(&[]).unwrap().merges.is_empty());
+        // Without the decision they merge.
+        let g = group_apart(&batch, &[], &[(key(2), 7)], &[holder(4, 3, None, "B")], &[(3, 8)]);
+        assert_eq!(persons_of(&g)[&1], [3, 7]);
+    }
+
+    proptest! {
+        /// Kept-apart persons never share a group, whatever the batch.
+        #[test]
+        fn apart_persons_never_share_a_group(batch in batch_strategy(), existing in existing_strategy(),
+                                             apart in proptest::collection::vec((100i64..106, 100i64..106), 0..6)) {
+            let (prior, same_name, same_card) = inputs(&batch, &existing);
+            let g = group_apart(&batch, &prior, &same_name, &same_card, &apart);
+            for grp in &g.groups {
+                for &(a, b) in &apart {
+                    prop_assert!(a == b || !(grp.persons.contains(&a) && grp.persons.contains(&b)), "{:?} {:?}", grp, (a, b));
+                }
+            }
+            if apart.is_empty() {
+                prop_assert_eq!(g.kept_apart, 0);
+                prop_assert_eq!(partition(&g), partition(&group(&batch, &prior, &same_name, &same_card)));
+            }
+        }
     }
 
     /// The batch's row numbers, grouped: a canonical form of the partition.

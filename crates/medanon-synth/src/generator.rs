@@ -45,6 +45,8 @@ struct Person {
     block: (u32, u32, u32),
     postal: String,
     card: Card,
+    /// The same-sex twin born before this person (same card, birth date, sex).
+    twin_of: Option<u64>,
 }
 
 impl Person {
@@ -140,6 +142,7 @@ fn for_each_person(config: &Config, mut f: impl FnMut(&Person)) {
         let head_sex = 1 + rng.below(2) as u8;
         let mut members: Vec<Person> = Vec::with_capacity(size as usize);
         for m in 0..size {
+            let mut twin_of = None;
             let (sex, birth) = match m {
                 0 => (head_sex, year_day(rng, head_year)),
                 1 if size == 2 || rng.chance(0.6) => {
@@ -150,7 +153,10 @@ fn for_each_person(config: &Config, mut f: impl FnMut(&Person)) {
                     let prev = members.last().filter(|p| p.birth.year > head_year + 10);
                     // Same-sex twins: same card, same birth date, same sex, so the same ID1.
                     match prev {
-                        Some(p) if rng.chance(0.08) => (p.sex, p.birth),
+                        Some(p) if rng.chance(0.08) => {
+                            twin_of = Some(p.id);
+                            (p.sex, p.birth)
+                        }
                         _ => {
                             let sex = 1 + rng.below(2) as u8;
                             let year = (head_year + rng.range(24, 40) as i32).min(2025);
@@ -166,7 +172,22 @@ fn for_each_person(config: &Config, mut f: impl FnMut(&Person)) {
             } else {
                 classic + rng.below((given_names(sex) - classic) as u64) as usize
             };
-            while members.iter().any(|p| p.sex == sex && p.given == given) {
+            // Twins, half the time, get names as similar as parents choose: the
+            // same first character, another second (悠斗 ユウト, 悠真 ユウマ;
+            // 健一 ケンイチ, 健治 ケンジ), so the kana may be one edit apart.
+            if let Some(twin) = twin_of.and_then(|t| members.iter().find(|p| p.id == t)) {
+                let (heads, tails) = if sex == 1 { (MALE_HEADS.len(), MALE_TAILS.len()) } else { (FEMALE_HEADS.len(), FEMALE_TAILS.len()) };
+                if twin.given >= classic && rng.chance(0.5) {
+                    let j = twin.given - classic;
+                    let (head, tail) = (j / tails, j % tails);
+                    let other = (tail + 1 + rng.below(tails as u64 - 1) as usize) % tails;
+                    given = classic + (head % heads) * tails + other;
+                }
+            }
+            // Siblings of one sex never share a given name, and twins never share
+            // a reading (their kana name, birth date and sex would be one ID2).
+            let kana_of = |g: usize| given_name(sex, g).1;
+            while members.iter().any(|p| p.sex == sex && (p.given == given || (Some(p.id) == twin_of && kana_of(p.given) == kana_of(given)))) {
                 given = (given + 1) % given_names(sex);
             }
             members.push(Person {
@@ -180,6 +201,7 @@ fn for_each_person(config: &Config, mut f: impl FnMut(&Person)) {
                 block,
                 postal: postal.clone(),
                 card: card.clone(),
+                twin_of,
             });
             next_id += 1;
         }
@@ -262,21 +284,38 @@ struct Registration {
     clean: [String; 3],
 }
 
-/// Confusions seen in hand-entered kana: シ/ツ, ソ/ン, and a dropped long-vowel ウ.
+/// One slip of hand-entered kana, one edit each: a confusion of look-alikes
+/// (シ/ツ, ソ/ン, a dropped voiced mark, ウ for ー), a character dropped or
+/// doubled, or two neighbours swapped.
 fn typo(rng: &mut Rng, kana: &str) -> String {
     let chars: Vec<char> = kana.chars().collect();
-    let swaps = [('シ', 'ツ'), ('ツ', 'シ'), ('ソ', 'ン'), ('ン', 'ソ'), ('ウ', 'ー')];
+    let swaps = [('シ', 'ツ'), ('ツ', 'シ'), ('ソ', 'ン'), ('ン', 'ソ'), ('ウ', 'ー'), ('ガ', 'カ'), ('ジ', 'シ'), ('ダ', 'タ'), ('ボ', 'ホ'), ('イ', 'キ')];
     let candidates: Vec<usize> = (0..chars.len()).filter(|&i| swaps.iter().any(|(a, _)| *a == chars[i])).collect();
+    // Positions of letters (not the space between surname and given name).
+    let letters: Vec<usize> = (0..chars.len()).filter(|&i| chars[i] != '\u{3000}').collect();
     let mut out = chars.clone();
-    if candidates.is_empty() {
-        // Swap two neighbours instead.
-        if chars.len() >= 3 {
-            let i = rng.below(chars.len() as u64 - 2) as usize;
-            out.swap(i, i + 1);
+    match rng.below(4) {
+        0 if !candidates.is_empty() => {
+            let i = *rng.pick(&candidates);
+            out[i] = swaps.iter().find(|(a, _)| *a == chars[i]).map(|(_, b)| *b).unwrap_or(chars[i]);
         }
-    } else {
-        let i = *rng.pick(&candidates);
-        out[i] = swaps.iter().find(|(a, _)| *a == chars[i]).map(|(_, b)| *b).unwrap_or(chars[i]);
+        1 if letters.len() > 3 => {
+            out.remove(*rng.pick(&letters));
+        }
+        2 if !letters.is_empty() => {
+            let i = *rng.pick(&letters);
+            out.insert(i, chars[i]);
+        }
+        _ => {
+            // Swap two neighbouring letters.
+            let pairs: Vec<usize> = (0..chars.len().saturating_sub(1))
+                .filter(|&i| chars[i] != '\u{3000}' && chars[i + 1] != '\u{3000}' && chars[i] != chars[i + 1])
+                .collect();
+            if !pairs.is_empty() {
+                let i = *rng.pick(&pairs);
+                out.swap(i, i + 1);
+            }
+        }
     }
     out.into_iter().collect()
 }
@@ -302,7 +341,7 @@ fn for_each_registration(config: &Config, institutions: &[Institution], mut f: i
             let variants = SURNAMES[person.surname].0;
             let surname_kanji = if style.old_kanji { variants[variants.len() - 1] } else { variants[0] };
             let mut kana = person.kana();
-            if rng.chance(0.01) {
+            if rng.chance(0.02) {
                 kana = typo(rng, &kana);
             }
             let (kana, clean_kana) = if rng.chance(0.005) { (String::new(), String::new()) } else { ((style.kana)(&kana), kana.replace('\u{3000}', "")) };
@@ -328,6 +367,13 @@ fn for_each_registration(config: &Config, institutions: &[Institution], mut f: i
             let street = format!("{municipality}{}{b1}丁目{b2}-{b3}", TOWNS[person.town]);
             let address = if style.drop_prefecture && municipality.contains('市') { street } else { format!("{pref}{street}") };
             let address = if style.full_width_digits { full_width(&address) } else { address };
+            // Kanji names: one institution's system (style 4) sends none, and 3% of
+            // the others' records leave the field empty.
+            let kanji = if inst % 8 == 4 || rng.chance(0.03) {
+                String::new()
+            } else {
+                format!("{surname_kanji}\u{3000}{given_kanji}")
+            };
             let registration = Registration {
                 institution: inst,
                 local_id,
@@ -335,7 +381,7 @@ fn for_each_registration(config: &Config, institutions: &[Institution], mut f: i
                 clean: [clean_kana, clean_card, clean_birth],
                 fields: [
                     kana,
-                    format!("{surname_kanji}\u{3000}{given_kanji}"),
+                    kanji,
                     birth,
                     style.sex[(person.sex - 1) as usize].to_string(),
                     insurer,
@@ -422,7 +468,9 @@ CREATE TABLE {s}.truth (institution_code text, local_patient_id text, true_perso
     clean_kana text, clean_card text, clean_birth date);
 -- The clean persons behind the records, for checks and the demo.
 CREATE TABLE {s}.person (true_person_id bigint, name_kana text, name_kanji text, birth_date date, sex smallint,
-    postal_code text, prefecture text, municipality text);
+    postal_code text, prefecture text, municipality text,
+    -- The same-sex twin (same card, birth date and sex) born before, if any.
+    twin_of bigint);
 CREATE TABLE {s}.visit (visit_id bigint, institution_code text NOT NULL, local_patient_id text NOT NULL,
     visit_date date NOT NULL, department text);
 CREATE TABLE {s}.diagnosis (visit_id bigint NOT NULL, icd10 text NOT NULL);
@@ -463,7 +511,8 @@ CREATE TABLE {s}.lab_result (visit_id bigint NOT NULL, test_code text NOT NULL, 
             let given_kanji = p.given_name().0;
             let (pref, municipality, _, _) = PLACES[p.place];
             guarded!(row(out, &[&p.id.to_string(), &p.kana(), &format!("{}\u{3000}{}", SURNAMES[p.surname].0[0], given_kanji),
-                &p.birth.to_string(), &p.sex.to_string(), &p.postal, pref, municipality]));
+                &p.birth.to_string(), &p.sex.to_string(), &p.postal, pref, municipality,
+                &p.twin_of.map_or("\\N".to_string(), |t| t.to_string())]));
         });
         std::mem::replace(&mut result, Ok(()))
     })?;
@@ -537,6 +586,39 @@ mod tests {
     fn deterministic_per_seed() {
         assert_eq!(script(200, 7), script(200, 7));
         assert_ne!(script(200, 7), script(200, 8));
+    }
+
+    #[test]
+    fn twins_typos_and_missing_kanji_are_planted() {
+        let config = Config { patients: 20000, ..Config::default() };
+        let mut persons: std::collections::HashMap<u64, (u8, Ymd, String)> = Default::default();
+        let mut twins = Vec::new();
+        for_each_person(&config, |p| {
+            persons.insert(p.id, (p.sex, p.birth, p.kana()));
+            if let Some(t) = p.twin_of {
+                twins.push((t, p.id));
+            }
+        });
+        assert!(twins.len() > 50, "{} twin pairs", twins.len());
+        let mut similar = 0;
+        for (a, b) in &twins {
+            let (pa, pb) = (&persons[a], &persons[b]);
+            assert_eq!((pa.0, pa.1), (pb.0, pb.1), "twins share sex and birth date");
+            assert_ne!(pa.2, pb.2, "twins never share a reading");
+            similar += medanon_core::link::osa_within_one(&pa.2, &pb.2) as usize;
+        }
+        assert!(similar > 0, "some twins' kana are one edit apart");
+        let (mut typos, mut no_kanji, mut regs) = (0, 0, 0);
+        for_each_registration(&config, &institutions(), |p, r| {
+            regs += 1;
+            if !r.clean[0].is_empty() && r.clean[0] != p.kana().replace('\u{3000}', "") {
+                assert!(medanon_core::link::osa_within_one(&r.clean[0], &p.kana().replace('\u{3000}', "")), "{}", r.clean[0]);
+                typos += 1;
+            }
+            no_kanji += r.fields[1].is_empty() as usize;
+        });
+        assert!(typos as f64 > regs as f64 * 0.01, "{typos} typos in {regs}");
+        assert!(no_kanji as f64 > regs as f64 * 0.03, "{no_kanji} without kanji in {regs}");
     }
 
     #[test]
