@@ -27,7 +27,7 @@ const K: i64 = 5;
 fn warehouse() -> Client {
     let mut su = superuser();
     su.batch_execute(
-        "DROP SCHEMA IF EXISTS it_rel, contract_rel_a, contract_rel_a_data, contract_rel_a_snap_1,
+        "DROP SCHEMA IF EXISTS it_rel, contract_rel_a, contract_rel_a_data, contract_rel_a_snap_1, contract_rel_h, contract_rel_h_data,
              contract_rel_d, contract_rel_d_data CASCADE;
          DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_r') THEN CREATE ROLE it_lab_r LOGIN; END IF;
@@ -269,4 +269,49 @@ fn days_since_the_first_date_shows_intervals_without_a_calendar() {
     .unwrap();
     etl.batch_execute("SELECT medanon.refresh_contract('rel_d')").expect("refresh");
     assert_eq!(count(&mut lab, "SELECT count(*) FROM contract_rel_d.visit WHERE visit_date = -14"), 1);
+}
+
+#[test]
+fn rare_codes_climb_a_hierarchy_table_of_the_operators() {
+    let mut su = warehouse();
+    su.batch_execute(
+        "CREATE TABLE it_rel.dx_levels (code text, grp text, chapter text);
+         INSERT INTO it_rel.dx_levels VALUES ('E11.8', 'DM', 'ENDO'), ('E11.7', 'DM', 'ENDO'), ('E11.9', 'DM', 'ENDO'),
+                                             ('C34.1', 'LUNG CANCER', 'CANCER'), ('I10', 'HT', 'CIRC');
+         GRANT SELECT ON it_rel.dx_levels TO it_etl;",
+    )
+    .unwrap();
+    let mut etl = connect_as("it_etl");
+    let spec = |id: &str, table: &str| {
+        format!(
+            r#"SELECT medanon.create_contract('{{"id": "{id}", "grantee": "it_lab_r", "purpose": "hierarchy table",
+                 "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "anonymized", "k": 5, "reference_date": "2026-04-01",
+                 "tables": [{{"source": "it_rel.visit", "columns": {{"person_id": "token", "icd10": {{"hierarchy": "{table}"}}}}}}]}}');
+               SELECT medanon.publish_contract('{id}');"#
+        )
+    };
+    etl.batch_execute(&spec("rel_h", "it_rel.dx_levels")).expect("publish with a hierarchy table");
+    let mut lab = connect_as("it_lab_r");
+    let codes: BTreeMap<String, i64> = lab
+        .query("SELECT icd10, count(DISTINCT person_id) FROM contract_rel_h.visit WHERE icd10 IS NOT NULL GROUP BY 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    // E11.8 (2 persons) and E11.7 (3) meet in DM; C34.1 (1) climbs to LUNG CANCER
+    // and CANCER alone, so it is NULL.
+    assert_eq!(codes.get("DM"), Some(&5), "{codes:?}");
+    assert!(codes.values().all(|n| *n >= K), "{codes:?}");
+    for gone in ["E11.8", "E11.7", "C34.1", "LUNG CANCER", "CANCER"] {
+        assert!(!codes.contains_key(gone), "{gone}: {codes:?}");
+    }
+    // A hierarchy table that does not exist, or that the publishing role may not read.
+    use postgres::error::SqlState;
+    etl.batch_execute(&spec("rel_h2", "it_rel.no_such_levels").replace("SELECT medanon.publish_contract('rel_h2');", ""))
+        .expect("create checks no catalog");
+    assert_sqlstate(&mut etl, "SELECT medanon.publish_contract('rel_h2')", SqlState::UNDEFINED_TABLE);
+    su.batch_execute("REVOKE SELECT ON it_rel.dx_levels FROM it_etl").unwrap();
+    etl.batch_execute(&spec("rel_h3", "it_rel.dx_levels").replace("SELECT medanon.publish_contract('rel_h3');", ""))
+        .expect("create");
+    assert_sqlstate(&mut etl, "SELECT medanon.publish_contract('rel_h3')", SqlState::INSUFFICIENT_PRIVILEGE);
 }
