@@ -213,7 +213,7 @@ pub fn ddl_stays_local<R>(f: impl FnOnce() -> R) -> R {
 /// After the data table of view `index` (generation `generation`) is written and
 /// indexed: when its source is a hash-distributed table, distributes it too, on
 /// the token column (`_token`) and colocated with the contract's other data tables
-/// (Citus's default colocation of uuid columns), so an analyst's aggregate over the
+/// (and with no source table), so an analyst's aggregate over the
 /// view runs on the workers. Without Citus, on a node with no workers, or over a
 /// local source, nothing happens: the table stays on the coordinator.
 ///
@@ -256,12 +256,35 @@ pub fn distribute_contract_data(
     let schema = ident(&plan.data_schema);
     let table = format!("{schema}.{}", ident(&plan.data_table(index, generation)));
     let grantee = ident(&plan.grantee);
+    // Colocated with the contract's other data tables of this generation, and with
+    // nothing else: a bigint token would otherwise fall into the sources' colocation
+    // group (person_id is a bigint too), and Citus refuses DDL on a placement whose
+    // colocated placements this transaction read over several connections (publish
+    // reads the sources first).
+    let suffix = format!("_g{generation}");
+    let peer = client
+        .select(
+            "SELECT p.logicalrelid::pg_catalog.regclass::pg_catalog.text
+               FROM pg_catalog.pg_dist_partition p
+               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) p.logicalrelid
+               JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              WHERE n.nspname OPERATOR(pg_catalog.=) $1
+                AND pg_catalog.right(c.relname::pg_catalog.text, pg_catalog.length($2)) OPERATOR(pg_catalog.=) $2
+              ORDER BY 1 LIMIT 1",
+            None,
+            &[plan.data_schema.as_str().into(), suffix.as_str().into()],
+        )?
+        .next()
+        .map(|r| r.get::<String>(1))
+        .transpose()?
+        .flatten()
+        .unwrap_or_else(|| "none".to_string());
     with_settings(&[(c"citus.enable_ddl_propagation", c"on"), (c"client_min_messages", c"warning")], || {
         client.update(
-            "SELECT pg_catalog.create_distributed_table($1::pg_catalog.regclass, $2);
+            "SELECT pg_catalog.create_distributed_table($1::pg_catalog.regclass, $2, colocate_with => $3);
              SELECT pg_catalog.truncate_local_data_after_distributing_table($1::pg_catalog.regclass);",
             None,
-            &[table.as_str().into(), TOKEN_COLUMN.into()],
+            &[table.as_str().into(), TOKEN_COLUMN.into(), peer.as_str().into()],
         )?;
         if reads_rows {
             client.update(&format!("GRANT USAGE ON SCHEMA {schema} TO {grantee}; GRANT SELECT ON {table} TO {grantee};"), None, &[])?;

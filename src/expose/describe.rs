@@ -141,11 +141,13 @@ fn person_level(
     };
     let duplicated = client
         .select(
-            &format!("SELECT EXISTS (SELECT FROM {qualified} t GROUP BY {key} HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1)"),
+            &format!("SELECT EXISTS (SELECT 1 FROM {qualified} t GROUP BY {key} HAVING pg_catalog.count(*) OPERATOR(pg_catalog.>) 1)"),
             None,
             &[],
         )?
         .first()
         .get_one::<bool>()?;
+    // (SELECT 1, not an empty target list: Citus cannot read a subquery of no
+    // columns back from the workers.)
     Ok(duplicated == Some(false))
 }
