@@ -29,6 +29,15 @@ start)
         -c "SELECT pg_catalog.citus_set_coordinator_host('127.0.0.1', $port)" \
         -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $((port + 1)))" \
         -c "SELECT pg_catalog.citus_add_node('127.0.0.1', $((port + 2)))" >/dev/null
+    # As README ("Scale out with Citus") tells a DBA: medanon's roles exist on every
+    # node before CREATE EXTENSION medanon. Created by the extension script on a new
+    # cluster, Citus propagates each CREATE ROLE to the workers over one connection
+    # while it creates the extension there over another, in the same distributed
+    # transaction, and the two wait on each other (40P01, distributed deadlock).
+    command psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d "$db" -c "DO \$\$ DECLARE r text; BEGIN
+        FOREACH r IN ARRAY ARRAY['medanon_operator', 'medanon_auditor', 'medanon_read_audit'] LOOP
+          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r) THEN EXECUTE format('CREATE ROLE %I NOLOGIN', r); END IF;
+        END LOOP; END \$\$" >/dev/null
     ;;
 stop)
     for node in c w1 w2; do "$ROOT/scripts/cluster.sh" stop "$prefix-$node"; done
