@@ -106,17 +106,7 @@ pub fn materialize_select(plan: &ViewPlan, contract_id: &str, data_schema: &str)
             }
         }
     }
-    let _ = write!(
-        sql,
-        " FROM {} s JOIN medanon.contract_person m ON m.person_id = {} AND m.contract_id = {}{joins} WHERE m.state = {}",
-        plan.source,
-        plan.person,
-        literal(contract_id),
-        PersonState::Visible.sql()
-    );
-    if let Some(filter) = &plan.institution_filter {
-        let _ = write!(sql, " AND {filter}");
-    }
+    let _ = write!(sql, " {}", rows_joined(plan, contract_id, &joins));
     sql
 }
 
@@ -124,8 +114,14 @@ pub fn materialize_select(plan: &ViewPlan, contract_id: &str, data_schema: &str)
 /// (`s`) joined to the stored map (`m`), of visible persons, without the
 /// records of institutions they may not be provided from.
 pub fn contract_rows(plan: &ViewPlan, contract_id: &str) -> String {
+    rows_joined(plan, contract_id, "")
+}
+
+/// [`contract_rows`], with more joins (`joins`, each starting with a space)
+/// after the map's.
+fn rows_joined(plan: &ViewPlan, contract_id: &str, joins: &str) -> String {
     let mut sql = format!(
-        "FROM {} s JOIN medanon.contract_person m ON m.person_id = {} AND m.contract_id = {} WHERE m.state = {}",
+        "FROM {} s JOIN medanon.contract_person m ON m.person_id = {} AND m.contract_id = {}{joins} WHERE m.state = {}",
         plan.source,
         plan.person,
         literal(contract_id),
