@@ -74,6 +74,13 @@ CREATE TABLE contract (
     published_at    timestamptz,
     -- Set by every publish and refresh.
     refreshed_at    timestamptz,
+    -- The snapshot the last publish or refresh started from, the cluster it was
+    -- taken on (pg_control_system().system_identifier) and the fingerprint of its
+    -- plan (medanon_core::refresh): the next refresh reads the source changes this
+    -- snapshot did not see, or recomputes everything when any of them does not fit.
+    refresh_snapshot     pg_snapshot,
+    refresh_system       text,
+    refresh_fingerprint  text,
     CHECK (kind = 'pseudonymized' OR k IS NOT NULL)
 );
 COMMENT ON TABLE contract IS 'Research contracts approved by the review committee, with their spec.';

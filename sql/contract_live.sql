@@ -77,6 +77,9 @@ CREATE TABLE contract_column (
     hierarchy        text,
     -- Values replaced so far: at the last publish or refresh, and live since.
     values_replaced  integer NOT NULL DEFAULT 0,
+    -- The data table's column that keeps each row's value before replacement
+    -- (never in the view): persons are counted by it.
+    raw_column       name,
     PRIMARY KEY (contract_id, view_name, column_name)
 );
 COMMENT ON TABLE contract_column IS 'Columns of each contract whose rare values are replaced, with their min_persons and hierarchy.';
@@ -96,6 +99,33 @@ CREATE TABLE contract_value (
     FOREIGN KEY (contract_id, view_name, column_name) REFERENCES contract_column ON DELETE CASCADE
 );
 COMMENT ON TABLE contract_value IS 'Values shown by each rare-checked column of a contract, and the visible persons holding them.';
+
+-- Every value of each such column before replacement, with the visible persons
+-- who hold it: exact, since the consent triggers decrement it as they delete a
+-- withheld person's rows. An incremental refresh counts from it.
+CREATE TABLE contract_raw_value (
+    contract_id  text NOT NULL,
+    view_name    name NOT NULL,
+    column_name  name NOT NULL,
+    value        text NOT NULL,
+    persons      bigint NOT NULL,
+    PRIMARY KEY (contract_id, view_name, column_name, value),
+    FOREIGN KEY (contract_id, view_name, column_name) REFERENCES contract_column ON DELETE CASCADE
+);
+COMMENT ON TABLE contract_raw_value IS 'Values of each rare-checked column of a contract before replacement, and the visible persons holding them.';
+
+-- The study window of each shifted column of a contract (date_column: its number
+-- across the contract's views; NULL: all of them together), against which the
+-- calendar check counts a person's offsets: the span of the real dates shown,
+-- widened at each refresh, never narrowed.
+CREATE TABLE contract_window (
+    contract_id  text NOT NULL REFERENCES contract ON DELETE CASCADE,
+    date_column  integer,
+    first_date   date NOT NULL,
+    last_date    date NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (contract_id, date_column)
+);
+COMMENT ON TABLE contract_window IS 'The study window of each shifted column of a contract, widened by every refresh.';
 
 -- The data table behind each view of a contract. Refresh writes a new generation
 -- and points the view at it, so analysts read the old rows until it commits.
@@ -119,7 +149,8 @@ COMMENT ON TABLE contract_table IS 'The data table behind each view of a contrac
 DO $live$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['contract_person', 'contract_class', 'contract_table', 'contract_column', 'contract_value'] LOOP
+    FOREACH t IN ARRAY ARRAY['contract_person', 'contract_class', 'contract_table', 'contract_column', 'contract_value',
+                             'contract_raw_value', 'contract_window'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t, '');
         EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I FROM PUBLIC', t);
         -- The operator computes these values anyway (it may call tokenize); it
@@ -361,6 +392,17 @@ BEGIN
                  WHERE v.contract_id = col.contract_id AND v.view_name = col.view_name
                    AND v.column_name = col.column_name AND v.label = x.label;
             END IF;
+            CONTINUE WHEN col.raw_column IS NULL;
+            EXECUTE format('SELECT array_agg(x.v), array_agg(x.n) FROM (SELECT %1$I::text AS v, count(DISTINCT %2$I) AS n
+                              FROM %3$I.%4$I WHERE %2$I = ANY ($1) AND %1$I IS NOT NULL GROUP BY 1) x',
+                           col.raw_column, t.token_column, t.data_schema, t.data_table)
+                INTO labels, counts USING t.tokens;
+            IF labels IS NOT NULL THEN
+                UPDATE medanon.contract_raw_value v SET persons = v.persons - x.n
+                  FROM unnest(labels, counts) AS x(value, n)
+                 WHERE v.contract_id = col.contract_id AND v.view_name = col.view_name
+                   AND v.column_name = col.column_name AND v.value = x.value;
+            END IF;
         END LOOP;
         EXECUTE format('DELETE FROM %I.%I WHERE %I = ANY ($1)', t.data_schema, t.data_table, t.token_column) USING t.tokens;
         FOR fallen IN SELECT v.* FROM medanon.contract_value v JOIN medanon.contract_column cc USING (contract_id, view_name, column_name)
@@ -596,6 +638,7 @@ BEGIN
     DELETE FROM medanon.contract_class cc WHERE cc.contract_id = id;
     DELETE FROM medanon.contract_table ct WHERE ct.contract_id = id;
     DELETE FROM medanon.contract_column cc WHERE cc.contract_id = id;
+    DELETE FROM medanon.contract_window cw WHERE cw.contract_id = id;
     UPDATE medanon.contract SET status = CASE event WHEN 'revoke' THEN 'revoked' ELSE 'expired' END
      WHERE contract_id = id;
     INSERT INTO medanon.provision_ledger (contract_id, event, spec_sha256, person_count, detail)

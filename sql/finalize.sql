@@ -152,7 +152,13 @@ BEGIN
         'classify(regclass, text, text)',
         'register_certified_user(name)',
         'publish_contract(text)',
-        'refresh_contract(text)',
+        'refresh_contract(text, boolean)',
+        'track_changes(regclass)',
+        'untrack_changes(regclass)',
+        '_source_changes()',
+        '_source_change_triggers()',
+        '_source_changes_logged(regclass)',
+        '_source_tracking_set(regclass, boolean)',
         'revoke_contract(text)',
         'release_snapshot(text)',
         'expire_contracts()',
@@ -284,8 +290,8 @@ COMMENT ON FUNCTION postal_prefix(text, integer) IS
     'The first digits (0-7) of a postal code, the rest masked: 123-****. NULL for a value that is not a postal code (contract views use it, so one bad record never stops a query); digits out of range: 22023.';
 COMMENT ON FUNCTION publish_contract(text) IS
     'Publishes a created contract: fills its person map (per-contract tokens, date offsets, consent and k states), writes the visible rows of each source, anonymized, into contract_<id>_data and creates schema contract_<id> with one view per source over them, grants it to the grantee only, and records it in the ledger. Returns rows and persons as jsonb.';
-COMMENT ON FUNCTION refresh_contract(text) IS
-    'Takes new persons and data into a published contract: consent, classes and k are recomputed, tokens and offsets of known persons kept. Recorded in the ledger; returns rows and persons as jsonb.';
+COMMENT ON FUNCTION refresh_contract(text, boolean) IS
+    'Takes new persons and data into a published contract: by default only the persons whose source rows (logged by track_changes) or consent changed, with their classes and rare values, in place; full => true (or anything the incremental path cannot see: an untracked or truncated source, a percentile bound, a changed plan) recomputes everything into new data tables. Tokens and offsets of known persons are kept; the result is the same either way. Recorded in the ledger; returns rows, persons and the mode as jsonb.';
 COMMENT ON FUNCTION revoke_contract(text) IS
     'Revokes a contract: drops its views and snapshots, deletes its person map, and records the revocation in the ledger.';
 COMMENT ON FUNCTION expire_contracts() IS

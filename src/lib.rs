@@ -37,6 +37,7 @@ extension_sql_file!(
     name = "contract_live",
     requires = ["contract_tables", "consent_api", functions::_contract_person_states, functions::contract_today]
 );
+extension_sql_file!("../sql/source_changes.sql", name = "source_changes", requires = ["contract_tables"]);
 extension_sql_file!("../sql/read_audit.sql", name = "read_audit", requires = ["contract_live"]);
 extension_sql_file!("../sql/expiry_schedule.sql", name = "expiry_schedule", requires = ["contract_live"]);
 extension_sql_file!(
@@ -328,8 +329,8 @@ mod functions {
     }
 
     #[pg_extern(volatile, strict, parallel_unsafe)]
-    fn refresh_contract(id: &str) -> pgrx::JsonB {
-        crate::citus::ddl_stays_local(|| crate::expose::publish::refresh_contract(id))
+    fn refresh_contract(id: &str, full: pgrx::default!(bool, false)) -> pgrx::JsonB {
+        crate::citus::ddl_stays_local(|| crate::expose::publish::refresh_contract(id, full))
     }
 
     #[pg_extern(volatile, strict, parallel_unsafe)]

@@ -32,20 +32,27 @@ use crate::error::spi_failed;
 use crate::definer::as_owner;
 use crate::keyring::keyring_and_owner;
 use medanon_core::plan::{ContractPlan, Purpose};
+use medanon_core::refresh::Fallback;
 use pgrx::prelude::*;
 use pgrx::spi::{SpiClient, SpiError};
 use pgrx::JsonB;
 use serde_json::json;
 
 pub fn publish_contract(id: &str) -> JsonB {
-    run(id, Purpose::Publish)
+    run(id, Purpose::Publish, true)
 }
 
-pub fn refresh_contract(id: &str) -> JsonB {
-    run(id, Purpose::Refresh)
+/// `full`: recompute everything even when the incremental path could read the
+/// changes (see `medanon_core::refresh`).
+pub fn refresh_contract(id: &str, full: bool) -> JsonB {
+    run(id, Purpose::Refresh, full)
 }
 
-fn run(id: &str, purpose: Purpose) -> JsonB {
+/// The refresh snapshot, the cluster it is taken on, and the fingerprint of
+/// the plan, as `medanon.contract` stores them.
+const STAMP_SQL: &str = "SELECT pg_catalog.pg_current_snapshot()::text, (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s)";
+
+fn run(id: &str, purpose: Purpose, full: bool) -> JsonB {
     let (verb, expected, hint) = match purpose {
         Purpose::Refresh => ("refresh_contract", "published", "publish it first with medanon.publish_contract()"),
         _ => ("publish_contract", "created", "a published contract takes new data with medanon.refresh_contract()"),
@@ -56,51 +63,60 @@ fn run(id: &str, purpose: Purpose) -> JsonB {
     let plan = planned(&stored.contract, purpose);
     check_hierarchies(&plan);
     let sha = stored.spec_sha256;
+    let fingerprint = plan.fingerprint();
     let (_, owner) = keyring_and_owner();
     let summary = as_owner(owner, move || {
         Spi::connect_mut(|client| {
             let id = plan.id.as_str();
-            lock_contract_with(client, id, expected, LockScope::Views)?;
-            if purpose == Purpose::Publish {
-                client.update(plan.schemas_ddl().as_str(), None, &[])?;
-                client.update(plan.grantee_settings_sql().as_str(), None, &[])?;
+            // Decided before the lock, for its scope: an incremental refresh
+            // changes the data tables in place and never waits for analysts.
+            let fallback = match purpose {
+                Purpose::Refresh if !full => why_full(client, &plan, &fingerprint)?,
+                Purpose::Refresh => Some(Fallback::Asked),
+                _ => None,
+            };
+            let incremental = purpose == Purpose::Refresh && fallback.is_none();
+            lock_contract_with(client, id, expected, if incremental { LockScope::Row } else { LockScope::Views })?;
+            if incremental && why_full(client, &plan, &fingerprint)?.is_some() {
+                crate::error::raise(
+                    pgrx::PgSqlErrorCode::ERRCODE_T_R_SERIALIZATION_FAILURE,
+                    format!("contract \"{id}\" was refreshed in full by another session meanwhile"),
+                    None,
+                    Some("call refresh_contract again".into()),
+                );
             }
-            client.update(plan.persons_sql().as_str(), None, &[])?;
-            client.update(plan.map_sql().as_str(), None, &[])?;
-            // A token drawn twice (about one pair in 2^64 / n^2) is drawn again.
-            while client.update(plan.redraw_tokens_sql().as_str(), None, &[])?.len() > 0 {}
-            for sql in plan.apply_map_sql(purpose) {
-                client.update(sql.as_str(), None, &[id.into()])?;
-            }
-            client.update(plan.drop_scratch_sql().as_str(), None, &[])?;
-            for sql in plan.classes_sql() {
-                client.update(sql.as_str(), None, &[id.into()])?;
-            }
-            // Percentile bounds and rare values, from the persons now visible.
-            for sql in plan.prepare_sql() {
-                client.update(sql.as_str(), None, &[])?;
-            }
-            for sql in plan.record_values_sql() {
-                client.update(sql.as_str(), None, &[id.into()])?;
-            }
-            let prepared = client
-                .select(plan.prepared_detail_sql().as_str(), None, &[id.into()])?
-                .first()
-                .get_one::<JsonB>()?
-                .map_or(json!({}), |j| j.0);
-            let rows = write_data(client, &plan, purpose)?;
+            let (snapshot, system) = client.select(STAMP_SQL, None, &[])?.first().get_two::<String, String>()?;
+            let (rows, prepared, rewritten) = if incremental {
+                apply_incremental(client, &plan)?
+            } else {
+                let (rows, prepared) = apply_full(client, &plan, purpose)?;
+                (rows, prepared, None)
+            };
             super::audit::audit_reads(client, id)?;
-            client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
             let mut summary = summarize(client, &plan, rows)?;
             summary["bounds"] = prepared["bounds"].clone();
             summary["values_replaced"] = prepared["values_replaced"].clone();
+            if purpose == Purpose::Refresh {
+                summary["mode"] = json!(if incremental { "incremental" } else { "full" });
+                if let Some(f) = &fallback {
+                    summary["full_because"] = json!(f.reason());
+                    if *f != Fallback::Asked {
+                        pgrx::notice!("refreshing contract \"{id}\" in full: {}", f.reason());
+                    }
+                }
+                if let Some(n) = rewritten {
+                    summary["persons_rewritten"] = json!(n);
+                }
+            }
             client.update(
                 "UPDATE medanon.contract
-                    SET status = 'published', published_at = coalesce(published_at, now()), refreshed_at = now()
+                    SET status = 'published', published_at = coalesce(published_at, now()), refreshed_at = now(),
+                        refresh_snapshot = $2::pg_snapshot, refresh_system = $3, refresh_fingerprint = $4
                   WHERE contract_id = $1",
                 None,
-                &[id.into()],
+                &[id.into(), snapshot.into(), system.into(), fingerprint.as_str().into()],
             )?;
+            client.update(PRUNE_CHANGES_SQL, None, &[])?;
             let event = if purpose == Purpose::Publish { "publish" } else { "refresh" };
             let rows = summary["rows"].as_i64();
             let persons = summary["persons"]["visible"].as_i64();
@@ -110,6 +126,185 @@ fn run(id: &str, purpose: Purpose) -> JsonB {
     })
     .unwrap_or_else(|e| spi_failed("could not publish the contract", e));
     JsonB(summary)
+}
+
+/// Deletes the change log entries every published contract's last refresh has
+/// seen: those older than the oldest transaction any of their snapshots waited for.
+const PRUNE_CHANGES_SQL: &str = "DELETE FROM medanon.source_change sc
+  WHERE sc.xid < coalesce((SELECT min(pg_catalog.pg_snapshot_xmin(c.refresh_snapshot)) FROM medanon.contract c
+                            WHERE c.status = 'published' AND c.refresh_snapshot IS NOT NULL),
+                          pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))";
+
+/// Why this refresh cannot read only the changes, or None: the contract's
+/// stored snapshot, fingerprint, and each source's tracking.
+fn why_full(client: &mut SpiClient<'_>, plan: &ContractPlan, fingerprint: &str) -> Result<Option<Fallback>, SpiError> {
+    if !plan.views.iter().all(|v| v.percentiles.is_empty()) {
+        return Ok(Some(Fallback::Percentiles));
+    }
+    let (stored, same_cluster) = client
+        .select(
+            "SELECT c.refresh_fingerprint,
+                    c.refresh_snapshot IS NOT NULL
+                    AND c.refresh_system = (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s)
+               FROM medanon.contract c WHERE c.contract_id = $1",
+            None,
+            &[plan.id.as_str().into()],
+        )?
+        .first()
+        .get_two::<String, bool>()?;
+    if same_cluster != Some(true) {
+        return Ok(Some(Fallback::NoSnapshot));
+    }
+    if stored.as_deref() != Some(fingerprint) {
+        return Ok(Some(Fallback::PlanChanged));
+    }
+    for row in client.select(plan.tracking_sql().as_str(), None, &[])? {
+        let source = row.get::<String>(1)?.unwrap_or_default();
+        if row.get::<bool>(2)? != Some(false) {
+            return Ok(Some(Fallback::Untracked(source)));
+        }
+        if row.get::<bool>(3)? == Some(true) {
+            return Ok(Some(Fallback::Truncated(source)));
+        }
+    }
+    Ok(None)
+}
+
+/// Publish, or a full refresh: every person planned again, and a new generation
+/// of data tables. Returns the rows per view and the ledger's preparation detail.
+fn apply_full(
+    client: &mut SpiClient<'_>,
+    plan: &ContractPlan,
+    purpose: Purpose,
+) -> Result<(Vec<(String, i64)>, serde_json::Value), SpiError> {
+    let id = plan.id.as_str();
+    if purpose == Purpose::Publish {
+        client.update(plan.schemas_ddl().as_str(), None, &[])?;
+        client.update(plan.grantee_settings_sql().as_str(), None, &[])?;
+    }
+    client.update(plan.persons_sql().as_str(), None, &[])?;
+    client.update(plan.map_sql().as_str(), None, &[])?;
+    // A token drawn twice (about one pair in 2^64 / n^2) is drawn again.
+    while client.update(plan.redraw_tokens_sql().as_str(), None, &[])?.len() > 0 {}
+    for sql in plan.apply_map_sql(purpose) {
+        client.update(sql.as_str(), None, &[id.into()])?;
+    }
+    for sql in plan.store_window_sql() {
+        client.update(sql.as_str(), None, &[id.into()])?;
+    }
+    client.update(plan.drop_scratch_sql().as_str(), None, &[])?;
+    for sql in plan.classes_sql() {
+        client.update(sql.as_str(), None, &[id.into()])?;
+    }
+    // Percentile bounds and rare values, from the persons now visible.
+    for sql in plan.prepare_sql() {
+        client.update(sql.as_str(), None, &[])?;
+    }
+    for sql in plan.record_values_sql() {
+        client.update(sql.as_str(), None, &[id.into()])?;
+    }
+    let prepared = prepared_detail(client, plan)?;
+    let rows = write_data(client, plan, purpose)?;
+    client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
+    Ok((rows, prepared))
+}
+
+/// An incremental refresh (`medanon_core::refresh`): only the persons whose rows
+/// or consent changed, the persons their classes flip, and the rows whose rare
+/// values resolve otherwise, in the current data tables. Returns the rows per
+/// view, the ledger's preparation detail, and the persons rewritten.
+fn apply_incremental(
+    client: &mut SpiClient<'_>,
+    plan: &ContractPlan,
+) -> Result<(Vec<(String, i64)>, serde_json::Value, Option<i64>), SpiError> {
+    let id = plan.id.as_str();
+    for sql in plan.touched_sql() {
+        client.update(sql.as_str(), None, &[])?;
+    }
+    client.update(plan.class_sql().as_str(), None, &[])?;
+    let widened = client.select(plan.window_widened_sql().as_str(), None, &[])?.first().get_one::<bool>()?;
+    if widened == Some(true) {
+        // A wider window only adds offsets: the persons the calendar withholds are checked again.
+        for sql in plan.recheck_calendar_sql() {
+            client.update(sql.as_str(), None, &[])?;
+        }
+        client.update(plan.class_sql().as_str(), None, &[])?;
+    }
+    for sql in plan.incremental_map_sql() {
+        client.update(sql.as_str(), None, &[])?;
+    }
+    while client.update(plan.redraw_tokens_sql().as_str(), None, &[])?.len() > 0 {}
+    client.update(plan.rewrite_sql().as_str(), None, &[])?;
+    let rewritten = client
+        .select(&format!("SELECT count(*) FROM {}", plan.map_table()), None, &[])?
+        .first()
+        .get_one::<i64>()?;
+    for sql in plan.apply_incremental_map_sql() {
+        client.update(sql.as_str(), None, &[id.into()])?;
+    }
+    for sql in plan.store_window_sql() {
+        client.update(sql.as_str(), None, &[id.into()])?;
+    }
+    for sql in plan.incremental_classes_sql() {
+        client.update(sql.as_str(), None, &[id.into()])?;
+    }
+    let tables = data_tables(client, plan)?;
+    client.update(plan.rare_old_create_sql().as_str(), None, &[])?;
+    for (i, table) in tables.iter().enumerate() {
+        for sql in plan.rewrite_rows_sql(i, table) {
+            client.update(sql.as_str(), None, &[id.into()])?;
+        }
+    }
+    for sql in plan.prepare_tables_sql() {
+        client.update(sql.as_str(), None, &[])?;
+    }
+    for (i, table) in tables.iter().enumerate() {
+        for sql in plan.incremental_rare_sql(i, table) {
+            client.update(sql.as_str(), None, &[])?;
+        }
+    }
+    for sql in plan.record_values_sql() {
+        client.update(sql.as_str(), None, &[id.into()])?;
+    }
+    let prepared = prepared_detail(client, plan)?;
+    client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
+    client.update(plan.drop_scratch_sql().as_str(), None, &[])?;
+    client.update(plan.drop_incremental_sql().as_str(), None, &[])?;
+    let mut rows = Vec::with_capacity(tables.len());
+    for (view, table) in plan.views.iter().zip(&tables) {
+        // Fresh statistics: the old ones may hold values of persons the refresh withheld.
+        let data = format!("{}.{}", medanon_core::view::ident(&plan.data_schema), medanon_core::view::ident(table));
+        client.update(&format!("ANALYZE {data}"), None, &[])?;
+        let n = client.select(&format!("SELECT count(*) FROM {data}"), None, &[])?.first().get_one::<i64>()?;
+        rows.push((view.name.clone(), n.unwrap_or(0)));
+    }
+    Ok((rows, prepared, rewritten))
+}
+
+/// The current data table of each view, in view order.
+fn data_tables(client: &mut SpiClient<'_>, plan: &ContractPlan) -> Result<Vec<String>, SpiError> {
+    let mut tables = Vec::with_capacity(plan.views.len());
+    for view in &plan.views {
+        let table = client
+            .select(
+                "SELECT data_table::text FROM medanon.contract_table WHERE contract_id = $1 AND view_name = $2",
+                None,
+                &[plan.id.as_str().into(), view.name.as_str().into()],
+            )?
+            .first()
+            .get_one::<String>()?;
+        tables.push(table.unwrap_or_default());
+    }
+    Ok(tables)
+}
+
+/// What the ledger records of the preparation (percentile bounds, values replaced).
+fn prepared_detail(client: &mut SpiClient<'_>, plan: &ContractPlan) -> Result<serde_json::Value, SpiError> {
+    Ok(client
+        .select(plan.prepared_detail_sql().as_str(), None, &[plan.id.as_str().into()])?
+        .first()
+        .get_one::<JsonB>()?
+        .map_or(json!({}), |j| j.0))
 }
 
 /// Writes a new generation of data tables, points the views at them, and stores

@@ -28,5 +28,6 @@ pub mod link_review;
 pub mod normalize;
 pub mod plan;
 pub mod prefecture;
+pub mod refresh;
 pub mod shift_attack;
 pub mod view;

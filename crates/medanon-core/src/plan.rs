@@ -180,6 +180,9 @@ pub struct ViewPlan {
     pub columns: Vec<PlannedColumn>,
     /// The source relation, quoted: `"schema"."table"`, read under the alias `s`.
     pub source: String,
+    /// The source's schema, as registered (its table is `name`): the change log
+    /// names sources so.
+    pub source_schema: String,
     /// The source's person column, quoted, under alias `s`.
     pub person: String,
     /// The condition that keeps out records of institutions the person may not be
@@ -217,6 +220,9 @@ pub struct RareColumn {
     pub expr: String,
     pub min_persons: i32,
     pub hierarchy: Option<HierarchyName>,
+    /// The data table's column that keeps the value before replacement (never in
+    /// the view): `_raw<key>`, with `_` added until no exposed column has the name.
+    pub raw: String,
 }
 
 /// One percentile bound of a `Code` rule.
@@ -464,11 +470,25 @@ fn view_plan(contract: &Contract, index: usize, source: &Source, rare_keys: &mut
         }
         if !person {
             if let Some(min_persons) = rare_min(contract.min_persons(), column.class.as_deref(), spec) {
-                rare.push(RareColumn { key: *rare_keys, column: column.name.clone(), expr: expr.clone(), min_persons, hierarchy: spec.hierarchy.clone() });
+                rare.push(RareColumn {
+                    key: *rare_keys,
+                    column: column.name.clone(),
+                    expr: expr.clone(),
+                    min_persons,
+                    hierarchy: spec.hierarchy.clone(),
+                    raw: String::new(),
+                });
                 *rare_keys += 1;
             }
         }
         columns.push(PlannedColumn { name: column.name.clone(), expr, person });
+    }
+    for r in &mut rare {
+        let mut raw = format!("_raw{}", r.key);
+        while raw == TOKEN_COLUMN || columns.iter().any(|c: &PlannedColumn| c.name == raw) {
+            raw.push('_');
+        }
+        r.raw = raw;
     }
     let person = format!("s.{}", ident(&source.person_column));
     // Records from an institution where the person may not be provided (not
@@ -480,6 +500,7 @@ fn view_plan(contract: &Contract, index: usize, source: &Source, rare_keys: &mut
         name: source.table.clone(),
         columns,
         source: format!("{}.{}", ident(&source.schema), ident(&source.table)),
+        source_schema: source.schema.clone(),
         person,
         institution_filter,
         quasi_identifiers,
@@ -668,7 +689,7 @@ pub fn plan(contract: &Contract, described: &Described, purpose: Purpose) -> Res
 
 impl ContractPlan {
     /// `"data_schema"."name"`.
-    fn scratch(&self, name: &str) -> String {
+    pub(crate) fn scratch(&self, name: &str) -> String {
         format!("{}.{}", ident(&self.data_schema), ident(name))
     }
 
@@ -750,10 +771,18 @@ impl ContractPlan {
     /// over several tables is estimated at 200 rows, and planned with nested loops
     /// that took 12 s a million).
     pub fn persons_sql(&self) -> String {
+        self.persons_of_sources(None)
+    }
+
+    /// [`ContractPlan::persons_sql`], of the persons of the scratch table `only`
+    /// (quoted, with a `person_id` column) when given: those of them that some
+    /// source still holds.
+    pub(crate) fn persons_of_sources(&self, only: Option<&str>) -> String {
+        let filter = |person: &str| only.map(|t| format!(" WHERE {person} IN (SELECT o.person_id FROM {t} o)")).unwrap_or_default();
         let persons: Vec<String> = self
             .views
             .iter()
-            .map(|p| format!("SELECT {}::bigint AS person_id FROM {} s", p.person, p.source))
+            .map(|p| format!("SELECT {}::bigint AS person_id FROM {} s{}", p.person, p.source, filter(&p.person)))
             .collect();
         let table = self.persons_table();
         format!(
@@ -762,17 +791,63 @@ impl ContractPlan {
         )
     }
 
+    /// The scratch table of the persons' shifted dates (see
+    /// [`crate::view::person_dates_select`]).
+    pub fn dates_table(&self) -> String {
+        self.scratch("_dates")
+    }
+
+    /// The scratch table of the study window of each shifted column.
+    pub fn window_table(&self) -> String {
+        self.scratch("_window")
+    }
+
+    /// The scratch table of each person's class and state before k.
+    pub fn class_table(&self) -> String {
+        self.scratch("_class")
+    }
+
+    /// Writes, for the persons of the scratch persons table, the map's first part
+    /// (consent, token, offset: `_base`), their shifted dates (`_dates`), the study
+    /// window (`_window`) and their class and state before k (`_class`), each
+    /// analyzed before the next statement reads it.
+    pub fn class_sql(&self) -> String {
+        let (base, dates, window, class) = (self.base_table(), self.dates_table(), self.window_table(), self.class_table());
+        format!(
+            "CREATE UNLOGGED TABLE {base} AS {}; ANALYZE {base};
+             CREATE UNLOGGED TABLE {dates} AS {}; ANALYZE {dates};
+             CREATE UNLOGGED TABLE {window} AS {};
+             CREATE UNLOGGED TABLE {class} AS {}; ANALYZE {class};",
+            crate::view::person_base_select(self, &self.persons_table()),
+            crate::view::person_dates_select(self, &base),
+            crate::view::window_select(&self.id, &dates),
+            crate::view::person_class_select(self, &base, &dates, &window),
+        )
+    }
+
     /// Writes what the person map should hold now into the scratch map table,
-    /// analyzed (see [`crate::view::person_map_select`]).
+    /// analyzed: [`ContractPlan::class_sql`], then k over every person
+    /// ([`crate::view::person_map_select`]).
     pub fn map_sql(&self) -> String {
-        let base = self.base_table();
-        let first = crate::view::person_base_select(self, &self.persons_table());
-        let select = crate::view::person_map_select(self, &base);
         let table = self.map_table();
         format!(
-            "CREATE UNLOGGED TABLE {base} AS {first}; ANALYZE {base};
-             CREATE UNLOGGED TABLE {table} AS {select}; ANALYZE {table};"
+            "{} CREATE UNLOGGED TABLE {table} AS {}; ANALYZE {table};",
+            self.class_sql(),
+            crate::view::person_map_select(self, &self.class_table())
         )
+    }
+
+    /// Stores the study window of this publish or refresh (`medanon.contract_window`).
+    /// `$1` the contract id.
+    pub fn store_window_sql(&self) -> [String; 2] {
+        [
+            "DELETE FROM medanon.contract_window WHERE contract_id = $1".to_string(),
+            format!(
+                "INSERT INTO medanon.contract_window (contract_id, date_column, first_date, last_date)
+                 SELECT $1, w.c, w.lo, w.hi FROM {} w WHERE w.lo IS NOT NULL",
+                self.window_table()
+            ),
+        ]
     }
 
     /// Draws again the token of every new person of the scratch map whose token
@@ -838,7 +913,10 @@ impl ContractPlan {
     /// data tables are planned as if the contract had one person (nested loops
     /// over 10M rows: 20 s).
     pub fn drop_scratch_sql(&self) -> String {
-        format!("DROP TABLE {}, {}, {}; ANALYZE medanon.contract_person", self.persons_table(), self.base_table(), self.map_table())
+        format!(
+            "DROP TABLE {}; ANALYZE medanon.contract_person",
+            [self.persons_table(), self.base_table(), self.dates_table(), self.window_table(), self.class_table(), self.map_table()].join(", ")
+        )
     }
 
     /// Rebuilds the contract's class counts from the map. `$1` the contract id.
@@ -859,12 +937,29 @@ impl ContractPlan {
     /// so that SPI counts the rows).
     pub fn materialize_sql(&self, index: usize, generation: i32) -> String {
         let data = self.scratch(&self.data_table(index, generation));
-        format!("CREATE TABLE {data} AS {}", crate::view::materialize_select(&self.views[index], &self.id, &self.data_schema))
+        let select = crate::view::materialize_select(&self.views[index], &self.id, &self.data_schema, crate::view::Materialize::All);
+        format!("CREATE TABLE {data} AS {select}")
     }
 
     /// Every rare column of the contract, with its view's index.
     pub fn rare_columns(&self) -> impl Iterator<Item = (usize, &RareColumn)> {
         self.views.iter().enumerate().flat_map(|(i, v)| v.rare.iter().map(move |r| (i, r)))
+    }
+
+    /// The scratch tables of [`ContractPlan::prepare_sql`], empty.
+    pub fn prepare_tables_sql(&self) -> Vec<String> {
+        let scratch = |n: &str| self.scratch(n);
+        let (bounds, values, counts, holders, shown) =
+            (scratch(BOUNDS_TABLE), scratch(crate::view::VALUES_TABLE), scratch("_rare_counts"), scratch("_holders"), scratch("_shown"));
+        vec![
+            format!("CREATE UNLOGGED TABLE {bounds} (key text PRIMARY KEY, value double precision)"),
+            format!("CREATE UNLOGGED TABLE {values} (key integer NOT NULL, v text NOT NULL, shown text, PRIMARY KEY (key, v))"),
+            format!("CREATE UNLOGGED TABLE {counts} (key integer NOT NULL, v text NOT NULL, persons bigint NOT NULL)"),
+            format!(
+                "CREATE UNLOGGED TABLE {holders} (key integer NOT NULL, person_id bigint NOT NULL, v text NOT NULL,                  label text, level integer NOT NULL DEFAULT 0, done boolean NOT NULL DEFAULT false)"
+            ),
+            format!("CREATE UNLOGGED TABLE {shown} (key integer NOT NULL, label text NOT NULL, level integer NOT NULL, persons bigint NOT NULL)"),
+        ]
     }
 
     /// Computes, after the map is applied (the persons' states are final), what
@@ -876,17 +971,9 @@ impl ContractPlan {
     /// `$1` the contract id is not used: the statements are literal.
     pub fn prepare_sql(&self) -> Vec<String> {
         let scratch = |n: &str| self.scratch(n);
-        let (bounds, values, counts, holders, shown) =
-            (scratch(BOUNDS_TABLE), scratch(crate::view::VALUES_TABLE), scratch("_rare_counts"), scratch("_holders"), scratch("_shown"));
-        let mut sql = vec![
-            format!("CREATE UNLOGGED TABLE {bounds} (key text PRIMARY KEY, value double precision)"),
-            format!("CREATE UNLOGGED TABLE {values} (key integer NOT NULL, v text NOT NULL, shown text, PRIMARY KEY (key, v))"),
-            format!("CREATE UNLOGGED TABLE {counts} (key integer NOT NULL, v text NOT NULL, persons bigint NOT NULL)"),
-            format!(
-                "CREATE UNLOGGED TABLE {holders} (key integer NOT NULL, person_id bigint NOT NULL, v text NOT NULL,                  label text, level integer NOT NULL DEFAULT 0, done boolean NOT NULL DEFAULT false)"
-            ),
-            format!("CREATE UNLOGGED TABLE {shown} (key integer NOT NULL, label text NOT NULL, level integer NOT NULL, persons bigint NOT NULL)"),
-        ];
+        let (bounds, values, counts, holders) =
+            (scratch(BOUNDS_TABLE), scratch(crate::view::VALUES_TABLE), scratch("_rare_counts"), scratch("_holders"));
+        let mut sql = self.prepare_tables_sql();
         for view in &self.views {
             let rows = crate::view::contract_rows(view, &self.id);
             for p in &view.percentiles {
@@ -934,14 +1021,20 @@ impl ContractPlan {
         let mut sql = vec![
             "DELETE FROM medanon.contract_column WHERE contract_id = $1".to_string(),
             "DELETE FROM medanon.contract_value WHERE contract_id = $1".to_string(),
+            "DELETE FROM medanon.contract_raw_value WHERE contract_id = $1".to_string(),
         ];
         for (i, r) in self.rare_columns() {
             let view = literal(&self.views[i].name);
             let column = literal(&r.column);
             let hierarchy = r.hierarchy.as_ref().map_or("NULL".to_string(), |h| literal(&h.stored()));
             sql.push(format!(
-                "INSERT INTO medanon.contract_column (contract_id, view_name, column_name, min_persons, hierarchy, values_replaced)                  SELECT $1, {view}, {column}, {min}, {hierarchy}, (SELECT count(*) FROM {values} v WHERE v.key = {key})",
+                "INSERT INTO medanon.contract_column (contract_id, view_name, column_name, min_persons, hierarchy, values_replaced, raw_column)                  SELECT $1, {view}, {column}, {min}, {hierarchy}, (SELECT count(*) FROM {values} v WHERE v.key = {key}), {raw}",
                 min = r.min_persons,
+                key = r.key,
+                raw = literal(&r.raw),
+            ));
+            sql.push(format!(
+                "INSERT INTO medanon.contract_raw_value (contract_id, view_name, column_name, value, persons)                  SELECT $1, {view}, {column}, c.v, c.persons FROM {counts} c WHERE c.key = {key}",
                 key = r.key
             ));
             sql.push(format!(

@@ -85,28 +85,52 @@ pub(crate) fn coded_at(col: &str, type_name: &str, bound: &str, top: bool) -> St
 /// the views show instead (`key`, `v`, `shown`; `shown` NULL: suppressed).
 pub const VALUES_TABLE: &str = "_values";
 
+/// Which rows [`materialize_select`] writes, and how it shows rare values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Materialize<'a> {
+    /// Every visible person's rows, rare values replaced as `data_schema._values`
+    /// maps them (publish, full refresh).
+    All,
+    /// The rows of the visible persons of a scratch table (quoted, with a
+    /// `person_id` column), rare values as the rule gives them: the incremental
+    /// refresh replaces them after it has counted them.
+    Persons(&'a str),
+}
+
 /// The rows of a view, as the operator writes them into the contract's data table:
 /// the token first, then every other exposed column, of visible persons only. A
 /// rare value (see [`crate::plan::RareColumn`]) is shown as `data_schema._values`
-/// maps it: its ancestor, or NULL.
-pub fn materialize_select(plan: &ViewPlan, contract_id: &str, data_schema: &str) -> String {
+/// maps it: its ancestor, or NULL. Each rare column keeps, in a column of its own
+/// (`RareColumn::raw`), the value before replacement: the views never show it, and
+/// the consent triggers and the incremental refresh count persons by it.
+pub fn materialize_select(plan: &ViewPlan, contract_id: &str, data_schema: &str, rows: Materialize<'_>) -> String {
     let mut sql = format!("SELECT m.token AS {}", ident(TOKEN_COLUMN));
+    let mut raws = String::new();
     let mut joins = String::new();
     let values = format!("{}.{}", ident(data_schema), ident(VALUES_TABLE));
     for c in plan.columns.iter().filter(|c| !c.person) {
         match plan.rare.iter().find(|r| r.column == c.name) {
-            Some(r) => {
+            Some(r) if rows == Materialize::All => {
                 let alias = format!("r{}", r.key);
                 let shown = if r.hierarchy.is_some() { format!(" ELSE {alias}.shown") } else { String::new() };
                 let _ = write!(sql, ", CASE WHEN {alias}.v IS NULL THEN {}{shown} END AS {}", c.expr, ident(&c.name));
                 let _ = write!(joins, " LEFT JOIN {values} {alias} ON {alias}.key = {} AND {alias}.v = ({})::text", r.key, c.expr);
+                let _ = write!(raws, ", {} AS {}", c.expr, ident(&r.raw));
+            }
+            Some(r) => {
+                let _ = write!(sql, ", {} AS {}", c.expr, ident(&c.name));
+                let _ = write!(raws, ", {} AS {}", c.expr, ident(&r.raw));
             }
             None => {
                 let _ = write!(sql, ", {} AS {}", c.expr, ident(&c.name));
             }
         }
     }
+    sql.push_str(&raws);
     let _ = write!(sql, " {}", rows_joined(plan, contract_id, &joins));
+    if let Materialize::Persons(persons) = rows {
+        let _ = write!(sql, " AND m.person_id IN (SELECT x.person_id FROM {persons} x)");
+    }
     sql
 }
 
@@ -189,74 +213,122 @@ fn visible_rows(p: &ViewPlan, base: &str, what: &str) -> String {
     )
 }
 
-/// The first part of a contract's person map, written to a scratch table and
-/// analyzed before the rest ([`person_map_select`]) reads it: one row per
-/// person of `persons` with the consent state (`state0`), the stored or new
-/// token and offset, and the stored first class and first dates. Its own table,
-/// so the planner knows how many persons are visible: as a CTE it was guessed at
-/// 0.5%, and the visit rows were read by a nested loop of a million index scans
-/// (54 s).
-pub fn person_base_select(plan: &crate::plan::ContractPlan, persons: &str) -> String {
-    let (contract_id, domain, whole_person) = (&plan.id, &plan.domain, plan.whole_person);
+/// Each person of `persons` (a query or table giving `person_id`) with the
+/// consent state that person's records give (`state0`: unlinked, consent or
+/// visible) and the institutions whose records stay out (`excluded`), from
+/// `person_link` and `eligible_records` (a record counts if its patient was
+/// notified, the wait is over and no opt-out in scope is in force).
+/// `whole_person`: a person with any excluded institution is withheld whole
+/// (some source does not name its institution, so its records cannot be told
+/// apart).
+pub fn consent_select(persons: &str, whole_person: bool) -> String {
     format!(
-        "WITH linked AS (
-    SELECT l.person_id, count(*) AS records, count(e.person_id) AS eligible,
-           array_agg(DISTINCT l.institution_code ORDER BY l.institution_code)
-               FILTER (WHERE e.person_id IS NULL) AS excluded
-      FROM medanon.person_link l
-      LEFT JOIN medanon.eligible_records e
-        ON e.institution_code = l.institution_code AND e.local_patient_id = l.local_patient_id
-     WHERE l.person_id IN (SELECT p.person_id FROM {persons} p)
-     GROUP BY l.person_id
-), consent AS (
-    SELECT p.person_id, coalesce(k.records, 0) AS records, coalesce(k.eligible, 0) AS eligible, k.excluded
-      FROM {persons} p LEFT JOIN linked k ON k.person_id = p.person_id
-), m0 AS (
-    SELECT c.person_id, c.excluded AS excluded_institutions,
-           coalesce(old.token, {NEW_TOKEN}) AS token,
-           coalesce(old.date_offset, medanon.date_offset(c.person_id::text, {domain})) AS date_offset,
-           old.first_class, old.first_dates AS old_first_dates,
-           CASE WHEN c.records = 0 THEN {unlinked}
-                WHEN c.eligible = 0 OR ({whole_person} AND c.excluded IS NOT NULL) THEN {consent}
-                ELSE {visible} END AS state0
-      FROM consent c
-      LEFT JOIN medanon.contract_person old ON old.contract_id = {id} AND old.person_id = c.person_id
-)
-SELECT * FROM m0",
-        id = literal(contract_id),
-        domain = literal(domain),
+        "SELECT p.person_id, k.excluded,
+       CASE WHEN coalesce(k.records, 0) = 0 THEN {unlinked}
+            WHEN coalesce(k.eligible, 0) = 0 OR ({whole_person} AND k.excluded IS NOT NULL) THEN {consent}
+            ELSE {visible} END AS state0
+  FROM {persons} p
+  LEFT JOIN (SELECT l.person_id, count(*) AS records, count(e.person_id) AS eligible,
+                    array_agg(DISTINCT l.institution_code ORDER BY l.institution_code)
+                        FILTER (WHERE e.person_id IS NULL) AS excluded
+               FROM medanon.person_link l
+               LEFT JOIN medanon.eligible_records e
+                 ON e.institution_code = l.institution_code AND e.local_patient_id = l.local_patient_id
+              WHERE l.person_id IN (SELECT q.person_id FROM {persons} q)
+              GROUP BY l.person_id) k ON k.person_id = p.person_id",
         visible = PersonState::Visible.sql(),
         consent = PersonState::Consent.sql(),
         unlinked = PersonState::Unlinked.sql(),
     )
 }
 
-/// What a contract's person map should hold now, one row per person of
-/// `persons` (the quoted scratch table of the contract's persons), from one pass over the
-/// sources: (person_id, token, date_offset, state, excluded_institutions,
-/// class_key, first_class, first_dates). `whole_person`: a person with any excluded institution is withheld
-/// whole (some source does not name its institution, so its records cannot be
-/// told apart). The operator writes it into a scratch table and applies it to
-/// `medanon.contract_person` with a plain INSERT and UPDATE: an INSERT ... ON
-/// CONFLICT of the same rows took 14 s a million. The values are literals, since
-/// CREATE TABLE AS takes no parameters; the contract id is `[a-z][a-z0-9_]*`.
-///
-/// Per person:
-/// - the consent state from `eligible_records` (a record counts if its patient
-///   was notified, the wait is over and no opt-out in scope is in force);
-/// - the stored token, offset and first dates (kept across refreshes and key
-///   rotations, computed only for new persons);
-/// - the class: md5 of the generalized quasi-identifier rows the views show of
-///   the person, across all tables: every row of a person-level view, each
-///   distinct row of another;
+/// The first part of a contract's person map, written to a scratch table and
+/// analyzed before the rest ([`person_class_select`]) reads it: one row per
+/// person of `persons` with the consent state (`state0`, see
+/// [`consent_select`]), the stored or new token and offset, and the stored
+/// first class and first dates. Its own table, so the planner knows how many
+/// persons are visible: as a CTE it was guessed at 0.5%, and the visit rows were
+/// read by a nested loop of a million index scans (54 s).
+pub fn person_base_select(plan: &crate::plan::ContractPlan, persons: &str) -> String {
+    format!(
+        "SELECT c.person_id, c.excluded AS excluded_institutions,
+       coalesce(old.token, {NEW_TOKEN}) AS token,
+       coalesce(old.date_offset, medanon.date_offset(c.person_id::text, {domain})) AS date_offset,
+       old.first_class, old.first_dates AS old_first_dates, c.state0
+  FROM ({consent}) c
+  LEFT JOIN medanon.contract_person old ON old.contract_id = {id} AND old.person_id = c.person_id",
+        consent = consent_select(persons, plan.whole_person),
+        id = literal(&plan.id),
+        domain = literal(&plan.domain),
+    )
+}
+
+/// The shifted dates of the persons of `base` that a contract shows (state0
+/// visible), per person, offset and shifted column (`c`, numbered across the
+/// contract's views; NULL for all columns together when there are several):
+/// (person_id, o, c, ds, lo, hi). Written to a scratch table (`_dates`) that
+/// the study window ([`window_select`]) and the calendar check read.
+pub fn person_dates_select(plan: &crate::plan::ContractPlan, base: &str) -> String {
+    let mut dates: Vec<String> = plan
+        .views
+        .iter()
+        .flat_map(|p| p.shifted_dates.iter().map(move |d| (p, d)))
+        .enumerate()
+        .map(|(c, (p, d))| visible_rows(p, base, &format!("m.date_offset AS o, {c} AS c, {d} AS d")))
+        .collect();
+    // With several shifted columns, an analyst may attack each alone (a column of
+    // birth dates would otherwise widen the window and excuse the visits) or all
+    // together: the check takes the fewest offsets of each column and of all.
+    let grouping = if dates.len() > 1 {
+        "GROUPING SETS ((d.person_id, d.o, d.c), (d.person_id, d.o))"
+    } else {
+        "d.person_id, d.o, d.c"
+    };
+    if dates.is_empty() {
+        dates.push("SELECT NULL::bigint AS person_id, NULL::integer AS o, NULL::integer AS c, NULL::date AS d WHERE false".into());
+    }
+    format!(
+        "SELECT d.person_id, d.o, d.c, array_agg(DISTINCT d.d) AS ds, min(d.d) AS lo, max(d.d) AS hi
+           FROM ({}) d WHERE pg_catalog.isfinite(d.d) GROUP BY {grouping}",
+        dates.join("\n      UNION ALL ")
+    )
+}
+
+/// The study window of each shifted column (and of all together, `c` NULL): the
+/// span of the real dates the contract shows, `dates` (see
+/// [`person_dates_select`]), widened by the window stored at earlier publishes
+/// and refreshes (`medanon.contract_window`). It never narrows: an analyst who
+/// holds an earlier release knows its dates, and a refresh that reads only the
+/// persons who changed gives the same window as one that reads everyone.
+pub fn window_select(contract_id: &str, dates: &str) -> String {
+    format!(
+        "SELECT w.c, min(w.lo) AS lo, max(w.hi) AS hi
+           FROM (SELECT d.c, d.lo, d.hi FROM {dates} d
+                 UNION ALL
+                 SELECT cw.date_column, cw.first_date, cw.last_date FROM medanon.contract_window cw
+                  WHERE cw.contract_id = {id}) w
+          GROUP BY w.c",
+        id = literal(contract_id)
+    )
+}
+
+/// Per person of `base` (see [`person_base_select`]), what the person's rows say,
+/// before k: the class (`class0`: md5 of the generalized quasi-identifier rows
+/// the views show of the person, across all tables: every row of a person-level
+/// view, each distinct row of another), the first dates of `days_since`
+/// columns (`new_first_dates`), and the state before k (`state1`):
+/// - the consent state of the base (`state0`) if it withholds the person;
 /// - with k (anonymized and statistics contracts), the class is fixed at the
 ///   person's first exposure (`first_class`): a person whose class differs now is
 ///   `changed`, shown in no view, so every token carries the same
-///   quasi-identifiers in every release an analyst may join; and a person whose
-///   shifted dates the public calendar narrows to fewer than
-///   [`crate::plan::MIN_SHIFT_CANDIDATES`] offsets is `calendar`;
-/// - then k over the persons left visible.
-pub fn person_map_select(plan: &crate::plan::ContractPlan, base: &str) -> String {
+///   quasi-identifiers in every release an analyst may join;
+/// - a person whose shifted dates (`dates`, see [`person_dates_select`]) the
+///   public calendar, within the study window (`window`, see [`window_select`]),
+///   narrows to fewer than [`crate::plan::MIN_SHIFT_CANDIDATES`] offsets is
+///   `calendar`;
+/// - else visible (k decides next: [`person_map_select`], or the incremental
+///   refresh's own count).
+pub fn person_class_select(plan: &crate::plan::ContractPlan, base: &str, dates: &str, window: &str) -> String {
     let plans = &plan.views;
     let k = plan.k;
     let mut qi: Vec<String> = plans
@@ -272,32 +344,17 @@ pub fn person_map_select(plan: &crate::plan::ContractPlan, base: &str) -> String
     if qi.is_empty() {
         qi.push("SELECT NULL::bigint AS person_id, NULL::text AS v WHERE false".into());
     }
-    let mut dates: Vec<String> = plans
-        .iter()
-        .flat_map(|p| p.shifted_dates.iter().map(move |d| (p, d)))
-        .enumerate()
-        .map(|(c, (p, d))| visible_rows(p, base, &format!("m.date_offset AS o, {c} AS c, {d} AS d")))
-        .collect();
-    // With several shifted columns, an analyst may attack each alone (a column of
-    // birth dates would otherwise widen the window and excuse the visits) or all
-    // together: the check takes the fewest offsets of each column and of all.
-    let grouping = if dates.len() > 1 {
-        "GROUPING SETS ((d.person_id, d.o, d.c), (d.person_id, d.o))"
-    } else {
-        "d.person_id, d.o, d.c"
-    };
+    let shifted = plans.iter().any(|p| !p.shifted_dates.is_empty());
     // Offsets the public calendar leaves each person (anonymous contracts with
-    // shifted dates only): every real date a business day within the span of all
-    // of the contract's shifted dates.
-    let calendar = if k.is_some() && !dates.is_empty() {
-        "SELECT p.person_id, min(medanon._shift_candidates(p.ds, p.o, w.lo, w.hi)) AS offsets
-      FROM pdates p JOIN span w ON w.c IS NOT DISTINCT FROM p.c GROUP BY p.person_id"
+    // shifted dates only): every real date a business day within the window.
+    let calendar = if k.is_some() && shifted {
+        format!(
+            "SELECT p.person_id, min(medanon._shift_candidates(p.ds, p.o, w.lo, w.hi)) AS offsets
+      FROM {dates} p JOIN {window} w ON w.c IS NOT DISTINCT FROM p.c GROUP BY p.person_id"
+        )
     } else {
-        "SELECT NULL::bigint AS person_id, NULL::integer AS offsets WHERE false"
+        "SELECT NULL::bigint AS person_id, NULL::integer AS offsets WHERE false".to_string()
     };
-    if dates.is_empty() {
-        dates.push("SELECT NULL::bigint AS person_id, NULL::integer AS o, NULL::integer AS c, NULL::date AS d WHERE false".into());
-    }
     let mut firsts: Vec<String> = plans
         .iter()
         .flat_map(|p| p.first_dates.iter().map(move |(key, d)| visible_rows(p, base, &format!("{} AS key, {d} AS d", literal(key)))))
@@ -305,57 +362,78 @@ pub fn person_map_select(plan: &crate::plan::ContractPlan, base: &str) -> String
     if firsts.is_empty() {
         firsts.push("SELECT NULL::bigint AS person_id, NULL::text AS key, NULL::date AS d WHERE false".into());
     }
-    let fixed = k.is_some();
     format!(
         "WITH qi AS (
     {qi}
 ), classes AS (
     SELECT qi.person_id, md5(string_agg(qi.v, '|' ORDER BY qi.v))::uuid AS class_key
       FROM qi GROUP BY qi.person_id
-), pdates AS (
-    SELECT d.person_id, d.o, d.c, array_agg(DISTINCT d.d) AS ds, min(d.d) AS lo, max(d.d) AS hi
-      FROM ({dates}) d WHERE pg_catalog.isfinite(d.d) GROUP BY {grouping}
-), span AS (
-    SELECT p.c, min(p.lo) AS lo, max(p.hi) AS hi FROM pdates p GROUP BY p.c
 ), calendar AS (
     {calendar}
 ), firsts AS (
     SELECT f.person_id, jsonb_object_agg(f.key, f.d) AS first_dates
       FROM (SELECT x.person_id, x.key, min(x.d)::text AS d FROM ({firsts}) x WHERE x.d IS NOT NULL GROUP BY 1, 2) f
      GROUP BY f.person_id
-), final AS (
-    SELECT m.*, cl.class_key AS class0, fi.first_dates AS new_first_dates,
-           CASE WHEN m.state0 <> {visible} THEN m.state0
-                WHEN {fixed} AND m.first_class IS NOT NULL
-                     AND m.first_class <> coalesce(cl.class_key, md5('')::uuid) THEN {changed}
-                WHEN ca.offsets < {min_offsets} THEN {calendar_state}
-                ELSE {visible} END AS state1
-      FROM {base} m LEFT JOIN classes cl ON cl.person_id = m.person_id
-             LEFT JOIN calendar ca ON ca.person_id = m.person_id
-             LEFT JOIN firsts fi ON fi.person_id = m.person_id
-), counted AS (
-    SELECT f.*, CASE WHEN f.state1 = {visible} THEN coalesce(f.class0, md5('')::uuid) END AS class_key,
-           count(*) FILTER (WHERE f.state1 = {visible}) OVER (PARTITION BY coalesce(f.class0, md5('')::uuid)) AS class_persons
-      FROM final f
-), decided AS (
-    SELECT c.*, CASE WHEN c.state1 <> {visible} THEN c.state1 WHEN c.class_persons < {k} THEN {k_state} ELSE {visible} END AS state
-      FROM counted c
 )
-SELECT d.person_id, d.token, d.date_offset, d.state, d.excluded_institutions, d.class_key,
-       coalesce(d.first_class, CASE WHEN {fixed} AND d.state = {visible} THEN d.class_key END) AS first_class,
-       CASE WHEN d.new_first_dates IS NULL THEN d.old_first_dates
-            ELSE d.new_first_dates || coalesce(d.old_first_dates, '{{}}'::jsonb) END AS first_dates
-  FROM decided d",
+SELECT m.*, coalesce(cl.class_key, {no_class}) AS class0, fi.first_dates AS new_first_dates,
+       CASE WHEN m.state0 <> {visible} THEN m.state0
+            WHEN {fixed} AND m.first_class IS NOT NULL
+                 AND m.first_class <> coalesce(cl.class_key, {no_class}) THEN {changed}
+            WHEN ca.offsets < {min_offsets} THEN {calendar_state}
+            ELSE {visible} END AS state1
+  FROM {base} m LEFT JOIN classes cl ON cl.person_id = m.person_id
+         LEFT JOIN calendar ca ON ca.person_id = m.person_id
+         LEFT JOIN firsts fi ON fi.person_id = m.person_id",
         qi = qi.join("\n    UNION ALL\n    "),
-        dates = dates.join("\n      UNION ALL "),
-        grouping = grouping,
         firsts = firsts.join(" UNION ALL "),
-        k = k.map_or("NULL::integer".to_string(), |k| k.to_string()),
+        fixed = k.is_some(),
+        no_class = NO_CLASS,
         min_offsets = crate::plan::MIN_SHIFT_CANDIDATES,
         visible = PersonState::Visible.sql(),
-        k_state = PersonState::K.sql(),
         changed = PersonState::Changed.sql(),
         calendar_state = PersonState::Calendar.sql(),
+    )
+}
+
+/// The class of a person whose views show no quasi-identifier.
+pub const NO_CLASS: &str = "md5('')::uuid";
+
+/// The map row of a person of the scratch class table (alias `d`, with its class
+/// `class0`, its state before k `state1` and the persons of its class that k
+/// counts `class_persons`): (person_id, token, date_offset, state,
+/// excluded_institutions, class_key, first_class, first_dates). k withholds a
+/// visible person of a small class; the class is kept for visible and k persons
+/// (they count in it); the first class is fixed at the first exposure; the first
+/// dates kept are the stored ones, new keys added.
+pub fn map_row(k: Option<i32>) -> String {
+    format!(
+        "d.person_id, d.token, d.date_offset,
+       CASE WHEN d.state1 <> {visible} THEN d.state1 WHEN d.class_persons < {k} THEN {k_state} ELSE {visible} END AS state,
+       d.excluded_institutions,
+       CASE WHEN d.state1 = {visible} THEN d.class0 END AS class_key,
+       coalesce(d.first_class, CASE WHEN {fixed} AND d.state1 = {visible} AND d.class_persons >= {k} THEN d.class0 END) AS first_class,
+       CASE WHEN d.new_first_dates IS NULL THEN d.old_first_dates
+            ELSE d.new_first_dates || coalesce(d.old_first_dates, '{{}}'::jsonb) END AS first_dates",
+        k = k.map_or("NULL::integer".to_string(), |k| k.to_string()),
+        fixed = k.is_some(),
+        visible = PersonState::Visible.sql(),
+        k_state = PersonState::K.sql(),
+    )
+}
+
+/// What a contract's person map should hold now, from the scratch class table
+/// `class` of every person of the contract ([`person_class_select`]): k counted
+/// over everyone. The operator writes it into a scratch table and applies it to
+/// `medanon.contract_person` with a plain INSERT and UPDATE: an INSERT ... ON
+/// CONFLICT of the same rows took 14 s a million. The values are literals, since
+/// CREATE TABLE AS takes no parameters; the contract id is `[a-z][a-z0-9_]*`.
+pub fn person_map_select(plan: &crate::plan::ContractPlan, class: &str) -> String {
+    format!(
+        "SELECT {row}
+  FROM (SELECT f.*, count(*) FILTER (WHERE f.state1 = {visible}) OVER (PARTITION BY f.class0) AS class_persons
+          FROM {class} f) d",
+        row = map_row(plan.k),
+        visible = PersonState::Visible.sql(),
     )
 }
 
@@ -404,7 +482,7 @@ mod tests {
         assert_eq!(p.person_column.as_deref(), Some("person_id"));
         assert_eq!(p.institution_filter, None);
         assert_eq!(class_row(p, 0).unwrap(), format!("'0:' || ROW({})::text", p.quasi_identifiers.join(", ")));
-        let m = materialize_select(p, "c2026_001", "contract_c2026_001_data");
+        let m = materialize_select(p, "c2026_001", "contract_c2026_001_data", Materialize::All);
         assert!(m.starts_with("SELECT m.token AS \"_token\", CASE WHEN pg_catalog.isfinite(s.\"birth_date\")"), "{m}");
         assert!(m.contains("medanon.generalize_age(s.\"birth_date\", '2026-04-01'::date, 5, 90) END AS \"birth_date\""));
         assert!(m.contains("medanon.postal_prefix(s.\"postal_code\"::text, 3) AS \"postal_code\""));
@@ -425,7 +503,7 @@ mod tests {
     #[test]
     fn visit_view_shifts_codes_and_filters_institutions() {
         let p = &plans()[1];
-        let m = materialize_select(p, "c2026_001", "contract_c2026_001_data");
+        let m = materialize_select(p, "c2026_001", "contract_c2026_001_data", Materialize::All);
         assert!(m.contains("(s.\"visit_date\" + m.date_offset) AS \"visit_date\""));
         assert!(m.contains("CASE WHEN s.\"lab_value\" > '500'::numeric THEN '500'::numeric ELSE s.\"lab_value\" END"));
         // 1.5 as a floor of an integer column: values below 2 become 2.
@@ -442,12 +520,11 @@ mod tests {
         let persons = planned.persons_sql();
         assert!(persons.contains("SELECT s.\"person_id\"::bigint AS person_id FROM \"clinical\".\"patient\" s UNION ALL SELECT s.\"person_id\"::bigint AS person_id FROM \"clinical\".\"visit\" s"));
         let base = person_base_select(&planned, "\"d\".\"_persons\"");
-        assert!(base.contains("FROM \"d\".\"_persons\" p LEFT JOIN linked k"));
+        assert!(base.contains("FROM \"d\".\"_persons\" p"), "{base}");
         assert!(base.contains("coalesce(old.token, (('x' || left(replace(pg_catalog.gen_random_uuid()"), "{base}");
         assert!(!base.contains("tokenize("), "a token is drawn, not computed");
-        assert!(base.contains("old.contract_id = 'c2026_001'") && base.contains("(true AND c.excluded IS NOT NULL)"));
-        let sql = person_map_select(&planned, "\"d\".\"_base\"");
-        assert!(sql.contains("c.class_persons < 5 THEN 'k'"));
+        assert!(base.contains("old.contract_id = 'c2026_001'") && base.contains("(true AND k.excluded IS NOT NULL)"), "{base}");
+        let sql = person_class_select(&planned, "\"d\".\"_base\"", "\"d\".\"_dates\"", "\"d\".\"_window\"");
         // Only the patient view exposes quasi-identifiers, so only it feeds the class;
         // it is person-level, so every row of it counts (no DISTINCT).
         assert_eq!(sql.matches("AS v FROM").count(), 1, "{sql}");
@@ -456,34 +533,43 @@ mod tests {
         assert!(sql.contains("JOIN \"d\".\"_base\" m ON m.person_id = s.\"person_id\""), "the analyzed base table, not a CTE: {sql}");
         // The class is fixed at the first exposure, and a changed person is withheld.
         assert!(sql.contains("m.first_class <> coalesce(cl.class_key, md5('')::uuid) THEN 'changed'"), "{sql}");
-        assert!(sql.contains("coalesce(d.first_class, CASE WHEN true AND d.state = 'visible' THEN d.class_key END)"));
-        // The visit dates are shifted, so the calendar is checked over them.
-        assert!(sql.contains("s.\"visit_date\"::date AS d FROM \"clinical\".\"visit\" s"), "{sql}");
+        // The visit dates are shifted, so the calendar is checked over them, within the window.
         assert!(sql.contains("min(medanon._shift_candidates(p.ds, p.o, w.lo, w.hi))") && sql.contains("ca.offsets < 4 THEN 'calendar'"));
-        assert!(sql.contains("GROUP BY d.person_id, d.o, d.c"), "one shifted column: no grouping sets");
+        assert!(sql.contains("FROM \"d\".\"_dates\" p JOIN \"d\".\"_window\" w ON w.c IS NOT DISTINCT FROM p.c"), "{sql}");
+        let map = person_map_select(&planned, "\"d\".\"_class\"");
+        assert!(map.contains("d.class_persons < 5 THEN 'k'"), "{map}");
+        assert!(map.contains("coalesce(d.first_class, CASE WHEN true AND d.state1 = 'visible' AND d.class_persons >= 5 THEN d.class0 END)"), "{map}");
+        let dates = person_dates_select(&planned, "b");
+        assert!(dates.contains("s.\"visit_date\"::date AS d FROM \"clinical\".\"visit\" s"), "{dates}");
+        assert!(dates.contains("GROUP BY d.person_id, d.o, d.c"), "one shifted column: no grouping sets");
+        let window = window_select("c2026_001", "\"d\".\"_dates\"");
+        assert!(window.contains("FROM medanon.contract_window cw") && window.contains("cw.contract_id = 'c2026_001'"), "the window never narrows: {window}");
         let mut two = planned.clone();
         two.views[0].shifted_dates.push("s.\"birth_date\"::date".into());
-        let sql = person_map_select(&two, "b");
-        assert!(sql.contains("GROUPING SETS ((d.person_id, d.o, d.c), (d.person_id, d.o))"), "{sql}");
-        assert!(sql.contains("0 AS c, s.\"birth_date\"::date AS d") && sql.contains("1 AS c, s.\"visit_date\"::date AS d"), "{sql}");
-        assert!(!sql.contains('$'), "no parameters: CREATE TABLE AS takes none");
-        assert!(planned.map_sql().contains(&format!("CREATE UNLOGGED TABLE \"contract_c2026_001_data\".\"_map\" AS {}; ANALYZE \"contract_c2026_001_data\".\"_map\";",
-            person_map_select(&planned, &planned.base_table()))));
+        let dates = person_dates_select(&two, "b");
+        assert!(dates.contains("GROUPING SETS ((d.person_id, d.o, d.c), (d.person_id, d.o))"), "{dates}");
+        assert!(dates.contains("0 AS c, s.\"birth_date\"::date AS d") && dates.contains("1 AS c, s.\"visit_date\"::date AS d"), "{dates}");
+        for sql in [&sql, &map, &dates, &window] {
+            assert!(!sql.contains('$'), "no parameters: CREATE TABLE AS takes none");
+        }
+        let full = planned.map_sql();
+        assert!(full.contains(&format!("CREATE UNLOGGED TABLE \"contract_c2026_001_data\".\"_map\" AS {}; ANALYZE \"contract_c2026_001_data\".\"_map\";",
+            person_map_select(&planned, &planned.class_table()))), "{full}");
         let gone = planned.gone_persons_sql();
         assert!(gone.ends_with("NOT EXISTS (SELECT FROM \"contract_c2026_001_data\".\"_persons\" p WHERE p.person_id = m.person_id)"));
         // A visit-level view with a quasi-identifier counts each distinct row once.
         let mut visits = planned.clone();
         visits.views[1].quasi_identifiers.push("s.\"institution_code\"".into());
-        let sql = person_map_select(&visits, "b");
+        let sql = person_class_select(&visits, "b", "d", "w");
         assert_eq!(sql.matches("SELECT DISTINCT * FROM (SELECT m.person_id, '1:' || ROW").count(), 1, "{sql}");
         // Without any quasi-identifier or k, everyone falls into one class and nothing is fixed.
         let mut none = planned.clone();
         none.views.remove(0);
         none.k = None;
-        let sql = person_map_select(&none, "b");
-        assert!(sql.contains("c.class_persons < NULL::integer"));
+        let sql = person_class_select(&none, "b", "d", "w");
         assert!(sql.contains("WHERE false") && !sql.contains("_shift_candidates"), "no calendar check without k");
-        assert!(sql.contains("CASE WHEN false AND d.state"));
+        let map = person_map_select(&none, "c");
+        assert!(map.contains("d.class_persons < NULL::integer") && map.contains("CASE WHEN false AND d.state1"), "{map}");
     }
 
     #[test]

@@ -1,0 +1,416 @@
+//! The incremental refresh of a published contract: the statements that bring
+//! its person map, classes, rare-value counts and data tables up to date by
+//! reading only the persons who changed since the last publish or refresh.
+//!
+//! What changed is found three ways:
+//! - **source rows**: `medanon.track_changes(source)` puts statement triggers on
+//!   a source that write the persons of every inserted, updated or deleted row
+//!   into `medanon.source_change`, with the writing transaction's id; a refresh
+//!   reads the entries its last refresh's snapshot (`contract.refresh_snapshot`)
+//!   did not see. A TRUNCATE writes an entry without a person: everything.
+//! - **consent**: each person's consent state and excluded institutions, from
+//!   the consent ledger and `person_link`, compared with the stored map: opt-outs
+//!   withdrawn, notifications whose wait ended, links and merges.
+//! - **the calendar**: when the new persons' dates widen the study window, the
+//!   persons withheld by the calendar check are checked again (a wider window
+//!   only adds offsets).
+//!
+//! Then only those persons are planned again, k is counted again in the classes
+//! they leave or join (from the stored class counts, which the consent triggers
+//! keep exact), and the persons whose k state flips with their class are
+//! rewritten too. The rare values are counted again from the stored counts
+//! (`contract_raw_value`, exact: the consent triggers decrement them as they
+//! delete rows) and resolved again; the rows whose shown value changes are
+//! updated in place. The data tables are updated in place, in the refresh's
+//! transaction: analysts read the old rows until it commits, and never wait.
+//!
+//! The result is what a full refresh of the same data gives, row for row
+//! (`tests/refresh.rs`). [`Fallback`] names what the incremental path cannot
+//! see, for which the glue runs a full refresh instead.
+
+use crate::plan::{ContractPlan, PersonState};
+use crate::view::{ident, literal, Materialize};
+
+/// Why a refresh recomputes everything instead of the changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// The operator asked for it (`full => true`).
+    Asked,
+    /// The contract has no stored refresh snapshot, or it was taken on another
+    /// cluster (a restore from pg_dump: transaction ids start again).
+    NoSnapshot,
+    /// A source has no change tracking, or it started after the last refresh.
+    Untracked(String),
+    /// A source was truncated since the last refresh.
+    Truncated(String),
+    /// A rule has a percentile bound, which every row moves.
+    Percentiles,
+    /// What the contract shows changed (a column's class or type): its data
+    /// tables must be written again.
+    PlanChanged,
+}
+
+impl Fallback {
+    /// The reason, for the NOTICE and the ledger.
+    pub fn reason(&self) -> String {
+        match self {
+            Fallback::Asked => "a full refresh was asked for".into(),
+            Fallback::NoSnapshot => "the contract has no refresh snapshot of this cluster (first refresh after an upgrade or a restore)".into(),
+            Fallback::Untracked(s) => format!("source {s} has no change tracking since the last refresh (medanon.track_changes)"),
+            Fallback::Truncated(s) => format!("source {s} was truncated since the last refresh"),
+            Fallback::Percentiles => "a rule has a percentile bound, which any new row may move".into(),
+            Fallback::PlanChanged => "what the contract shows changed (a column's class or type) since the last refresh".into(),
+        }
+    }
+}
+
+impl ContractPlan {
+    /// Every source of the contract as (schema, table).
+    pub fn sources(&self) -> Vec<(String, String)> {
+        self.views.iter().map(|v| (v.source_schema.clone(), v.name.clone())).collect()
+    }
+
+    /// The sources as SQL rows `('s','t'), ...`.
+    fn source_values(&self) -> String {
+        let rows: Vec<String> = self.sources().iter().map(|(s, t)| format!("({}::name, {}::name)", literal(s), literal(t))).collect();
+        rows.join(", ")
+    }
+
+    /// One row per source of the contract, with why the incremental path cannot
+    /// read its changes (NULL: it can): `(source text, untracked bool, truncated
+    /// bool)`. Reads the contract's stored snapshot.
+    pub fn tracking_sql(&self) -> String {
+        format!(
+            "SELECT pg_catalog.format('%I.%I', x.s, x.t),
+                    NOT EXISTS (SELECT FROM medanon.source_tracking st
+                                 WHERE st.source_schema = x.s AND st.source_table = x.t
+                                   -- since before the last refresh, or restored with its triggers from another cluster
+                                   AND (st.since_system <> cur.system
+                                        OR pg_catalog.pg_visible_in_snapshot(st.since, c.refresh_snapshot)))
+                    OR NOT medanon._source_changes_logged(pg_catalog.to_regclass(pg_catalog.format('%I.%I', x.s, x.t))),
+                    EXISTS (SELECT FROM medanon.source_change sc
+                             WHERE sc.source_schema = x.s AND sc.source_table = x.t AND sc.person_id IS NULL
+                               AND NOT pg_catalog.pg_visible_in_snapshot(sc.xid, c.refresh_snapshot))
+               FROM (VALUES {}) x(s, t), medanon.contract c,
+                    (SELECT s.system_identifier::text AS system FROM pg_catalog.pg_control_system() s) cur
+              WHERE c.contract_id = {}",
+            self.source_values(),
+            literal(&self.id)
+        )
+    }
+
+    /// The scratch table of the persons whose rows or consent changed.
+    pub fn touched_table(&self) -> String {
+        self.scratch("_touched")
+    }
+
+    /// The scratch table of the touched persons no source holds any more.
+    pub fn gone_table(&self) -> String {
+        self.scratch("_gone")
+    }
+
+    /// The scratch table of the class counts the refresh changes.
+    pub fn counts_table(&self) -> String {
+        self.scratch("_counts")
+    }
+
+    /// The scratch table of the tokens whose rows are written again.
+    pub fn rewrite_table(&self) -> String {
+        self.scratch("_rewrite")
+    }
+
+    /// The scratch table of the values that were not shown as stored before the
+    /// refresh (rare, or replaced live): their rows are checked again.
+    pub fn rare_old_table(&self) -> String {
+        self.scratch("_rare_old")
+    }
+
+    /// Writes the persons whose source rows changed since the last refresh (the
+    /// change log entries its snapshot did not see), and the persons of the map
+    /// whose consent state or excluded institutions differ from the stored ones,
+    /// into the touched table; then the touched persons some source still holds
+    /// into the persons table, and the others the map holds into the gone table.
+    pub fn touched_sql(&self) -> Vec<String> {
+        let (touched, gone, persons) = (self.touched_table(), self.gone_table(), self.persons_table());
+        let id = literal(&self.id);
+        let states = format!("{}, {}", PersonState::Consent.sql(), PersonState::Unlinked.sql());
+        let stored = format!(
+            "(SELECT cp.person_id FROM medanon.contract_person cp WHERE cp.contract_id = {id})"
+        );
+        vec![
+            format!(
+                "CREATE UNLOGGED TABLE {touched} AS
+                 SELECT DISTINCT x.person_id FROM (
+                     SELECT sc.person_id FROM medanon.source_change sc, medanon.contract c
+                      WHERE c.contract_id = {id} AND (sc.source_schema, sc.source_table) IN ({sources})
+                        AND sc.person_id IS NOT NULL
+                        AND NOT pg_catalog.pg_visible_in_snapshot(sc.xid, c.refresh_snapshot)
+                     UNION ALL
+                     SELECT n.person_id FROM ({consent}) n
+                       JOIN medanon.contract_person cp ON cp.contract_id = {id} AND cp.person_id = n.person_id
+                      WHERE (n.state0, n.excluded) IS DISTINCT FROM
+                            (CASE WHEN cp.state IN ({states}) THEN cp.state ELSE {visible} END, cp.excluded_institutions)
+                         -- withheld by the consent triggers, which keep the class until a refresh
+                         OR (cp.state IN ({states}) AND cp.class_key IS NOT NULL)
+                 ) x;
+                 ANALYZE {touched}",
+                sources = self.source_values(),
+                consent = crate::view::consent_select(&stored, self.whole_person),
+                visible = PersonState::Visible.sql(),
+            ),
+            self.persons_of_sources(Some(&touched)),
+            format!(
+                "CREATE UNLOGGED TABLE {gone} AS
+                 SELECT cp.person_id FROM medanon.contract_person cp JOIN {touched} t ON t.person_id = cp.person_id
+                  WHERE cp.contract_id = {id} AND NOT EXISTS (SELECT FROM {persons} p WHERE p.person_id = cp.person_id)"
+            ),
+        ]
+    }
+
+    /// Whether the touched persons' dates widen the study window stored at the
+    /// last refresh: one row, a boolean. Reads the scratch window.
+    pub fn window_widened_sql(&self) -> String {
+        format!(
+            "SELECT EXISTS (SELECT FROM {} w
+                             LEFT JOIN medanon.contract_window cw
+                               ON cw.contract_id = {} AND cw.date_column IS NOT DISTINCT FROM w.c
+                            WHERE w.lo IS NOT NULL AND (cw.contract_id IS NULL OR w.lo < cw.first_date OR w.hi > cw.last_date))",
+            self.window_table(),
+            literal(&self.id)
+        )
+    }
+
+    /// Adds the persons the calendar withholds to the persons table (checked
+    /// again under a wider window), and drops the scratch tables of
+    /// [`ContractPlan::class_sql`] so that it runs again.
+    pub fn recheck_calendar_sql(&self) -> Vec<String> {
+        let persons = self.persons_table();
+        vec![
+            format!(
+                "INSERT INTO {persons} SELECT cp.person_id FROM medanon.contract_person cp
+                  WHERE cp.contract_id = {} AND cp.state = {}
+                    AND NOT EXISTS (SELECT FROM {persons} p WHERE p.person_id = cp.person_id);
+                 ANALYZE {persons}",
+                literal(&self.id),
+                PersonState::Calendar.sql()
+            ),
+            format!("DROP TABLE {}, {}, {}, {}", self.base_table(), self.dates_table(), self.window_table(), self.class_table()),
+        ]
+    }
+
+    /// k in the classes the refresh changes, then the map rows to write: the
+    /// planned persons with their new state, and the persons of those classes
+    /// whose k state flips. The class counts come from the stored ones
+    /// (`contract_class`, exact), less the planned and gone persons who counted,
+    /// plus the planned persons who count now; a class's state flips when it
+    /// crosses k.
+    pub fn incremental_map_sql(&self) -> Vec<String> {
+        let (class, gone, counts, map) = (self.class_table(), self.gone_table(), self.counts_table(), self.map_table());
+        let id = literal(&self.id);
+        let (visible, k_state) = (PersonState::Visible.sql(), PersonState::K.sql());
+        let k = self.k.map_or("NULL::integer".to_string(), |k| k.to_string());
+        vec![
+            format!(
+                "CREATE UNLOGGED TABLE {counts} AS
+                 WITH leaving AS (
+                     SELECT cp.class_key FROM medanon.contract_person cp
+                      WHERE cp.contract_id = {id} AND cp.state IN ({visible}, {k_state}) AND cp.class_key IS NOT NULL
+                        AND cp.person_id IN (SELECT f.person_id FROM {class} f UNION ALL SELECT g.person_id FROM {gone} g)
+                 ), joining AS (
+                     SELECT f.class0 AS class_key FROM {class} f WHERE f.state1 = {visible}
+                 ), affected AS (
+                     SELECT class_key FROM leaving UNION SELECT class_key FROM joining
+                 )
+                 SELECT a.class_key, coalesce(cc.persons, 0) AS old_persons,
+                        coalesce(cc.persons, 0) - coalesce(l.n, 0) + coalesce(j.n, 0) AS persons
+                   FROM affected a
+                   LEFT JOIN (SELECT class_key, count(*) AS n FROM leaving GROUP BY 1) l ON l.class_key = a.class_key
+                   LEFT JOIN (SELECT class_key, count(*) AS n FROM joining GROUP BY 1) j ON j.class_key = a.class_key
+                   LEFT JOIN medanon.contract_class cc ON cc.contract_id = {id} AND cc.class_key = a.class_key;
+                 ANALYZE {counts}"
+            ),
+            format!(
+                "CREATE UNLOGGED TABLE {map} AS
+                 SELECT {row}
+                   FROM (SELECT f.*, c.persons AS class_persons FROM {class} f LEFT JOIN {counts} c ON c.class_key = f.class0) d
+                 UNION ALL
+                 SELECT cp.person_id, cp.token, cp.date_offset, x.state, cp.excluded_institutions, cp.class_key,
+                        coalesce(cp.first_class, CASE WHEN {fixed} AND x.state = {visible} THEN cp.class_key END), cp.first_dates
+                   FROM {counts} c
+                   JOIN medanon.contract_person cp ON cp.contract_id = {id} AND cp.class_key = c.class_key
+                   CROSS JOIN LATERAL (SELECT CASE WHEN c.persons < {k} THEN {k_state} ELSE {visible} END AS state) x
+                  WHERE (c.old_persons < {k}) IS DISTINCT FROM (c.persons < {k})
+                    AND cp.state IN ({visible}, {k_state}) AND cp.state <> x.state
+                    AND NOT EXISTS (SELECT FROM {class} f WHERE f.person_id = cp.person_id)
+                    AND NOT EXISTS (SELECT FROM {gone} g WHERE g.person_id = cp.person_id);
+                 ANALYZE {map}",
+                row = crate::view::map_row(self.k),
+                fixed = self.k.is_some(),
+            ),
+        ]
+    }
+
+    /// Saves the tokens whose rows are written again (the map's persons and the
+    /// gone ones), before the map changes. `$1` the contract id.
+    pub fn rewrite_sql(&self) -> String {
+        let rewrite = self.rewrite_table();
+        format!(
+            "CREATE UNLOGGED TABLE {rewrite} AS
+             SELECT cp.token FROM medanon.contract_person cp
+              WHERE cp.contract_id = {} AND cp.person_id IN (SELECT m.person_id FROM {} m UNION ALL SELECT g.person_id FROM {} g);
+             ANALYZE {rewrite}",
+            literal(&self.id),
+            self.map_table(),
+            self.gone_table()
+        )
+    }
+
+    /// Applies the scratch map to `medanon.contract_person`: deletes the gone
+    /// persons, updates the planned ones and inserts the new. `$1` the contract id.
+    pub fn apply_incremental_map_sql(&self) -> Vec<String> {
+        let mut sql = vec![format!(
+            "DELETE FROM medanon.contract_person m WHERE m.contract_id = $1 AND m.person_id IN (SELECT g.person_id FROM {} g)",
+            self.gone_table()
+        )];
+        // The UPDATE and INSERT of a full refresh: only the map's persons are in it.
+        sql.extend(self.apply_map_sql(crate::plan::Purpose::Refresh).into_iter().skip(1));
+        sql
+    }
+
+    /// Replaces the counts of the classes the refresh changed. `$1` the contract id.
+    pub fn incremental_classes_sql(&self) -> [String; 2] {
+        let counts = self.counts_table();
+        [
+            format!("DELETE FROM medanon.contract_class cc WHERE cc.contract_id = $1 AND cc.class_key IN (SELECT c.class_key FROM {counts} c)"),
+            format!("INSERT INTO medanon.contract_class (contract_id, class_key, persons) SELECT $1, c.class_key, c.persons FROM {counts} c WHERE c.persons > 0"),
+        ]
+    }
+
+    /// Writes the rows of the rewritten persons of view `index` again, in its
+    /// data table `data` (the current generation): the rare values they held
+    /// leave the counts, their rows are deleted, the rows of those of them who are
+    /// visible now are inserted with rare values as the rule gives them, and the
+    /// values they hold join the counts. Records first which values were not
+    /// shown as stored (rare, or replaced live), for [`ContractPlan::incremental_rare_sql`].
+    /// `$1` the contract id.
+    pub fn rewrite_rows_sql(&self, index: usize, data: &str) -> Vec<String> {
+        let view = &self.views[index];
+        let (rewrite, map, rare_old) = (self.rewrite_table(), self.map_table(), self.rare_old_table());
+        let data = format!("{}.{}", ident(&self.data_schema), ident(data));
+        let token = ident(crate::plan::TOKEN_COLUMN);
+        let mut sql = Vec::new();
+        for r in &view.rare {
+            let (name, column, raw) = (literal(&view.name), literal(&r.column), ident(&r.raw));
+            let same = format!("v.contract_id = $1 AND v.view_name = {name} AND v.column_name = {column}");
+            sql.push(format!(
+                "INSERT INTO {rare_old} (key, v)
+                 SELECT {key}, v.value FROM medanon.contract_raw_value v
+                  WHERE {same} AND NOT EXISTS (SELECT FROM medanon.contract_value s
+                                                WHERE s.contract_id = $1 AND s.view_name = {name} AND s.column_name = {column}
+                                                  AND s.label = v.value AND s.level = 0)",
+                key = r.key
+            ));
+            sql.push(format!(
+                "UPDATE medanon.contract_raw_value v SET persons = v.persons - x.n
+                   FROM (SELECT d.{raw}::text AS value, count(DISTINCT d.{token}) AS n FROM {data} d
+                          WHERE d.{token} IN (SELECT w.token FROM {rewrite} w) AND d.{raw} IS NOT NULL GROUP BY 1) x
+                  WHERE {same} AND v.value = x.value"
+            ));
+        }
+        sql.push(format!("DELETE FROM {data} d WHERE d.{token} IN (SELECT w.token FROM {rewrite} w)"));
+        sql.push(format!(
+            "INSERT INTO {data} {}",
+            crate::view::materialize_select(view, &self.id, &self.data_schema, Materialize::Persons(&map))
+        ));
+        for r in &view.rare {
+            let (name, column, raw) = (literal(&view.name), literal(&r.column), ident(&r.raw));
+            sql.push(format!(
+                "INSERT INTO medanon.contract_raw_value AS v (contract_id, view_name, column_name, value, persons)
+                 SELECT $1, {name}, {column}, x.value, x.n
+                   FROM (SELECT d.{raw}::text AS value, count(DISTINCT d.{token}) AS n FROM {data} d
+                          WHERE d.{token} IN (SELECT m.token FROM {map} m) AND d.{raw} IS NOT NULL GROUP BY 1) x
+                 ON CONFLICT (contract_id, view_name, column_name, value) DO UPDATE SET persons = v.persons + EXCLUDED.persons"
+            ));
+            sql.push(format!(
+                "DELETE FROM medanon.contract_raw_value v WHERE v.contract_id = $1 AND v.view_name = {name} AND v.column_name = {column} AND v.persons <= 0"
+            ));
+        }
+        sql
+    }
+
+    /// The rare values of view `index` resolved again from the stored counts and
+    /// the holders in its data table `data`, and the rows whose shown value
+    /// changes updated: every row of a value that is rare now or was not shown as
+    /// stored before ([`ContractPlan::rewrite_rows_sql`]) shows what the new
+    /// resolution says, or the value itself. Needs the scratch tables of
+    /// [`ContractPlan::prepare_tables_sql`] and the rare_old table.
+    pub fn incremental_rare_sql(&self, index: usize, data: &str) -> Vec<String> {
+        let view = &self.views[index];
+        let (counts, holders, values, rare_old) =
+            (self.scratch("_rare_counts"), self.scratch("_holders"), self.scratch(crate::view::VALUES_TABLE), self.rare_old_table());
+        let data = format!("{}.{}", ident(&self.data_schema), ident(data));
+        let token = ident(crate::plan::TOKEN_COLUMN);
+        let mut sql = Vec::new();
+        for r in &view.rare {
+            let (name, column, raw, col) = (literal(&view.name), literal(&r.column), ident(&r.raw), ident(&r.column));
+            let key = r.key;
+            sql.push(format!(
+                "INSERT INTO {counts} (key, v, persons) SELECT {key}, v.value, v.persons FROM medanon.contract_raw_value v
+                  WHERE v.contract_id = {id} AND v.view_name = {name} AND v.column_name = {column}",
+                id = literal(&self.id)
+            ));
+            if r.hierarchy.is_some() {
+                sql.push(format!(
+                    "INSERT INTO {holders} (key, person_id, v, label)
+                     SELECT DISTINCT {key}, d.{token}, d.{raw}::text, d.{raw}::text FROM {data} d
+                      WHERE d.{raw}::text IN (SELECT c.v FROM {counts} c WHERE c.key = {key} AND c.persons < {min})",
+                    min = r.min_persons
+                ));
+            }
+            sql.push(format!(
+                "SELECT medanon._contract_rare_resolve({}, {key}, {}, {})",
+                literal(&self.data_schema),
+                r.min_persons,
+                r.hierarchy.as_ref().map_or("NULL".to_string(), |h| literal(&h.stored()))
+            ));
+            let shown = if r.hierarchy.is_some() { " ELSE x.shown" } else { "" };
+            let expected = format!("CASE WHEN x.v IS NULL THEN d.{raw}{shown} END");
+            sql.push(format!(
+                "UPDATE {data} d SET {col} = {expected}
+                   FROM (SELECT o.v FROM {rare_old} o WHERE o.key = {key} UNION SELECT n.v FROM {values} n WHERE n.key = {key}) a
+                   LEFT JOIN {values} x ON x.key = {key} AND x.v = a.v
+                  WHERE d.{raw}::text = a.v AND d.{col} IS DISTINCT FROM {expected}"
+            ));
+        }
+        sql
+    }
+
+    /// Drops the scratch tables of an incremental refresh that
+    /// [`ContractPlan::drop_scratch_sql`] does not.
+    pub fn drop_incremental_sql(&self) -> String {
+        format!(
+            "DROP TABLE {}",
+            [self.touched_table(), self.gone_table(), self.counts_table(), self.rewrite_table(), self.rare_old_table()].join(", ")
+        )
+    }
+
+    /// The scratch table of rare_old, empty.
+    pub fn rare_old_create_sql(&self) -> String {
+        format!("CREATE UNLOGGED TABLE {} (key integer NOT NULL, v text NOT NULL)", self.rare_old_table())
+    }
+
+    /// A fingerprint of what the contract writes into its data tables and how it
+    /// classes persons: a refresh whose plan has another one rewrites everything.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (i, v) in self.views.iter().enumerate() {
+            h.update(crate::view::materialize_select(v, &self.id, &self.data_schema, Materialize::All).as_bytes());
+            h.update(crate::view::class_row(v, i).unwrap_or_default().as_bytes());
+            h.update([0]);
+        }
+        h.update(crate::view::person_class_select(self, "b", "d", "w").as_bytes());
+        h.update(format!("{:?}|{:?}|{}", self.k, self.min_persons, self.whole_person).as_bytes());
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}

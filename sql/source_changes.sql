@@ -1,0 +1,209 @@
+-- medanon change tracking of sources: what an incremental refresh reads
+-- (src/expose/publish.rs, medanon_core::refresh).
+--
+-- track_changes(source) puts four statement triggers on a registered source
+-- (insert, update, delete, truncate; ENABLE ALWAYS, so session_replication_role
+-- does not silence them). They write the person of every row a statement
+-- inserts, updates (before and after) or deletes into source_change, once per
+-- statement and person, with the writing transaction's id; a TRUNCATE writes one
+-- entry without a person (everything changed). refresh_contract reads the
+-- entries the snapshot of the contract's last refresh did not see, so a change
+-- committed while a refresh ran is read by the next one, never lost.
+
+-- Sources whose changes are tracked, and since which transaction: a contract
+-- refreshed before tracking started refreshes in full once.
+CREATE TABLE source_tracking (
+    source_schema  name NOT NULL,
+    source_table   name NOT NULL,
+    since          xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    -- The cluster (pg_control_system().system_identifier) `since` counts in: after a
+    -- restore into another cluster transaction ids start again.
+    since_system   text NOT NULL,
+    tracked_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    tracked_by     name NOT NULL DEFAULT session_user,
+    PRIMARY KEY (source_schema, source_table),
+    FOREIGN KEY (source_schema, source_table) REFERENCES source ON DELETE CASCADE
+);
+COMMENT ON TABLE source_tracking IS 'Sources whose changes are logged for incremental refreshes (track_changes), and since which transaction.';
+
+-- The persons whose rows of a tracked source changed, by transaction. Pruned by
+-- refresh_contract once every published contract's last refresh has seen them.
+CREATE TABLE source_change (
+    source_schema  name NOT NULL,
+    source_table   name NOT NULL,
+    -- NULL: the source was truncated.
+    person_id      bigint,
+    xid            xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
+);
+CREATE INDEX source_change_source ON source_change (source_schema, source_table, xid);
+COMMENT ON TABLE source_change IS 'Persons whose source rows changed, by writing transaction: what an incremental refresh reads.';
+
+DO $changes$
+BEGIN
+    PERFORM pg_catalog.pg_extension_config_dump('source_tracking', '');
+    REVOKE ALL ON TABLE source_tracking, source_change FROM PUBLIC;
+    GRANT SELECT ON TABLE source_tracking TO medanon_operator;
+END
+$changes$;
+
+-- The triggers' function: logs the persons of the statement's rows. A definer,
+-- since the log is the owner's; trigger functions cannot be called directly.
+CREATE FUNCTION _source_changes() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    col name;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO medanon.source_change (source_schema, source_table, person_id) VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, NULL);
+        RETURN NULL;
+    END IF;
+    SELECT s.person_column INTO col FROM medanon.source s
+     WHERE s.source_schema = TG_TABLE_SCHEMA AND s.source_table = TG_TABLE_NAME;
+    IF col IS NULL THEN
+        -- No longer registered: nothing reads its changes.
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format('INSERT INTO medanon.source_change (source_schema, source_table, person_id)
+                        SELECT DISTINCT $1, $2, n.%1$I::bigint FROM new_rows n WHERE n.%1$I IS NOT NULL', col)
+            USING TG_TABLE_SCHEMA, TG_TABLE_NAME;
+    ELSIF TG_OP = 'UPDATE' THEN
+        EXECUTE format('INSERT INTO medanon.source_change (source_schema, source_table, person_id)
+                        SELECT $1, $2, x.p FROM (SELECT n.%1$I::bigint AS p FROM new_rows n
+                                                 UNION SELECT o.%1$I::bigint FROM old_rows o) x WHERE x.p IS NOT NULL', col)
+            USING TG_TABLE_SCHEMA, TG_TABLE_NAME;
+    ELSE
+        EXECUTE format('INSERT INTO medanon.source_change (source_schema, source_table, person_id)
+                        SELECT DISTINCT $1, $2, o.%1$I::bigint FROM old_rows o WHERE o.%1$I IS NOT NULL', col)
+            USING TG_TABLE_SCHEMA, TG_TABLE_NAME;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- The trigger names track_changes gives, by event.
+CREATE FUNCTION _source_change_triggers() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN ARRAY['medanon_changes_insert', 'medanon_changes_update', 'medanon_changes_delete', 'medanon_changes_truncate'];
+
+-- Whether `rel` carries all of track_changes' triggers, enabled.
+CREATE FUNCTION _source_changes_logged(rel regclass) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT count(*) = 4 FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = rel AND t.tgname = ANY (medanon._source_change_triggers()) AND t.tgenabled = 'A'
+       AND t.tgfoid = 'medanon._source_changes()'::pg_catalog.regprocedure;
+END;
+
+-- Records (or forgets) that a source's changes are logged, once its triggers are
+-- there (or gone): the owner's table, written only through here.
+CREATE FUNCTION _source_tracking_set(rel regclass, tracked boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE nsp name; tbl name;
+BEGIN
+    SELECT n.nspname, c.relname INTO nsp, tbl FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    IF tracked AND NOT medanon._source_changes_logged(rel) THEN
+        RAISE EXCEPTION 'relation % does not log its changes', rel
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'call medanon.track_changes()';
+    END IF;
+    IF tracked THEN
+        INSERT INTO medanon.source_tracking (source_schema, source_table, since_system)
+        VALUES (nsp, tbl, (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s))
+        ON CONFLICT (source_schema, source_table) DO NOTHING;
+    ELSE
+        DELETE FROM medanon.source_tracking st WHERE st.source_schema = nsp AND st.source_table = tbl;
+    END IF;
+END
+$fn$;
+
+CREATE FUNCTION track_changes(source regclass) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    nsp name; tbl name; kind "char";
+    distributed boolean := false;
+    names constant text[] := medanon._source_change_triggers();
+BEGIN
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'track_changes needs a source table' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT n.nspname, c.relname, c.relkind INTO nsp, tbl, kind
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
+    IF NOT EXISTS (SELECT FROM medanon.source s WHERE s.source_schema = nsp AND s.source_table = tbl) THEN
+        RAISE EXCEPTION 'relation % is not a registered source', source
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'register it first with medanon.register_source()';
+    END IF;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'relation % is not a table, so its changes cannot be tracked', source
+            USING ERRCODE = 'wrong_object_type', HINT = 'refresh_contract refreshes contracts over it in full';
+    END IF;
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        -- Citus's catalog, read only where Citus is installed.
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = $1)' INTO distributed USING source;
+    END IF;
+    IF distributed THEN
+        RAISE EXCEPTION 'relation % is a Citus distributed or reference table: its changes cannot be tracked', source
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'refresh_contract refreshes contracts over it in full';
+    END IF;
+    IF medanon._source_changes_logged(source) THEN
+        PERFORM medanon._source_tracking_set(source, true);
+        RETURN false;
+    END IF;
+    FOR i IN 1..4 LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', names[i], source);
+    END LOOP;
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION medanon._source_changes()', names[1], source);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION medanon._source_changes()', names[2], source);
+    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION medanon._source_changes()', names[3], source);
+    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION medanon._source_changes()', names[4], source);
+    FOR i IN 1..4 LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', source, names[i]);
+    END LOOP;
+    PERFORM medanon._source_tracking_set(source, false);
+    PERFORM medanon._source_tracking_set(source, true);
+    RETURN true;
+END
+$fn$;
+
+CREATE FUNCTION untrack_changes(source regclass) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    names constant text[] := medanon._source_change_triggers();
+    had boolean;
+BEGIN
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'untrack_changes needs a source table' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    had := EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source AND t.tgname = ANY (names));
+    FOR i IN 1..4 LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', names[i], source);
+    END LOOP;
+    PERFORM medanon._source_tracking_set(source, false);
+    RETURN had;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION _source_changes(), _source_tracking_set(regclass, boolean), _source_change_triggers(),
+    _source_changes_logged(regclass) FROM PUBLIC;
+COMMENT ON FUNCTION _source_changes() IS 'Internal: the trigger function of track_changes; logs the persons of the changed rows.';
+COMMENT ON FUNCTION _source_change_triggers() IS 'Internal: the names of the triggers track_changes puts on a source.';
+COMMENT ON FUNCTION _source_changes_logged(regclass) IS 'Internal: whether a source carries all of track_changes'' triggers, enabled.';
+COMMENT ON FUNCTION _source_tracking_set(regclass, boolean) IS 'Internal: records that a source''s changes are logged (checked) or no longer are.';
+COMMENT ON FUNCTION track_changes(regclass) IS
+'Logs the persons of every row a registered source inserts, updates, deletes (and its truncations), so refresh_contract rewrites only what changed. Needs the TRIGGER privilege on the table; true if it added the triggers, false if they were there.';
+COMMENT ON FUNCTION untrack_changes(regclass) IS
+'Removes track_changes'' triggers from a source; contracts over it refresh in full from then on. True if it had them.';
