@@ -414,3 +414,74 @@ impl ContractPlan {
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_incremental_statements_read_the_log_the_map_and_the_scratch_tables() {
+        let plan = crate::plan::tests::planned();
+        let touched = plan.touched_sql();
+        assert!(touched[0].contains("NOT pg_catalog.pg_visible_in_snapshot(sc.xid, c.refresh_snapshot)"), "{}", touched[0]);
+        assert!(touched[0].contains("IN (('clinical'::name, 'patient'::name), ('clinical'::name, 'visit'::name))"), "{}", touched[0]);
+        // Consent is compared with what the map stores, and the consent triggers' leftovers are caught.
+        assert!(touched[0].contains("IS DISTINCT FROM"), "{}", touched[0]);
+        assert!(touched[0].contains("cp.class_key IS NOT NULL"), "{}", touched[0]);
+        // The touched persons some source still holds: a semi-join on the small table, per source.
+        assert!(touched[1].contains("WHERE s.\"person_id\" IN (SELECT o.person_id FROM \"contract_c2026_001_data\".\"_touched\" o)"), "{}", touched[1]);
+        let map = plan.incremental_map_sql();
+        // Class counts from the stored ones, and only the classes that cross k bring their other persons.
+        assert!(map[0].contains("coalesce(cc.persons, 0) - coalesce(l.n, 0) + coalesce(j.n, 0)"), "{}", map[0]);
+        assert!(map[1].contains("(c.old_persons < 5) IS DISTINCT FROM (c.persons < 5)"), "{}", map[1]);
+        let tracking = plan.tracking_sql();
+        assert!(tracking.contains("medanon._source_changes_logged") && tracking.contains("sc.person_id IS NULL"), "{tracking}");
+        for sql in touched.iter().chain(&map).chain([&plan.rewrite_sql(), &plan.window_widened_sql()]) {
+            assert!(!sql.contains('$'), "literals only (CREATE TABLE AS takes no parameters): {sql}");
+        }
+    }
+
+    #[test]
+    fn rows_are_rewritten_with_raw_values_counted_before_and_after() {
+        let mut plan = crate::plan::tests::planned();
+        // A rare column on the visit view, with a hierarchy.
+        plan.views[1].rare.push(crate::plan::RareColumn {
+            key: 0,
+            column: "icd10".into(),
+            expr: "s.\"icd10\"".into(),
+            min_persons: 5,
+            hierarchy: Some(crate::contract::HierarchyName::Icd10),
+            raw: "_raw0".into(),
+        });
+        let sql = plan.rewrite_rows_sql(1, "t1_g1");
+        let delete = sql.iter().position(|s| s.starts_with("DELETE FROM \"contract_c2026_001_data\".\"t1_g1\"")).unwrap();
+        let insert = sql.iter().position(|s| s.starts_with("INSERT INTO \"contract_c2026_001_data\".\"t1_g1\" SELECT")).unwrap();
+        let before = sql.iter().position(|s| s.contains("SET persons = v.persons - x.n")).unwrap();
+        let after = sql.iter().position(|s| s.contains("persons = v.persons + EXCLUDED.persons")).unwrap();
+        assert!(before < delete && delete < insert && insert < after, "{sql:#?}");
+        // The new rows show the value as the rule gives it, and keep it in the raw column.
+        assert!(sql[insert].contains("s.\"icd10\" AS \"icd10\"") && sql[insert].contains("s.\"icd10\" AS \"_raw0\""), "{}", sql[insert]);
+        assert!(sql[insert].contains("AND m.person_id IN (SELECT x.person_id FROM \"contract_c2026_001_data\".\"_map\" x)"), "{}", sql[insert]);
+        let rare = plan.incremental_rare_sql(1, "t1_g1");
+        assert!(rare.iter().any(|s| s.contains("_contract_rare_resolve('contract_c2026_001_data', 0, 5, 'icd10')")), "{rare:#?}");
+        let fix = rare.last().unwrap();
+        assert!(fix.contains("SET \"icd10\" = CASE WHEN x.v IS NULL THEN d.\"_raw0\" ELSE x.shown END"), "{fix}");
+        assert!(fix.contains("d.\"icd10\" IS DISTINCT FROM"), "only rows whose shown value changes: {fix}");
+    }
+
+    #[test]
+    fn the_fingerprint_follows_what_the_contract_shows() {
+        let plan = crate::plan::tests::planned();
+        assert_eq!(plan.fingerprint(), plan.clone().fingerprint());
+        let mut other = plan.clone();
+        other.views[0].quasi_identifiers.pop();
+        assert_ne!(plan.fingerprint(), other.fingerprint());
+        let mut other = plan.clone();
+        other.k = Some(10);
+        assert_ne!(plan.fingerprint(), other.fingerprint());
+        for f in [Fallback::Asked, Fallback::NoSnapshot, Fallback::Percentiles, Fallback::PlanChanged] {
+            assert!(!f.reason().is_empty());
+        }
+        assert!(Fallback::Untracked("\"s\".\"t\"".into()).reason().contains("track_changes"));
+    }
+}
