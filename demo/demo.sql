@@ -305,6 +305,11 @@ SELECT count(*) AS columns_classified FROM (
     ('clinical.lab', 'person_id', 'identifier'), ('clinical.lab', 'institution_code', 'quasi_identifier'),
     ('clinical.lab', 'visit_date', 'static'), ('clinical.lab', 'test_code', 'semi_static'), ('clinical.lab', 'value', 'dynamic')
   ) v(t, c, cls)) s;
+RESET ROLE;
+\echo 'The tables'' owner logs their changes, so a refresh reads only the persons whose rows changed:'
+SELECT medanon.track_changes(t::regclass) AS tracking_added, t AS source
+  FROM unnest(ARRAY['clinical.patient', 'clinical.visit', 'clinical.lab']) t;
+SET ROLE demo_etl;
 \echo 'A spec that keeps a name is refused, naming the key:'
 \set ON_ERROR_STOP off
 SELECT medanon.create_contract('{"id": "c2026_bad", "grantee": "demo_lab_a", "purpose": "x", "approved_on": "2026-11-01",
@@ -413,7 +418,8 @@ UPDATE clinical.patient SET address = CASE WHEN address LIKE '東京都%' THEN '
  WHERE person_id IN (SELECT m.person_id FROM medanon.contract_person m
                       WHERE m.contract_id = 'c2026_001' AND m.state = 'visible' ORDER BY m.person_id LIMIT 5);
 SET ROLE demo_etl;
-SELECT (medanon.refresh_contract('c2026_001') -> 'persons') AS refreshed_persons;
+SELECT r ->> 'mode' AS refresh, r -> 'persons_rewritten' AS persons_rewritten, r -> 'persons' AS refreshed_persons
+  FROM medanon.refresh_contract('c2026_001') r;
 RESET ROLE;
 SET ROLE demo_lab_a;
 SELECT count(*) AS tokens_in_both_releases,

@@ -38,13 +38,75 @@ CREATE TABLE source_change (
 CREATE INDEX source_change_source ON source_change (source_schema, source_table, xid);
 COMMENT ON TABLE source_change IS 'Persons whose source rows changed, by writing transaction: what an incremental refresh reads.';
 
+-- The persons whose consent may have changed, by transaction: a notification,
+-- an opt-out or its withdrawal names one of their records, or a link of theirs was
+-- added, moved or removed. Filled by medanon's own triggers (below), always; the
+-- consent ledger is append-only, so inserts are all there is to log. Waiting
+-- periods that end are found by time (notified_records.eligible_from).
+CREATE TABLE consent_change (
+    person_id  bigint NOT NULL,
+    xid        xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
+);
+CREATE INDEX consent_change_xid ON consent_change (xid);
+COMMENT ON TABLE consent_change IS 'Persons whose consent or links changed, by writing transaction: what an incremental refresh reads.';
+
 DO $changes$
 BEGIN
     PERFORM pg_catalog.pg_extension_config_dump('source_tracking', '');
-    REVOKE ALL ON TABLE source_tracking, source_change FROM PUBLIC;
+    REVOKE ALL ON TABLE source_tracking, source_change, consent_change FROM PUBLIC;
     GRANT SELECT ON TABLE source_tracking TO medanon_operator;
 END
 $changes$;
+
+-- Logs the persons of a consent-ledger or person_link statement's rows.
+CREATE FUNCTION _consent_changes() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF TG_TABLE_NAME = 'person_link' THEN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO medanon.consent_change (person_id) SELECT DISTINCT n.person_id FROM new_rows n;
+        ELSIF TG_OP = 'UPDATE' THEN
+            INSERT INTO medanon.consent_change (person_id)
+            SELECT n.person_id FROM new_rows n UNION SELECT o.person_id FROM old_rows o;
+        ELSE
+            INSERT INTO medanon.consent_change (person_id) SELECT DISTINCT o.person_id FROM old_rows o;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'opt_out_withdrawal' THEN
+        INSERT INTO medanon.consent_change (person_id)
+        SELECT DISTINCT l.person_id FROM new_rows n
+          JOIN medanon.opt_out o ON o.opt_out_id = n.opt_out_id
+          JOIN medanon.person_link l ON l.institution_code = o.institution_code AND l.local_patient_id = o.local_patient_id;
+    ELSE
+        -- notification, opt_out: the person of the record they name, once linked
+        -- (linking it later is logged by person_link's trigger).
+        INSERT INTO medanon.consent_change (person_id)
+        SELECT DISTINCT l.person_id FROM new_rows n
+          JOIN medanon.person_link l ON l.institution_code = n.institution_code AND l.local_patient_id = n.local_patient_id;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER consent_changes AFTER INSERT ON notification
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+CREATE TRIGGER consent_changes AFTER INSERT ON opt_out
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+CREATE TRIGGER consent_changes AFTER INSERT ON opt_out_withdrawal
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+CREATE TRIGGER consent_changes_insert AFTER INSERT ON person_link
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+CREATE TRIGGER consent_changes_update AFTER UPDATE ON person_link
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+CREATE TRIGGER consent_changes_delete AFTER DELETE ON person_link
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+-- Under any session_replication_role, as track_changes' triggers.
+ALTER TABLE notification ENABLE ALWAYS TRIGGER consent_changes;
+ALTER TABLE opt_out ENABLE ALWAYS TRIGGER consent_changes;
+ALTER TABLE opt_out_withdrawal ENABLE ALWAYS TRIGGER consent_changes;
+ALTER TABLE person_link ENABLE ALWAYS TRIGGER consent_changes_insert;
+ALTER TABLE person_link ENABLE ALWAYS TRIGGER consent_changes_update;
+ALTER TABLE person_link ENABLE ALWAYS TRIGGER consent_changes_delete;
 
 -- The triggers' function: logs the persons of the statement's rows. A definer,
 -- since the log is the owner's; trigger functions cannot be called directly.
@@ -198,7 +260,8 @@ END
 $fn$;
 
 REVOKE ALL ON FUNCTION _source_changes(), _source_tracking_set(regclass, boolean), _source_change_triggers(),
-    _source_changes_logged(regclass) FROM PUBLIC;
+    _source_changes_logged(regclass), _consent_changes() FROM PUBLIC;
+COMMENT ON FUNCTION _consent_changes() IS 'Internal: the trigger function that logs the persons of consent-ledger and person_link changes.';
 COMMENT ON FUNCTION _source_changes() IS 'Internal: the trigger function of track_changes; logs the persons of the changed rows.';
 COMMENT ON FUNCTION _source_change_triggers() IS 'Internal: the names of the triggers track_changes puts on a source.';
 COMMENT ON FUNCTION _source_changes_logged(regclass) IS 'Internal: whether a source carries all of track_changes'' triggers, enabled.';

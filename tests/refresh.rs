@@ -191,9 +191,9 @@ fn an_incremental_refresh_equals_a_full_one_row_for_row() {
     assert!(rewritten >= 40 && rewritten < 200, "only the changed persons and their classes: {r}");
     assert_same_as_full(&mut su, &mut etl);
 
-    // Round 2, after a full refresh: the opt-out is withdrawn, persons whose wait
-    // ends (notified 29 days ago: waiting still), a person's every row deleted,
-    // a truncated-and-reloaded nothing; then again after the wait is over.
+    // Round 2, after a full refresh: the opt-out is withdrawn, new persons still
+    // waiting (notified 29 days ago), a person's every row deleted, codes made rare
+    // without a hierarchy; then persons whose wait ends while the clock runs.
     etl.batch_execute("SELECT medanon.withdraw_opt_out('H1', 'p70')").expect("withdraw");
     add_persons(&mut su, 441, 470, "now() - interval '29 days'");
     su.batch_execute(
@@ -213,21 +213,26 @@ fn an_incremental_refresh_equals_a_full_one_row_for_row() {
         .unwrap()
         .get(0);
     assert!(waiting >= 30, "persons still waiting are withheld: {waiting}");
-    // Their wait ends (the notification moved back, as time would): consent changed, no row did.
-    su.batch_execute(
-        "ALTER TABLE medanon.notification DISABLE TRIGGER USER;
-         UPDATE medanon.notification SET notified_at = now() - interval '40 days'
-          WHERE substr(local_patient_id, 2)::int BETWEEN 441 AND 470;
-         ALTER TABLE medanon.notification ENABLE TRIGGER USER;",
-    )
-    .unwrap();
+    // Their wait ends, as time passes: consent changed, no row did.
     let r = refresh(&mut etl, "medanon.refresh_contract('inc_a')");
     assert_eq!(r["mode"], "incremental", "{r}");
-    assert!(r["persons_rewritten"].as_i64().unwrap() >= 30, "the persons whose wait ended: {r}");
+    let waiting_left = |su: &mut Client| -> f64 {
+        su.query_one("SELECT extract(epoch FROM max(eligible_from) - now())::float8 FROM medanon.notified_records
+                       WHERE substr(local_patient_id, 2)::int BETWEEN 471 AND 490", &[]).unwrap().get(0)
+    };
+    add_persons(&mut su, 471, 490, "now() - interval '30 days' + interval '10 seconds'");
+    let r = refresh(&mut etl, "medanon.refresh_contract('inc_a')");
+    assert_eq!(r["mode"], "incremental", "{r}");
+    assert!(waiting_left(&mut su) > 0.0, "the refresh ran before their wait ended");
+    assert_same_as_full(&mut su, &mut etl);
+    std::thread::sleep(std::time::Duration::from_secs_f64(waiting_left(&mut su).max(0.0) + 1.0));
+    let r = refresh(&mut etl, "medanon.refresh_contract('inc_a')");
+    assert_eq!(r["mode"], "incremental", "{r}");
+    assert!(r["persons_rewritten"].as_i64().unwrap() >= 20, "the persons whose wait ended: {r}");
     let shown: i64 = su
         .query_one(
             "SELECT count(*) FROM medanon.contract_person m JOIN medanon.person_link l USING (person_id)
-              WHERE m.contract_id = 'inc_a' AND m.state = 'visible' AND substr(l.local_patient_id, 2)::int BETWEEN 441 AND 470",
+              WHERE m.contract_id = 'inc_a' AND m.state = 'visible' AND substr(l.local_patient_id, 2)::int BETWEEN 471 AND 490",
             &[],
         )
         .unwrap()

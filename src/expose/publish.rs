@@ -63,7 +63,9 @@ fn run(id: &str, purpose: Purpose, full: bool) -> JsonB {
     let plan = planned(&stored.contract, purpose);
     check_hierarchies(&plan);
     let sha = stored.spec_sha256;
-    let fingerprint = plan.fingerprint();
+    // The waiting period is part of what the map says (eligible_records): a change
+    // of medanon.notice_wait_days changes everyone's consent, so a full refresh.
+    let fingerprint = format!("{}:wait={}", plan.fingerprint(), crate::gucs::NOTICE_WAIT_DAYS.get());
     let (_, owner) = keyring_and_owner();
     let summary = as_owner(owner, move || {
         Spi::connect_mut(|client| {
@@ -130,10 +132,14 @@ fn run(id: &str, purpose: Purpose, full: bool) -> JsonB {
 
 /// Deletes the change log entries every published contract's last refresh has
 /// seen: those older than the oldest transaction any of their snapshots waited for.
-const PRUNE_CHANGES_SQL: &str = "DELETE FROM medanon.source_change sc
-  WHERE sc.xid < coalesce((SELECT min(pg_catalog.pg_snapshot_xmin(c.refresh_snapshot)) FROM medanon.contract c
-                            WHERE c.status = 'published' AND c.refresh_snapshot IS NOT NULL),
-                          pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot()))";
+const PRUNE_CHANGES_SQL: &str = "WITH seen AS (
+    SELECT coalesce((SELECT min(pg_catalog.pg_snapshot_xmin(c.refresh_snapshot)) FROM medanon.contract c
+                      WHERE c.status = 'published' AND c.refresh_snapshot IS NOT NULL),
+                    pg_catalog.pg_snapshot_xmin(pg_catalog.pg_current_snapshot())) AS xmin
+), sources AS (
+    DELETE FROM medanon.source_change sc USING seen WHERE sc.xid < seen.xmin
+)
+DELETE FROM medanon.consent_change cc USING seen WHERE cc.xid < seen.xmin";
 
 /// Why this refresh cannot read only the changes, or None: the contract's
 /// stored snapshot, fingerprint, and each source's tracking.
@@ -185,14 +191,14 @@ fn apply_full(
     client.update(plan.persons_sql().as_str(), None, &[])?;
     client.update(plan.map_sql().as_str(), None, &[])?;
     // A token drawn twice (about one pair in 2^64 / n^2) is drawn again.
-    while client.update(plan.redraw_tokens_sql().as_str(), None, &[])?.len() > 0 {}
+    while client.update(plan.redraw_tokens_sql(true).as_str(), None, &[])?.len() > 0 {}
     for sql in plan.apply_map_sql(purpose) {
         client.update(sql.as_str(), None, &[id.into()])?;
     }
     for sql in plan.store_window_sql() {
         client.update(sql.as_str(), None, &[id.into()])?;
     }
-    client.update(plan.drop_scratch_sql().as_str(), None, &[])?;
+    client.update(plan.drop_scratch_sql(true).as_str(), None, &[])?;
     for sql in plan.classes_sql() {
         client.update(sql.as_str(), None, &[id.into()])?;
     }
@@ -233,7 +239,7 @@ fn apply_incremental(
     for sql in plan.incremental_map_sql() {
         client.update(sql.as_str(), None, &[])?;
     }
-    while client.update(plan.redraw_tokens_sql().as_str(), None, &[])?.len() > 0 {}
+    while client.update(plan.redraw_tokens_sql(false).as_str(), None, &[])?.len() > 0 {}
     client.update(plan.rewrite_sql().as_str(), None, &[])?;
     let rewritten = client
         .select(&format!("SELECT count(*) FROM {}", plan.map_table()), None, &[])?
@@ -268,7 +274,7 @@ fn apply_incremental(
     }
     let prepared = prepared_detail(client, plan)?;
     client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
-    client.update(plan.drop_scratch_sql().as_str(), None, &[])?;
+    client.update(plan.drop_scratch_sql(false).as_str(), None, &[])?;
     client.update(plan.drop_incremental_sql().as_str(), None, &[])?;
     let mut rows = Vec::with_capacity(tables.len());
     for (view, table) in plan.views.iter().zip(&tables) {

@@ -853,16 +853,26 @@ impl ContractPlan {
     /// Draws again the token of every new person of the scratch map whose token
     /// another person of the contract holds (64 random bits: a pair in about
     /// 2^64 / n^2 draws; run until it changes nothing). A stored token is never
-    /// drawn again.
-    pub fn redraw_tokens_sql(&self) -> String {
+    /// drawn again. `whole`: the scratch map holds every person of the contract
+    /// (publish, full refresh); otherwise (an incremental refresh) a new token is
+    /// also checked against the stored map (`contract_person_token`, unique).
+    pub fn redraw_tokens_sql(&self, whole: bool) -> String {
         let map = self.map_table();
+        let id = literal(&self.id);
+        let stored = if whole {
+            String::new()
+        } else {
+            format!(
+                " OR EXISTS (SELECT FROM medanon.contract_person o
+                              WHERE o.contract_id = {id} AND o.token = m.token AND o.person_id <> m.person_id)"
+            )
+        };
         format!(
             "UPDATE {map} m SET token = {new}
-              WHERE m.token IN (SELECT d.token FROM {map} d GROUP BY d.token HAVING count(*) > 1)
+              WHERE (m.token IN (SELECT d.token FROM {map} d GROUP BY d.token HAVING count(*) > 1){stored})
                 AND NOT EXISTS (SELECT FROM medanon.contract_person cp
                                  WHERE cp.contract_id = {id} AND cp.person_id = m.person_id AND cp.token = m.token)",
             new = crate::view::NEW_TOKEN,
-            id = literal(&self.id)
         )
     }
 
@@ -909,14 +919,13 @@ impl ContractPlan {
         sql
     }
 
-    /// Drops the scratch tables and analyzes the map: fresh statistics, or the
-    /// data tables are planned as if the contract had one person (nested loops
-    /// over 10M rows: 20 s).
-    pub fn drop_scratch_sql(&self) -> String {
-        format!(
-            "DROP TABLE {}; ANALYZE medanon.contract_person",
-            [self.persons_table(), self.base_table(), self.dates_table(), self.window_table(), self.class_table(), self.map_table()].join(", ")
-        )
+    /// Drops the scratch tables; `analyze`: and analyzes the map (after a publish
+    /// or full refresh: fresh statistics, or the data tables are planned as if the
+    /// contract had one person: nested loops over 10M rows, 20 s).
+    pub fn drop_scratch_sql(&self, analyze: bool) -> String {
+        let tables = [self.persons_table(), self.base_table(), self.dates_table(), self.window_table(), self.class_table(), self.map_table()];
+        let analyze = if analyze { "; ANALYZE medanon.contract_person" } else { "" };
+        format!("DROP TABLE {}{analyze}", tables.join(", "))
     }
 
     /// Rebuilds the contract's class counts from the map. `$1` the contract id.

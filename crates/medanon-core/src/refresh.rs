@@ -45,8 +45,9 @@ pub enum Fallback {
     Truncated(String),
     /// A rule has a percentile bound, which every row moves.
     Percentiles,
-    /// What the contract shows changed (a column's class or type): its data
-    /// tables must be written again.
+    /// What the contract shows changed (a column's class or type), or the
+    /// waiting period after a notification did: its data tables must be written
+    /// again.
     PlanChanged,
 }
 
@@ -59,7 +60,9 @@ impl Fallback {
             Fallback::Untracked(s) => format!("source {s} has no change tracking since the last refresh (medanon.track_changes)"),
             Fallback::Truncated(s) => format!("source {s} was truncated since the last refresh"),
             Fallback::Percentiles => "a rule has a percentile bound, which any new row may move".into(),
-            Fallback::PlanChanged => "what the contract shows changed (a column's class or type) since the last refresh".into(),
+            Fallback::PlanChanged => {
+                "what the contract shows (a column's class or type) or medanon.notice_wait_days changed since the last refresh".into()
+            }
         }
     }
 }
@@ -126,37 +129,36 @@ impl ContractPlan {
     }
 
     /// Writes the persons whose source rows changed since the last refresh (the
-    /// change log entries its snapshot did not see), and the persons of the map
-    /// whose consent state or excluded institutions differ from the stored ones,
-    /// into the touched table; then the touched persons some source still holds
-    /// into the persons table, and the others the map holds into the gone table.
+    /// change log entries its snapshot did not see), whose consent or links
+    /// changed (the consent log, likewise), and whose waiting period ended since
+    /// the last refresh (the time of which `refreshed_at` keeps; a day earlier, to
+    /// be safe) into the touched table; then the touched persons some source still
+    /// holds into the persons table, and the others the map holds into the gone
+    /// table.
     pub fn touched_sql(&self) -> Vec<String> {
         let (touched, gone, persons) = (self.touched_table(), self.gone_table(), self.persons_table());
         let id = literal(&self.id);
-        let states = format!("{}, {}", PersonState::Consent.sql(), PersonState::Unlinked.sql());
-        let stored = format!(
-            "(SELECT cp.person_id FROM medanon.contract_person cp WHERE cp.contract_id = {id})"
-        );
         vec![
             format!(
                 "CREATE UNLOGGED TABLE {touched} AS
                  SELECT DISTINCT x.person_id FROM (
                      SELECT sc.person_id FROM medanon.source_change sc, medanon.contract c
                       WHERE c.contract_id = {id} AND (sc.source_schema, sc.source_table) IN ({sources})
-                        AND sc.person_id IS NOT NULL
+                        AND sc.person_id IS NOT NULL AND sc.xid >= pg_catalog.pg_snapshot_xmin(c.refresh_snapshot)
                         AND NOT pg_catalog.pg_visible_in_snapshot(sc.xid, c.refresh_snapshot)
                      UNION ALL
-                     SELECT n.person_id FROM ({consent}) n
-                       JOIN medanon.contract_person cp ON cp.contract_id = {id} AND cp.person_id = n.person_id
-                      WHERE (n.state0, n.excluded) IS DISTINCT FROM
-                            (CASE WHEN cp.state IN ({states}) THEN cp.state ELSE {visible} END, cp.excluded_institutions)
-                         -- withheld by the consent triggers, which keep the class until a refresh
-                         OR (cp.state IN ({states}) AND cp.class_key IS NOT NULL)
+                     SELECT cc.person_id FROM medanon.consent_change cc, medanon.contract c
+                      WHERE c.contract_id = {id} AND cc.xid >= pg_catalog.pg_snapshot_xmin(c.refresh_snapshot)
+                        AND NOT pg_catalog.pg_visible_in_snapshot(cc.xid, c.refresh_snapshot)
+                     UNION ALL
+                     SELECT l.person_id FROM medanon.notified_records n
+                       JOIN medanon.person_link l ON l.institution_code = n.institution_code AND l.local_patient_id = n.local_patient_id,
+                            medanon.contract c
+                      WHERE c.contract_id = {id} AND n.eligible_from > c.refreshed_at - interval '1 day'
+                        AND n.eligible_from <= pg_catalog.now()
                  ) x;
                  ANALYZE {touched}",
                 sources = self.source_values(),
-                consent = crate::view::consent_select(&stored, self.whole_person),
-                visible = PersonState::Visible.sql(),
             ),
             self.persons_of_sources(Some(&touched)),
             format!(
@@ -425,9 +427,9 @@ mod tests {
         let touched = plan.touched_sql();
         assert!(touched[0].contains("NOT pg_catalog.pg_visible_in_snapshot(sc.xid, c.refresh_snapshot)"), "{}", touched[0]);
         assert!(touched[0].contains("IN (('clinical'::name, 'patient'::name), ('clinical'::name, 'visit'::name))"), "{}", touched[0]);
-        // Consent is compared with what the map stores, and the consent triggers' leftovers are caught.
-        assert!(touched[0].contains("IS DISTINCT FROM"), "{}", touched[0]);
-        assert!(touched[0].contains("cp.class_key IS NOT NULL"), "{}", touched[0]);
+        // Consent changes from their log, and waiting periods that ended by time.
+        assert!(touched[0].contains("FROM medanon.consent_change cc"), "{}", touched[0]);
+        assert!(touched[0].contains("n.eligible_from > c.refreshed_at - interval '1 day'"), "{}", touched[0]);
         // The touched persons some source still holds: a semi-join on the small table, per source.
         assert!(touched[1].contains("WHERE s.\"person_id\" IN (SELECT o.person_id FROM \"contract_c2026_001_data\".\"_touched\" o)"), "{}", touched[1]);
         let map = plan.incremental_map_sql();
