@@ -44,6 +44,8 @@ CREATE TABLE notification (
     recorded_by       name NOT NULL DEFAULT session_user
 );
 CREATE INDEX notification_record ON notification (institution_code, local_patient_id, notified_at);
+-- The notifications whose waiting period ended since a contract's last refresh.
+CREATE INDEX notification_time ON notification (notified_at);
 COMMENT ON TABLE notification IS 'Notifications (通知) of patients, by institution; append-only.';
 
 CREATE TABLE opt_out (

@@ -79,8 +79,9 @@ CREATE TABLE contract_column (
     hierarchy        text,
     -- Values replaced so far: at the last publish or refresh, and live since.
     values_replaced  integer NOT NULL DEFAULT 0,
-    -- The data table's column that keeps each row's value before replacement
-    -- (never in the view): persons are counted by it.
+    -- The data table's column that keeps a row's value before replacement where
+    -- one was replaced (NULL elsewhere; never in the view): persons are counted
+    -- by coalesce(raw_column, column_name).
     raw_column       name,
     PRIMARY KEY (contract_id, view_name, column_name)
 );
@@ -144,6 +145,9 @@ CREATE TABLE contract_table (
     -- At most one row per person and institution in the source, as measured at
     -- publish: every row of such a view counts in a person's class.
     person_level   boolean NOT NULL DEFAULT false,
+    -- The rows of the data table: set by publish and refresh, decremented by the
+    -- consent triggers as they delete (for the ledger, without counting them).
+    row_count      bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (contract_id, view_name)
 );
 COMMENT ON TABLE contract_table IS 'The data table behind each view of a contract, and its person and token columns, as publish wrote them.';
@@ -264,6 +268,7 @@ DECLARE
     target text;
     holders bigint[];
     joined bigint;
+    keep text;
 BEGIN
     SELECT * INTO c FROM medanon.contract_column cc WHERE cc.contract_id = id AND cc.view_name = view_nm AND cc.column_name = col;
     SELECT v.level INTO lvl FROM medanon.contract_value v
@@ -288,13 +293,15 @@ BEGIN
     END IF;
     -- A hierarchy's labels are text, and only text columns take one; without a
     -- target the value is suppressed, whatever the column's type.
+    -- The value before replacement is kept (c.raw_column), as publish keeps it.
+    keep := CASE WHEN c.raw_column IS NOT NULL THEN format(', %1$I = coalesce(%1$I, %2$I)', c.raw_column, col) ELSE '' END;
     IF target IS NULL THEN
-        EXECUTE format('UPDATE %I.%I SET %I = NULL WHERE %I = ANY ($1) AND %I::text = $2',
-                       data_schema, data_table, col, token_column, col)
+        EXECUTE format('UPDATE %I.%I SET %I = NULL%s WHERE %I = ANY ($1) AND %I::text = $2',
+                       data_schema, data_table, col, keep, token_column, col)
             USING holders, fallen;
     ELSE
-        EXECUTE format('UPDATE %I.%I SET %I = $3 WHERE %I = ANY ($1) AND %I::text = $2',
-                       data_schema, data_table, col, token_column, col)
+        EXECUTE format('UPDATE %I.%I SET %I = $3%s WHERE %I = ANY ($1) AND %I::text = $2',
+                       data_schema, data_table, col, keep, token_column, col)
             USING holders, fallen, target;
     END IF;
     DELETE FROM medanon.contract_value v
@@ -325,6 +332,7 @@ DECLARE
     fallen record;
     labels text[];
     counts bigint[];
+    deleted bigint;
     st constant jsonb := medanon._contract_person_states();
 BEGIN
     IF persons IS NULL OR pg_catalog.cardinality(persons) = 0 THEN
@@ -395,9 +403,10 @@ BEGIN
                    AND v.column_name = col.column_name AND v.label = x.label;
             END IF;
             CONTINUE WHEN col.raw_column IS NULL;
-            EXECUTE format('SELECT array_agg(x.v), array_agg(x.n) FROM (SELECT %1$I::text AS v, count(DISTINCT %2$I) AS n
-                              FROM %3$I.%4$I WHERE %2$I = ANY ($1) AND %1$I IS NOT NULL GROUP BY 1) x',
-                           col.raw_column, t.token_column, t.data_schema, t.data_table)
+            -- The values before replacement: kept where one was replaced, else shown.
+            EXECUTE format('SELECT array_agg(x.v), array_agg(x.n) FROM (SELECT coalesce(%1$I, %5$I)::text AS v, count(DISTINCT %2$I) AS n
+                              FROM %3$I.%4$I WHERE %2$I = ANY ($1) AND coalesce(%1$I, %5$I) IS NOT NULL GROUP BY 1) x',
+                           col.raw_column, t.token_column, t.data_schema, t.data_table, col.column_name)
                 INTO labels, counts USING t.tokens;
             IF labels IS NOT NULL THEN
                 UPDATE medanon.contract_raw_value v SET persons = v.persons - x.n
@@ -407,6 +416,9 @@ BEGIN
             END IF;
         END LOOP;
         EXECUTE format('DELETE FROM %I.%I WHERE %I = ANY ($1)', t.data_schema, t.data_table, t.token_column) USING t.tokens;
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+        UPDATE medanon.contract_table ct SET row_count = ct.row_count - deleted
+         WHERE ct.contract_id = t.contract_id AND ct.view_name = t.view_name;
         FOR fallen IN SELECT v.* FROM medanon.contract_value v JOIN medanon.contract_column cc USING (contract_id, view_name, column_name)
                        WHERE v.contract_id = t.contract_id AND v.view_name = t.view_name AND v.persons < cc.min_persons
                        ORDER BY v.column_name, v.level, v.label LOOP

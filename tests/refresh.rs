@@ -124,6 +124,8 @@ fn state(su: &mut Client) -> Vec<(String, Vec<String>)> {
             "SELECT concat_ws('|', view_name, column_name, value, persons) FROM medanon.contract_raw_value WHERE contract_id = 'inc_a'",
         ),
         ("window", "SELECT concat_ws('|', date_column, first_date, last_date) FROM medanon.contract_window WHERE contract_id = 'inc_a'"),
+        // Kept by publish, refresh and the consent triggers; a full refresh counts what it writes.
+        ("row counts", "SELECT concat_ws('|', view_name, row_count) FROM medanon.contract_table WHERE contract_id = 'inc_a'"),
     ];
     queries
         .iter()

@@ -227,6 +227,21 @@ fn apply_incremental(
     for sql in plan.touched_sql() {
         client.update(sql.as_str(), None, &[])?;
     }
+    let touched = client.select(&format!("SELECT count(*) FROM {}", plan.touched_table()), None, &[])?.first().get_one::<i64>()?;
+    if touched == Some(0) {
+        // Nothing changed: nothing to plan or write.
+        client.update(
+            &format!("DROP TABLE {}, {}, {}", plan.touched_table(), plan.persons_table(), plan.gone_table()),
+            None,
+            &[],
+        )?;
+        for sql in plan.prepare_tables_sql() {
+            client.update(sql.as_str(), None, &[])?;
+        }
+        let prepared = prepared_detail(client, plan)?;
+        client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
+        return Ok((row_counts(client, plan)?, prepared, Some(0)));
+    }
     client.update(plan.class_sql().as_str(), None, &[])?;
     let widened = client.select(plan.window_widened_sql().as_str(), None, &[])?.first().get_one::<bool>()?;
     if widened == Some(true) {
@@ -257,9 +272,20 @@ fn apply_incremental(
     let tables = data_tables(client, plan)?;
     client.update(plan.rare_old_create_sql().as_str(), None, &[])?;
     for (i, table) in tables.iter().enumerate() {
-        for sql in plan.rewrite_rows_sql(i, table) {
+        let rewrite = plan.rewrite_rows_sql(i, table);
+        for sql in &rewrite.before {
             client.update(sql.as_str(), None, &[id.into()])?;
         }
+        let deleted = client.update(rewrite.delete.as_str(), None, &[])?.len() as i64;
+        let inserted = client.update(rewrite.insert.as_str(), None, &[])?.len() as i64;
+        for sql in &rewrite.after {
+            client.update(sql.as_str(), None, &[id.into()])?;
+        }
+        client.update(
+            "UPDATE medanon.contract_table SET row_count = row_count - $3 + $4 WHERE contract_id = $1 AND view_name = $2",
+            None,
+            &[id.into(), plan.views[i].name.as_str().into(), deleted.into(), inserted.into()],
+        )?;
     }
     for sql in plan.prepare_tables_sql() {
         client.update(sql.as_str(), None, &[])?;
@@ -276,15 +302,29 @@ fn apply_incremental(
     client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
     client.update(plan.drop_scratch_sql(false).as_str(), None, &[])?;
     client.update(plan.drop_incremental_sql().as_str(), None, &[])?;
-    let mut rows = Vec::with_capacity(tables.len());
-    for (view, table) in plan.views.iter().zip(&tables) {
+    for table in &tables {
         // Fresh statistics: the old ones may hold values of persons the refresh withheld.
         let data = format!("{}.{}", medanon_core::view::ident(&plan.data_schema), medanon_core::view::ident(table));
         client.update(&format!("ANALYZE {data}"), None, &[])?;
-        let n = client.select(&format!("SELECT count(*) FROM {data}"), None, &[])?.first().get_one::<i64>()?;
+    }
+    Ok((row_counts(client, plan)?, prepared, rewritten))
+}
+
+/// The rows of each view's data table, as `medanon.contract_table` counts them.
+fn row_counts(client: &mut SpiClient<'_>, plan: &ContractPlan) -> Result<Vec<(String, i64)>, SpiError> {
+    let mut rows = Vec::with_capacity(plan.views.len());
+    for view in &plan.views {
+        let n = client
+            .select(
+                "SELECT row_count FROM medanon.contract_table WHERE contract_id = $1 AND view_name = $2",
+                None,
+                &[plan.id.as_str().into(), view.name.as_str().into()],
+            )?
+            .first()
+            .get_one::<i64>()?;
         rows.push((view.name.clone(), n.unwrap_or(0)));
     }
-    Ok((rows, prepared, rewritten))
+    Ok(rows)
 }
 
 /// The current data table of each view, in view order.
@@ -338,11 +378,11 @@ fn write_data(client: &mut SpiClient<'_>, plan: &ContractPlan, purpose: Purpose)
         client.update(plan.view_sql(i, generation, purpose).as_str(), None, &[])?;
         client.update(
             "INSERT INTO medanon.contract_table (contract_id, view_name, data_schema, data_table, generation, person_column, token_column,
-                                                 person_level)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                                 person_level, row_count)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (contract_id, view_name) DO UPDATE
                 SET data_table = EXCLUDED.data_table, generation = EXCLUDED.generation,
-                    person_column = EXCLUDED.person_column, token_column = EXCLUDED.token_column",
+                    person_column = EXCLUDED.person_column, token_column = EXCLUDED.token_column, row_count = EXCLUDED.row_count",
             None,
             &[
                 id.into(),
@@ -353,6 +393,7 @@ fn write_data(client: &mut SpiClient<'_>, plan: &ContractPlan, purpose: Purpose)
                 view.person_column.clone().into(),
                 medanon_core::plan::TOKEN_COLUMN.into(),
                 view.person_level.into(),
+                (written as i64).into(),
             ],
         )?;
     }

@@ -67,6 +67,18 @@ impl Fallback {
     }
 }
 
+/// The statements that write one view's rewritten persons again, in order:
+/// `before` (record the values not shown as stored, take the old values from the
+/// counts), `delete` and `insert` (whose row counts the caller adds up), `after`
+/// (add the new values to the counts). `$1` the contract id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rewrite {
+    pub before: Vec<String>,
+    pub delete: String,
+    pub insert: String,
+    pub after: Vec<String>,
+}
+
 impl ContractPlan {
     /// Every source of the contract as (schema, table).
     pub fn sources(&self) -> Vec<(String, String)> {
@@ -151,11 +163,13 @@ impl ContractPlan {
                       WHERE c.contract_id = {id} AND cc.xid >= pg_catalog.pg_snapshot_xmin(c.refresh_snapshot)
                         AND NOT pg_catalog.pg_visible_in_snapshot(cc.xid, c.refresh_snapshot)
                      UNION ALL
-                     SELECT l.person_id FROM medanon.notified_records n
+                     SELECT l.person_id FROM medanon.notification n
                        JOIN medanon.person_link l ON l.institution_code = n.institution_code AND l.local_patient_id = n.local_patient_id,
-                            medanon.contract c
-                      WHERE c.contract_id = {id} AND n.eligible_from > c.refreshed_at - interval '1 day'
-                        AND n.eligible_from <= pg_catalog.now()
+                            medanon.contract c,
+                            LATERAL (SELECT pg_catalog.make_interval(days => medanon.notice_wait_days()) AS wait) w
+                      -- eligible_from (notified_records) between the last refresh and now, on the index of notified_at
+                      WHERE c.contract_id = {id} AND n.notified_at > c.refreshed_at - interval '1 day' - w.wait
+                        AND n.notified_at <= pg_catalog.now() - w.wait
                  ) x;
                  ANALYZE {touched}",
                 sources = self.source_values(),
@@ -295,16 +309,16 @@ impl ContractPlan {
     /// values they hold join the counts. Records first which values were not
     /// shown as stored (rare, or replaced live), for [`ContractPlan::incremental_rare_sql`].
     /// `$1` the contract id.
-    pub fn rewrite_rows_sql(&self, index: usize, data: &str) -> Vec<String> {
+    pub fn rewrite_rows_sql(&self, index: usize, data: &str) -> Rewrite {
         let view = &self.views[index];
         let (rewrite, map, rare_old) = (self.rewrite_table(), self.map_table(), self.rare_old_table());
         let data = format!("{}.{}", ident(&self.data_schema), ident(data));
         let token = ident(crate::plan::TOKEN_COLUMN);
-        let mut sql = Vec::new();
+        let mut before = Vec::new();
         for r in &view.rare {
-            let (name, column, raw) = (literal(&view.name), literal(&r.column), ident(&r.raw));
+            let (name, column, raw) = (literal(&view.name), literal(&r.column), crate::view::raw_value(r));
             let same = format!("v.contract_id = $1 AND v.view_name = {name} AND v.column_name = {column}");
-            sql.push(format!(
+            before.push(format!(
                 "INSERT INTO {rare_old} (key, v)
                  SELECT {key}, v.value FROM medanon.contract_raw_value v
                   WHERE {same} AND NOT EXISTS (SELECT FROM medanon.contract_value s
@@ -312,32 +326,34 @@ impl ContractPlan {
                                                   AND s.label = v.value AND s.level = 0)",
                 key = r.key
             ));
-            sql.push(format!(
+            before.push(format!(
                 "UPDATE medanon.contract_raw_value v SET persons = v.persons - x.n
-                   FROM (SELECT d.{raw}::text AS value, count(DISTINCT d.{token}) AS n FROM {data} d
-                          WHERE d.{token} IN (SELECT w.token FROM {rewrite} w) AND d.{raw} IS NOT NULL GROUP BY 1) x
+                   FROM (SELECT {raw}::text AS value, count(DISTINCT d.{token}) AS n FROM {data} d
+                          WHERE d.{token} IN (SELECT w.token FROM {rewrite} w) AND {raw} IS NOT NULL GROUP BY 1) x
                   WHERE {same} AND v.value = x.value"
             ));
         }
-        sql.push(format!("DELETE FROM {data} d WHERE d.{token} IN (SELECT w.token FROM {rewrite} w)"));
-        sql.push(format!(
+        let delete = format!("DELETE FROM {data} d WHERE d.{token} IN (SELECT w.token FROM {rewrite} w)");
+        let insert = format!(
             "INSERT INTO {data} {}",
             crate::view::materialize_select(view, &self.id, &self.data_schema, Materialize::Persons(&map))
-        ));
+        );
+        let mut after = Vec::new();
         for r in &view.rare {
-            let (name, column, raw) = (literal(&view.name), literal(&r.column), ident(&r.raw));
-            sql.push(format!(
+            // The new rows show every value as the rule gives it, nothing replaced yet.
+            let (name, column, raw) = (literal(&view.name), literal(&r.column), ident(&r.column));
+            after.push(format!(
                 "INSERT INTO medanon.contract_raw_value AS v (contract_id, view_name, column_name, value, persons)
                  SELECT $1, {name}, {column}, x.value, x.n
                    FROM (SELECT d.{raw}::text AS value, count(DISTINCT d.{token}) AS n FROM {data} d
                           WHERE d.{token} IN (SELECT m.token FROM {map} m) AND d.{raw} IS NOT NULL GROUP BY 1) x
                  ON CONFLICT (contract_id, view_name, column_name, value) DO UPDATE SET persons = v.persons + EXCLUDED.persons"
             ));
-            sql.push(format!(
+            after.push(format!(
                 "DELETE FROM medanon.contract_raw_value v WHERE v.contract_id = $1 AND v.view_name = {name} AND v.column_name = {column} AND v.persons <= 0"
             ));
         }
-        sql
+        Rewrite { before, delete, insert, after }
     }
 
     /// The rare values of view `index` resolved again from the stored counts and
@@ -354,7 +370,8 @@ impl ContractPlan {
         let token = ident(crate::plan::TOKEN_COLUMN);
         let mut sql = Vec::new();
         for r in &view.rare {
-            let (name, column, raw, col) = (literal(&view.name), literal(&r.column), ident(&r.raw), ident(&r.column));
+            let (name, column, raw, col, kept) =
+                (literal(&view.name), literal(&r.column), crate::view::raw_value(r), ident(&r.column), ident(&r.raw));
             let key = r.key;
             sql.push(format!(
                 "INSERT INTO {counts} (key, v, persons) SELECT {key}, v.value, v.persons FROM medanon.contract_raw_value v
@@ -364,8 +381,8 @@ impl ContractPlan {
             if r.hierarchy.is_some() {
                 sql.push(format!(
                     "INSERT INTO {holders} (key, person_id, v, label)
-                     SELECT DISTINCT {key}, d.{token}, d.{raw}::text, d.{raw}::text FROM {data} d
-                      WHERE d.{raw}::text IN (SELECT c.v FROM {counts} c WHERE c.key = {key} AND c.persons < {min})",
+                     SELECT DISTINCT {key}, d.{token}, {raw}::text, {raw}::text FROM {data} d
+                      WHERE {raw}::text IN (SELECT c.v FROM {counts} c WHERE c.key = {key} AND c.persons < {min})",
                     min = r.min_persons
                 ));
             }
@@ -376,12 +393,12 @@ impl ContractPlan {
                 r.hierarchy.as_ref().map_or("NULL".to_string(), |h| literal(&h.stored()))
             ));
             let shown = if r.hierarchy.is_some() { " ELSE x.shown" } else { "" };
-            let expected = format!("CASE WHEN x.v IS NULL THEN d.{raw}{shown} END");
+            let expected = format!("CASE WHEN x.v IS NULL THEN {raw}{shown} END");
             sql.push(format!(
-                "UPDATE {data} d SET {col} = {expected}
+                "UPDATE {data} d SET {col} = {expected}, {kept} = CASE WHEN x.v IS NOT NULL THEN {raw} END
                    FROM (SELECT o.v FROM {rare_old} o WHERE o.key = {key} UNION SELECT n.v FROM {values} n WHERE n.key = {key}) a
                    LEFT JOIN {values} x ON x.key = {key} AND x.v = a.v
-                  WHERE d.{raw}::text = a.v AND d.{col} IS DISTINCT FROM {expected}"
+                  WHERE {raw}::text = a.v AND d.{col} IS DISTINCT FROM {expected}"
             ));
         }
         sql
@@ -429,7 +446,7 @@ mod tests {
         assert!(touched[0].contains("IN (('clinical'::name, 'patient'::name), ('clinical'::name, 'visit'::name))"), "{}", touched[0]);
         // Consent changes from their log, and waiting periods that ended by time.
         assert!(touched[0].contains("FROM medanon.consent_change cc"), "{}", touched[0]);
-        assert!(touched[0].contains("n.eligible_from > c.refreshed_at - interval '1 day'"), "{}", touched[0]);
+        assert!(touched[0].contains("n.notified_at > c.refreshed_at - interval '1 day' - w.wait"), "{}", touched[0]);
         // The touched persons some source still holds: a semi-join on the small table, per source.
         assert!(touched[1].contains("WHERE s.\"person_id\" IN (SELECT o.person_id FROM \"contract_c2026_001_data\".\"_touched\" o)"), "{}", touched[1]);
         let map = plan.incremental_map_sql();
@@ -456,18 +473,18 @@ mod tests {
             raw: "_raw0".into(),
         });
         let sql = plan.rewrite_rows_sql(1, "t1_g1");
-        let delete = sql.iter().position(|s| s.starts_with("DELETE FROM \"contract_c2026_001_data\".\"t1_g1\"")).unwrap();
-        let insert = sql.iter().position(|s| s.starts_with("INSERT INTO \"contract_c2026_001_data\".\"t1_g1\" SELECT")).unwrap();
-        let before = sql.iter().position(|s| s.contains("SET persons = v.persons - x.n")).unwrap();
-        let after = sql.iter().position(|s| s.contains("persons = v.persons + EXCLUDED.persons")).unwrap();
-        assert!(before < delete && delete < insert && insert < after, "{sql:#?}");
-        // The new rows show the value as the rule gives it, and keep it in the raw column.
-        assert!(sql[insert].contains("s.\"icd10\" AS \"icd10\"") && sql[insert].contains("s.\"icd10\" AS \"_raw0\""), "{}", sql[insert]);
-        assert!(sql[insert].contains("AND m.person_id IN (SELECT x.person_id FROM \"contract_c2026_001_data\".\"_map\" x)"), "{}", sql[insert]);
+        assert!(sql.delete.starts_with("DELETE FROM \"contract_c2026_001_data\".\"t1_g1\""), "{}", sql.delete);
+        assert!(sql.before.iter().any(|s| s.contains("SET persons = v.persons - x.n")), "{sql:#?}");
+        assert!(sql.after.iter().any(|s| s.contains("persons = v.persons + EXCLUDED.persons")), "{sql:#?}");
+        // The new rows show the value as the rule gives it, nothing kept yet.
+        let insert = &sql.insert;
+        assert!(insert.contains("s.\"icd10\" AS \"icd10\"") && insert.contains("CASE WHEN false THEN s.\"icd10\" END AS \"_raw0\""), "{insert}");
+        assert!(insert.contains("AND m.person_id IN (SELECT x.person_id FROM \"contract_c2026_001_data\".\"_map\" x)"), "{insert}");
         let rare = plan.incremental_rare_sql(1, "t1_g1");
         assert!(rare.iter().any(|s| s.contains("_contract_rare_resolve('contract_c2026_001_data', 0, 5, 'icd10')")), "{rare:#?}");
         let fix = rare.last().unwrap();
-        assert!(fix.contains("SET \"icd10\" = CASE WHEN x.v IS NULL THEN d.\"_raw0\" ELSE x.shown END"), "{fix}");
+        assert!(fix.contains("SET \"icd10\" = CASE WHEN x.v IS NULL THEN coalesce(d.\"_raw0\", d.\"icd10\") ELSE x.shown END"), "{fix}");
+        assert!(fix.contains("\"_raw0\" = CASE WHEN x.v IS NOT NULL THEN coalesce(d.\"_raw0\", d.\"icd10\") END"), "the replaced value is kept: {fix}");
         assert!(fix.contains("d.\"icd10\" IS DISTINCT FROM"), "only rows whose shown value changes: {fix}");
     }
 

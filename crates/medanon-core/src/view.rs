@@ -100,9 +100,11 @@ pub enum Materialize<'a> {
 /// The rows of a view, as the operator writes them into the contract's data table:
 /// the token first, then every other exposed column, of visible persons only. A
 /// rare value (see [`crate::plan::RareColumn`]) is shown as `data_schema._values`
-/// maps it: its ancestor, or NULL. Each rare column keeps, in a column of its own
-/// (`RareColumn::raw`), the value before replacement: the views never show it, and
-/// the consent triggers and the incremental refresh count persons by it.
+/// maps it: its ancestor, or NULL. A replaced value is kept in a column of its own
+/// (`RareColumn::raw`, NULL where nothing was replaced, so it costs the table
+/// almost nothing): the views never show it, and the consent triggers and the
+/// incremental refresh count persons by `coalesce(raw, column)`, the value before
+/// replacement ([`raw_value`]).
 pub fn materialize_select(plan: &ViewPlan, contract_id: &str, data_schema: &str, rows: Materialize<'_>) -> String {
     let mut sql = format!("SELECT m.token AS {}", ident(TOKEN_COLUMN));
     let mut raws = String::new();
@@ -115,11 +117,11 @@ pub fn materialize_select(plan: &ViewPlan, contract_id: &str, data_schema: &str,
                 let shown = if r.hierarchy.is_some() { format!(" ELSE {alias}.shown") } else { String::new() };
                 let _ = write!(sql, ", CASE WHEN {alias}.v IS NULL THEN {}{shown} END AS {}", c.expr, ident(&c.name));
                 let _ = write!(joins, " LEFT JOIN {values} {alias} ON {alias}.key = {} AND {alias}.v = ({})::text", r.key, c.expr);
-                let _ = write!(raws, ", {} AS {}", c.expr, ident(&r.raw));
+                let _ = write!(raws, ", CASE WHEN {alias}.v IS NOT NULL THEN {} END AS {}", c.expr, ident(&r.raw));
             }
             Some(r) => {
                 let _ = write!(sql, ", {} AS {}", c.expr, ident(&c.name));
-                let _ = write!(raws, ", {} AS {}", c.expr, ident(&r.raw));
+                let _ = write!(raws, ", CASE WHEN false THEN {} END AS {}", c.expr, ident(&r.raw));
             }
             None => {
                 let _ = write!(sql, ", {} AS {}", c.expr, ident(&c.name));
@@ -132,6 +134,12 @@ pub fn materialize_select(plan: &ViewPlan, contract_id: &str, data_schema: &str,
         let _ = write!(sql, " AND m.person_id IN (SELECT x.person_id FROM {persons} x)");
     }
     sql
+}
+
+/// A data table row's value of a rare column before replacement (alias `d`):
+/// the kept value where one was replaced, else the shown one.
+pub fn raw_value(r: &crate::plan::RareColumn) -> String {
+    format!("coalesce(d.{}, d.{})", ident(&r.raw), ident(&r.column))
 }
 
 /// `FROM ... WHERE ...` of the rows of view `plan` a contract shows: the source
