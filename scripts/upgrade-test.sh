@@ -36,6 +36,8 @@ fail() { echo "upgrade-test: $*" >&2; exit 1; }
 # 1. 0.1.0's medanon.so, built once.
 if [ ! -s "$CACHE/medanon.so" ]; then
     say "building medanon $OLD from $OLD_COMMIT (once; kept in $CACHE)"
+    # A shallow clone may lack the release commit: fetch it by its id.
+    git cat-file -e "$OLD_COMMIT^{commit}" 2>/dev/null || git fetch --quiet --depth=1 origin "$OLD_COMMIT" 2>/dev/null || true
     git cat-file -e "$OLD_COMMIT^{commit}" 2>/dev/null ||
         fail "commit $OLD_COMMIT (release $OLD) is not in this clone: fetch the full history (git fetch --unshallow)"
     rm -rf "$CACHE" && mkdir -p "$CACHE/src"
@@ -83,7 +85,7 @@ install -m 0755 "$CACHE/medanon.so" "$libdir/medanon.so"
 install -m 0644 "sql/frozen/medanon--$OLD.sql" "$extdir/medanon--$OLD.sql"
 scripts/cluster.sh start "$CLUSTER" "$PORT"
 psql_at "$U" "$PORT" -d postgres -c "CREATE DATABASE medanon_upgrade"
-psql_at "$U" "$PORT" -d medanon_upgrade -f tests/upgrade/state-0.1.0.sql
+psql_at "$U" "$PORT" -d medanon_upgrade -f tests/upgrade/state-0.1.0.sql >"$OUT/state.out"
 scripts/cluster.sh stop "$CLUSTER"
 
 # 3. The new package, then ALTER EXTENSION ... UPDATE, and the checks.

@@ -231,7 +231,7 @@ END;
 ALTER TABLE notification RENAME CONSTRAINT notification_method_check TO notification_method;
 ALTER TABLE opt_out RENAME CONSTRAINT opt_out_requested_by_check TO opt_out_requested_by;
 ALTER TABLE opt_out RENAME CONSTRAINT opt_out_scope_check TO opt_out_scope;
-ALTER TABLE opt_out DROP CONSTRAINT opt_out_relationship_check;
+ALTER TABLE opt_out DROP CONSTRAINT opt_out_check;
 ALTER TABLE opt_out ADD CONSTRAINT opt_out_relationship CHECK (
         (requested_by <> 'self' OR relationship IS NULL)
         AND (requested_by <> 'bereaved_family'

@@ -26,7 +26,7 @@ SET extra_float_digits = 1;
 CREATE TEMP TABLE m AS
 SELECT d.classid, d.objid
   FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
- WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND e.extname = 'medanon';
+ WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype::text = 'e' AND e.extname = 'medanon';
 
 -- An ACL, sorted and with the owner's entry named "owner" (the two databases may
 -- have different installing superusers).
@@ -71,8 +71,8 @@ SELECT 'schema ' || n.nspname || ' acl=' || pg_temp.acl(n.nspacl, n.nspowner)
 INSERT INTO facts
 SELECT 'function ' || p.oid::regprocedure::text
        || ' returns ' || pg_get_function_result(p.oid)
-       || ' lang=' || l.lanname || ' kind=' || p.prokind || ' volatility=' || p.provolatile
-       || ' parallel=' || p.proparallel || ' strict=' || p.proisstrict || ' security_definer=' || p.prosecdef
+       || ' lang=' || l.lanname || ' kind=' || p.prokind::text || ' volatility=' || p.provolatile::text
+       || ' parallel=' || p.proparallel::text || ' strict=' || p.proisstrict || ' security_definer=' || p.prosecdef
        || ' leakproof=' || p.proleakproof || ' cost=' || p.procost || ' rows=' || p.prorows
        || ' config=' || coalesce(array_to_string(p.proconfig, ','), '(none)')
        || ' acl=' || pg_temp.acl(p.proacl, p.proowner)
@@ -81,11 +81,11 @@ SELECT 'function ' || p.oid::regprocedure::text
   JOIN pg_language l ON l.oid = p.prolang;
 INSERT INTO facts
 SELECT 'function ' || p.oid::regprocedure::text || ' definition: ' || pg_temp.oneline(pg_get_functiondef(p.oid))
-  FROM m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid WHERE p.prokind IN ('f', 'p', 'w');
+  FROM m JOIN pg_proc p ON m.classid = 'pg_proc'::regclass AND p.oid = m.objid WHERE p.prokind::text IN ('f', 'p', 'w');
 
 -- Relations: tables, views, sequences, and whatever else is a member.
 CREATE TEMP TABLE rel AS
-SELECT c.oid, c.relname, c.relkind, c.relnamespace::regnamespace::text AS nsp,
+SELECT c.oid, c.relname, c.relkind::text, c.relnamespace::regnamespace::text AS nsp,
        quote_ident(c.relnamespace::regnamespace::text) || '.' || quote_ident(c.relname) AS qname
   FROM m JOIN pg_class c ON m.classid = 'pg_class'::regclass AND c.oid = m.objid;
 -- Sequences owned by (or the identity of) a member table, members or not.
@@ -93,15 +93,15 @@ INSERT INTO rel
 SELECT s.oid, s.relname, s.relkind, s.relnamespace::regnamespace::text,
        quote_ident(s.relnamespace::regnamespace::text) || '.' || quote_ident(s.relname)
   FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
- WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype::text IN ('a', 'i')
    AND d.refobjid IN (SELECT r.oid FROM rel r)
    AND s.oid NOT IN (SELECT r.oid FROM rel r);
 
 INSERT INTO facts
-SELECT 'relation ' || r.qname || ' kind=' || c.relkind || ' persistence=' || c.relpersistence
+SELECT 'relation ' || r.qname || ' kind=' || c.relkind::text || ' persistence=' || c.relpersistence::text
        || ' rls=' || c.relrowsecurity || ' force_rls=' || c.relforcerowsecurity
        || ' options=' || coalesce(array_to_string(c.reloptions, ','), '(none)')
-       || ' replica_identity=' || c.relreplident
+       || ' replica_identity=' || c.relreplident::text
        || ' acl=' || pg_temp.acl(c.relacl, c.relowner)
        || ' comment=' || coalesce(quote_literal(obj_description(c.oid, 'pg_class')), '(none)')
   FROM rel r JOIN pg_class c ON c.oid = r.oid;
@@ -136,14 +136,14 @@ SELECT 'index ' || r.qname || ' ' || quote_ident(i.relname) || ' ' || pg_get_ind
 
 -- Triggers (not internal ones of foreign keys), with whether they fire.
 INSERT INTO facts
-SELECT 'trigger ' || r.qname || ' ' || quote_ident(t.tgname) || ' enabled=' || t.tgenabled
+SELECT 'trigger ' || r.qname || ' ' || quote_ident(t.tgname) || ' enabled=' || t.tgenabled::text
        || ' ' || pg_get_triggerdef(t.oid)
        || ' comment=' || coalesce(quote_literal(obj_description(t.oid, 'pg_trigger')), '(none)')
   FROM rel r JOIN pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal;
 
 -- Row-level security policies.
 INSERT INTO facts
-SELECT 'policy ' || r.qname || ' ' || quote_ident(p.polname) || ' cmd=' || p.polcmd || ' permissive=' || p.polpermissive
+SELECT 'policy ' || r.qname || ' ' || quote_ident(p.polname) || ' cmd=' || p.polcmd::text || ' permissive=' || p.polpermissive
        || ' roles=' || (SELECT string_agg(CASE WHEN x = 0 THEN 'PUBLIC' ELSE x::regrole::text END, ',' ORDER BY 1) FROM unnest(p.polroles) x)
        || ' using=' || coalesce(pg_get_expr(p.polqual, p.polrelid), '(none)')
        || ' check=' || coalesce(pg_get_expr(p.polwithcheck, p.polrelid), '(none)')
@@ -159,15 +159,15 @@ INSERT INTO facts
 SELECT 'sequence ' || r.qname || ' type=' || s.seqtypid::regtype::text || ' start=' || s.seqstart
        || ' increment=' || s.seqincrement || ' min=' || s.seqmin || ' max=' || s.seqmax
        || ' cache=' || s.seqcache || ' cycle=' || s.seqcycle
-       || ' owned_by=' || coalesce((SELECT d.refobjid::regclass::text || '.' || quote_ident(a.attname) || ' (' || d.deptype || ')'
+       || ' owned_by=' || coalesce((SELECT d.refobjid::regclass::text || '.' || quote_ident(a.attname) || ' (' || d.deptype::text || ')'
                                       FROM pg_depend d JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
                                      WHERE d.classid = 'pg_class'::regclass AND d.objid = r.oid
-                                       AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')), '(none)')
+                                       AND d.refclassid = 'pg_class'::regclass AND d.deptype::text IN ('a', 'i')), '(none)')
   FROM rel r JOIN pg_sequence s ON s.seqrelid = r.oid;
 
 -- Types that are members in their own right (not a table's row type).
 INSERT INTO facts
-SELECT 'type ' || format_type(t.oid, NULL) || ' typtype=' || t.typtype
+SELECT 'type ' || format_type(t.oid, NULL) || ' typtype=' || t.typtype::text
        || ' acl=' || pg_temp.acl(t.typacl, t.typowner)
        || ' comment=' || coalesce(quote_literal(obj_description(t.oid, 'pg_type')), '(none)')
   FROM m JOIN pg_type t ON m.classid = 'pg_type'::regclass AND t.oid = m.objid;
@@ -177,7 +177,7 @@ SELECT 'type ' || format_type(t.oid, NULL) || ' typtype=' || t.typtype
 -- an object that is not the extension's (a contract's view) would leave a row
 -- that makes pg_dump skip that grant.
 INSERT INTO facts
-SELECT 'init_privs ' || pg_describe_object(ip.classoid, ip.objoid, ip.objsubid) || ' type=' || ip.privtype
+SELECT 'init_privs ' || pg_describe_object(ip.classoid, ip.objoid, ip.objsubid) || ' type=' || ip.privtype::text
        || ' privs=' || pg_temp.acl(ip.initprivs,
                                    coalesce((SELECT c.relowner FROM pg_class c WHERE ip.classoid = 'pg_class'::regclass AND c.oid = ip.objoid),
                                             (SELECT p.proowner FROM pg_proc p WHERE ip.classoid = 'pg_proc'::regclass AND p.oid = ip.objoid),

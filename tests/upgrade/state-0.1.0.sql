@@ -123,7 +123,7 @@ UNION ALL SELECT 'active_key_id', medanon.active_key_id()::text;
 -- The contracts' views as their grantees read them, and the shifted dates of
 -- each person of the pseudonymized contract.
 CREATE TABLE upgrade_check.view_rows (contract_id text, view_name text, grantee text, n bigint, persons bigint);
-GRANT INSERT ON upgrade_check.view_rows TO up_lab, up_pharma;
+GRANT SELECT, INSERT ON upgrade_check.view_rows TO up_lab, up_pharma;
 GRANT USAGE ON SCHEMA upgrade_check TO up_lab, up_pharma;
 SET ROLE up_lab;
 INSERT INTO upgrade_check.view_rows SELECT 'up_anon', 'patient', 'up_lab', count(*), count(DISTINCT person_id) FROM contract_up_anon.patient;
