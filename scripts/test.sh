@@ -53,7 +53,7 @@ MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PORT" MEDANON_TEST_DB=medanon_it M
 # k, l and suppression counts against pycanon, an independent implementation.
 MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PORT" MEDANON_TEST_DB=medanon_it python3 tests/risk_crosscheck.py
 
-tier "5/5 pgaudit and pg_cron loaded (tests/read_audit.rs, tests/scheduled_expiry.rs); the Debian package"
+tier "5/5 pgaudit and pg_cron loaded (tests/read_audit.rs, tests/scheduled_expiry.rs); the Debian package; the upgrade from 0.1.0"
 # The test cluster again, configured as README.md tells a DBA: pgaudit and pg_cron
 # preloaded, the audit role named, the role in every log line, and pg_cron in the
 # test database (it reaches the server over the socket directory).

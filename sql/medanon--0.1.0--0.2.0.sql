@@ -1997,6 +1997,17 @@ UPDATE keyring k SET check_value = pg_catalog.decode(v.check_value, 'hex')
   FROM medanon.key_check_values() v
  WHERE k.key_id OPERATOR(pg_catalog.=) v.key_id AND k.purpose OPERATOR(pg_catalog.=) v.purpose;
 
+-- One entry for the upgrade itself (no contract): the versions, and the entries
+-- that 0.1.0 wrote without a chain and this script chained as they stood.
+INSERT INTO provision_ledger (event, detail)
+SELECT 'upgrade', pg_catalog.jsonb_build_object(
+           'from', '0.1.0', 'to', '0.2.0',
+           'chained_at_upgrade', h.entries,
+           'chain', 'entries 1 to ' || h.entries || ' in chain order were written by 0.1.0, which kept no hash chain; the upgrade chained them as they stood, so verify_ledger() covers them from here on',
+           'contracts', (SELECT coalesce(pg_catalog.jsonb_object_agg(x.status, x.n), '{}')
+                           FROM (SELECT k.status, pg_catalog.count(*) AS n FROM medanon.contract k GROUP BY k.status) x))
+  FROM provision_ledger_head h;
+
 -- Contracts, one at a time, in id order; each change is recorded in the provision
 -- ledger as an 'upgrade' entry of the contract before anything else happens to it:
 --   * every contract: spec_sha256 becomes 0.2.0's form, the SHA-256 of the stored

@@ -75,7 +75,11 @@ SELECT pg_temp.check(array_agg(contract_id ORDER BY contract_id) = ARRAY['up_ano
                                                                               WHERE c.contract_id = l.contract_id)
                                   AND detail -> 'spec_sha256' ->> 'after' = l.spec_sha256),
                      'one upgrade entry per contract, with the spec hash before and after')
-  FROM medanon.provision_ledger l WHERE event = 'upgrade';
+  FROM medanon.provision_ledger l WHERE event = 'upgrade' AND contract_id IS NOT NULL;
+SELECT pg_temp.check(count(*) = 1 AND bool_and((detail ->> 'chained_at_upgrade')::int = (SELECT count(*) FROM upgrade_check.provision_ledger)
+                                               AND detail -> 'contracts' = '{"created": 1, "published": 2, "revoked": 1}'),
+                     'one upgrade entry of the extension: the entries it chained, the contracts by status')
+  FROM medanon.provision_ledger WHERE event = 'upgrade' AND contract_id IS NULL;
 SELECT pg_temp.check(bool_and((SELECT n.event FROM medanon.provision_ledger n WHERE n.contract_id = u.contract_id
                                  AND n.entry_id > u.entry_id ORDER BY n.entry_id LIMIT 1) = 'refresh')
                      AND bool_and((u.detail -> 'tokens' ->> 'persons')::int = 40 AND u.detail -> 'tokens' ? 'before'),
