@@ -69,7 +69,7 @@ SELECT pg_temp.check(NOT EXISTS (SELECT * FROM upgrade_check.provision_ledger
                                                person_count, detail FROM medanon.provision_ledger),
                      'the ' || (SELECT count(*) FROM upgrade_check.provision_ledger) || ' entries 0.1.0 wrote are unchanged');
 SELECT pg_temp.check(medanon.verify_ledger() IS NULL, 'verify_ledger(): the whole ledger, 0.1.0''s entries included, verifies');
-SELECT pg_temp.check(array_agg(contract_id ORDER BY contract_id) = ARRAY['up_anon', 'up_created', 'up_pseudo', 'up_revoked']
+SELECT pg_temp.check(array_agg(contract_id ORDER BY contract_id) = ARRAY['up_anon', 'up_created', 'up_expired', 'up_pseudo', 'up_revoked']
                      AND bool_and(detail ->> 'from' = '0.1.0' AND detail ->> 'to' = :'version'
                                   AND detail -> 'spec_sha256' ->> 'before' = (SELECT c.spec_sha256 FROM upgrade_check.contract c
                                                                               WHERE c.contract_id = l.contract_id)
@@ -77,7 +77,7 @@ SELECT pg_temp.check(array_agg(contract_id ORDER BY contract_id) = ARRAY['up_ano
                      'one upgrade entry per contract, with the spec hash before and after')
   FROM medanon.provision_ledger l WHERE event = 'upgrade' AND contract_id IS NOT NULL;
 SELECT pg_temp.check(count(*) = 1 AND bool_and((detail ->> 'chained_at_upgrade')::int = (SELECT count(*) FROM upgrade_check.provision_ledger)
-                                               AND detail -> 'contracts' = '{"created": 1, "published": 2, "revoked": 1}'),
+                                               AND detail -> 'contracts' = '{"created": 1, "published": 3, "revoked": 1}'),
                      'one upgrade entry of the extension: the entries it chained, the contracts by status')
   FROM medanon.provision_ledger WHERE event = 'upgrade' AND contract_id IS NULL;
 SELECT pg_temp.check(bool_and((SELECT n.event FROM medanon.provision_ledger n WHERE n.contract_id = u.contract_id
@@ -93,12 +93,20 @@ SELECT pg_temp.check(bool_and(spec_sha256 = encode(sha256(convert_to(spec::text,
 
 -- Contracts: the same statuses; the published ones readable by their grantees,
 -- with the same rows, bigint tokens consistent across views, offsets kept.
-SELECT pg_temp.check(NOT EXISTS (SELECT contract_id, status, grantee, kind, spec FROM upgrade_check.contract
+SELECT pg_temp.check(NOT EXISTS (SELECT contract_id, status, grantee, kind, spec FROM upgrade_check.contract WHERE contract_id <> 'up_expired'
                                  EXCEPT SELECT contract_id, status, grantee, kind, spec FROM medanon.contract),
                      'every contract keeps its status, grantee, kind and spec');
-SELECT pg_temp.check(NOT EXISTS (SELECT contract_id, person_id, date_offset FROM upgrade_check.contract_person
+SELECT pg_temp.check(c.status = 'expired' AND to_regnamespace('contract_up_expired') IS NULL
+                     AND (SELECT array_agg(l.event ORDER BY l.entry_id) FROM medanon.provision_ledger l
+                           WHERE l.contract_id = 'up_expired' AND l.entry_id > (SELECT max(entry_id) FROM upgrade_check.provision_ledger))
+                         = ARRAY['upgrade', 'expire']
+                     AND NOT EXISTS (SELECT FROM medanon.contract_person m WHERE m.contract_id = 'up_expired'),
+                     'a published contract past its expiry is closed by the upgrade as expire_contracts() would: upgrade, then expire')
+  FROM medanon.contract c WHERE c.contract_id = 'up_expired';
+SELECT pg_temp.check(NOT EXISTS (SELECT contract_id, person_id, date_offset FROM upgrade_check.contract_person WHERE contract_id <> 'up_expired'
                                  EXCEPT SELECT contract_id, person_id, date_offset FROM medanon.contract_person)
-                     AND (SELECT count(*) FROM medanon.contract_person) = (SELECT count(*) FROM upgrade_check.contract_person),
+                     AND (SELECT count(*) FROM medanon.contract_person)
+                         = (SELECT count(*) FROM upgrade_check.contract_person WHERE contract_id <> 'up_expired'),
                      'every person of every contract keeps its date offset');
 SELECT pg_temp.check(format_type(atttypid, atttypmod) = 'bigint', 'contract_person.token is a bigint')
   FROM pg_attribute WHERE attrelid = 'medanon.contract_person'::regclass AND attname = 'token';

@@ -93,7 +93,14 @@ SELECT medanon.create_contract('{"id": "up_revoked", "grantee": "up_old", "purpo
     "tables": [{"source": "up.patient", "columns": {"person_id": "token", "sex": "keep"}}]}');
 SELECT medanon.publish_contract('up_revoked');
 SELECT medanon.revoke_contract('up_revoked');
+-- And one published whose expiry date has passed, not closed yet (expire_contracts
+-- has not run since): its date moved back by hand, as time would.
+SELECT medanon.create_contract('{"id": "up_expired", "grantee": "up_old", "purpose": "upgrade test: expired",
+    "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "anonymized", "k": 2, "reference_date": "2026-04-01",
+    "tables": [{"source": "up.patient", "columns": {"person_id": "token", "sex": "keep"}}]}');
+SELECT medanon.publish_contract('up_expired');
 RESET ROLE;
+UPDATE medanon.contract SET expires_on = DATE '2026-02-01' WHERE contract_id = 'up_expired';
 
 -- What must survive, copied out of the extension's tables.
 CREATE SCHEMA upgrade_check;
