@@ -47,7 +47,8 @@ if [ ! -s "$CACHE/medanon.so" ]; then
         { tail -n 30 "$CACHE/build.log" >&2; fail "the $OLD build failed ($CACHE/build.log)"; }
     cp "$CACHE/pkg$extdir/medanon--$OLD.sql" "$CACHE/generated.sql"
     cp "$CACHE/pkg$libdir/medanon.so" "$CACHE/medanon.so.part" && mv "$CACHE/medanon.so.part" "$CACHE/medanon.so"
-    rm -rf "$CACHE/src" "$CACHE/pkg"
+    # The library and the script are all that is kept (the build tree is 0.8 GB).
+    rm -rf "$CACHE/src" "$CACHE/pkg" "$ROOT/target/upgrade/build"
 fi
 cmp -s "$CACHE/generated.sql" "sql/frozen/medanon--$OLD.sql" ||
     fail "sql/frozen/medanon--$OLD.sql differs from the install script the $OLD build generates"
