@@ -10,10 +10,13 @@
 -- compares the two, object by object; only the order of columns that 0.2.0 added
 -- in the middle of a table differs: ALTER TABLE appends them).
 --
--- One section per file of sql/, in the order src/lib.rs loads them (as the
--- generated medanon--0.2.0.sql has them), plus one for the functions pgrx writes
--- from #[pg_extern]. A change to a file of sql/ after 0.2.0 goes into its section
--- of the next upgrade script. The last section, "Data", changes what 0.1.0
+-- One section per file of sql/, in the order the extension_sql_file! requires of
+-- src/lib.rs load them (bootstrap first, finalize last), plus one for the
+-- functions pgrx writes from #[pg_extern], where the generated install script
+-- has them. A change to a file of sql/ goes into its section (until 0.2.0 is
+-- released; after that, into the next upgrade script), and the test
+-- (scripts/upgrade-test.sh) shows, as a diff of the two catalogs, what a section
+-- misses. The last section, "Data", changes what 0.1.0
 -- stored to what 0.2.0 expects, and records every change to a contract in the
 -- provision ledger (event 'upgrade'):
 --   * keys, links, the consent ledgers, sources and the provision ledger stay as
