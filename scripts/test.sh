@@ -6,7 +6,8 @@
 #   4. integration tests in tests/ that log in as several real roles
 #   5. the same cluster with pgaudit and pg_cron loaded (read auditing, scheduled
 #      expiry), and the Debian package installed with dpkg into a clean
-#      PostgreSQL 15 (scripts/test-package.sh)
+#      PostgreSQL 15 (scripts/test-package.sh), and the upgrade from 0.1.0 with
+#      ALTER EXTENSION medanon UPDATE, compared with a fresh install (scripts/upgrade-test.sh)
 # The Citus tier (a coordinator and two workers) is `make test-citus`; the last line
 # says whether this machine can run it.
 set -euo pipefail
@@ -52,7 +53,7 @@ MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PORT" MEDANON_TEST_DB=medanon_it M
 # k, l and suppression counts against pycanon, an independent implementation.
 MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PORT" MEDANON_TEST_DB=medanon_it python3 tests/risk_crosscheck.py
 
-tier "5/5 pgaudit and pg_cron loaded (tests/read_audit.rs, tests/scheduled_expiry.rs); the Debian package"
+tier "5/5 pgaudit and pg_cron loaded (tests/read_audit.rs, tests/scheduled_expiry.rs); the Debian package; the upgrade from 0.1.0"
 # The test cluster again, configured as README.md tells a DBA: pgaudit and pg_cron
 # preloaded, the audit role named, the role in every log line, and pg_cron in the
 # test database (it reaches the server over the socket directory).
@@ -65,6 +66,7 @@ MEDANON_TEST_PRELOAD="$PRELOAD" MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PO
     cargo test -p medanon-integration --test read_audit --test scheduled_expiry -- --test-threads=1
 scripts/cluster.sh stop "$CLUSTER"
 scripts/test-package.sh
+scripts/upgrade-test.sh
 
 # The Citus tier is separate (it builds Citus and starts three clusters); say
 # plainly whether it can run here, so a skipped tier is never mistaken for a pass.

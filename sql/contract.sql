@@ -91,9 +91,10 @@ CREATE TABLE provision_ledger (
     recorded_by  name NOT NULL DEFAULT session_user,
     contract_id  text,
     -- safe_counts: one call of safe_counts on a statistics contract (its counts
-    -- are the provision).
+    -- are the provision). upgrade: ALTER EXTENSION medanon UPDATE changed the
+    -- contract (sql/medanon--0.1.0--0.2.0.sql; the detail says what).
     event        text NOT NULL CHECK (event IN ('create', 'publish', 'refresh', 'snapshot', 'revoke', 'expire',
-                                                'key_rotation', 'safe_counts')),
+                                                'key_rotation', 'safe_counts', 'upgrade')),
     spec_sha256  text,
     row_count    bigint,
     person_count bigint,
