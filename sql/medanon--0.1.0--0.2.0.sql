@@ -239,6 +239,8 @@ ALTER TABLE opt_out ADD CONSTRAINT opt_out_relationship CHECK (
         (requested_by <> 'self' OR relationship IS NULL)
         AND (requested_by <> 'bereaved_family'
              OR coalesce(relationship IN ('spouse', 'child', 'parent', 'grandchild', 'grandparent', 'sibling'), false)));
+-- The notifications whose waiting period ended since a contract's last refresh.
+CREATE INDEX notification_time ON notification (notified_at);
 
 --------------------------------------------------------------------------------
 -- contract.sql: statistics contracts, schema names, the hash-chained ledger
@@ -251,6 +253,12 @@ ALTER TABLE contract ADD CONSTRAINT contract_kind_check CHECK (kind IN ('anonymi
 ALTER TABLE contract ADD COLUMN view_schema name, ADD COLUMN data_schema name;
 UPDATE contract SET view_schema = ('contract_' || contract_id)::name, data_schema = ('contract_' || contract_id || '_data')::name;
 ALTER TABLE contract ALTER COLUMN view_schema SET NOT NULL, ALTER COLUMN data_schema SET NOT NULL;
+
+-- The snapshot the last publish or refresh started from, the cluster it was
+-- taken on and the fingerprint of its plan (medanon_core::refresh): NULL for
+-- 0.1.0's contracts, so their first refresh after the upgrade is a full one
+-- (the one in "Data" below).
+ALTER TABLE contract ADD COLUMN refresh_snapshot pg_snapshot, ADD COLUMN refresh_system text, ADD COLUMN refresh_fingerprint text;
 
 -- New events: safe_counts (a statistics contract's counts) and upgrade (this script).
 ALTER TABLE provision_ledger DROP CONSTRAINT provision_ledger_event_check;
@@ -412,6 +420,16 @@ GRANT SELECT ON provision_ledger_head TO medanon_auditor;
 --------------------------------------------------------------------------------
 -- The functions pgrx writes from #[pg_extern] (the 0.2.0 medanon.so)
 --------------------------------------------------------------------------------
+-- refresh_contract takes full (default false: incremental where it can be).
+DROP FUNCTION refresh_contract(text);
+CREATE FUNCTION "refresh_contract"(
+	"id" TEXT, /* &str */
+	"full" bool DEFAULT false /* bool */
+) RETURNS jsonb /* pgrx::JsonB */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'refresh_contract_wrapper';
+
 -- Gone from 0.2.0's medanon.so: the Dice similarity moved into link_patients.
 -- (Its symbol no longer exists; a call would fail.)
 DROP FUNCTION _dice(bytea, bytea);
@@ -883,6 +901,8 @@ BEGIN
     END LOOP;
 END
 $unique$;
+-- A token names one person of a contract.
+CREATE UNIQUE INDEX contract_person_token ON contract_person (contract_id, token);
 
 -- Two new states, changed and calendar; the names are the planner's, read through
 -- _contract_person_states() (created with the pgrx functions above).
@@ -908,6 +928,10 @@ CREATE TABLE contract_column (
     hierarchy        text,
     -- Values replaced so far: at the last publish or refresh, and live since.
     values_replaced  integer NOT NULL DEFAULT 0,
+    -- The data table's column that keeps a row's value before replacement where
+    -- one was replaced (NULL elsewhere; never in the view): persons are counted
+    -- by coalesce(raw_column, column_name).
+    raw_column       name,
     PRIMARY KEY (contract_id, view_name, column_name)
 );
 COMMENT ON TABLE contract_column IS 'Columns of each contract whose rare values are replaced, with their min_persons and hierarchy.';
@@ -928,12 +952,42 @@ CREATE TABLE contract_value (
 );
 COMMENT ON TABLE contract_value IS 'Values shown by each rare-checked column of a contract, and the visible persons holding them.';
 
+-- Every value of each such column before replacement, with the visible persons
+-- who hold it: exact, since the consent triggers decrement it as they delete a
+-- withheld person's rows. An incremental refresh counts from it.
+CREATE TABLE contract_raw_value (
+    contract_id  text NOT NULL,
+    view_name    name NOT NULL,
+    column_name  name NOT NULL,
+    value        text NOT NULL,
+    persons      bigint NOT NULL,
+    PRIMARY KEY (contract_id, view_name, column_name, value),
+    FOREIGN KEY (contract_id, view_name, column_name) REFERENCES contract_column ON DELETE CASCADE
+);
+COMMENT ON TABLE contract_raw_value IS 'Values of each rare-checked column of a contract before replacement, and the visible persons holding them.';
+
+-- The study window of each shifted column of a contract (date_column: its number
+-- across the contract's views; NULL: all of them together), against which the
+-- calendar check counts a person's offsets: the span of the real dates shown,
+-- widened at each refresh, never narrowed. Filled by the refresh in "Data".
+CREATE TABLE contract_window (
+    contract_id  text NOT NULL REFERENCES contract ON DELETE CASCADE,
+    date_column  integer,
+    first_date   date NOT NULL,
+    last_date    date NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (contract_id, date_column)
+);
+COMMENT ON TABLE contract_window IS 'The study window of each shifted column of a contract, widened by every refresh.';
+
 -- The person and token columns of each view, and whether its source is one row
 -- per person (for the class): set for 0.1.0's views here and in "Data".
 ALTER TABLE contract_table
     ADD COLUMN person_column name,
     ADD COLUMN token_column name,
-    ADD COLUMN person_level boolean NOT NULL DEFAULT false;
+    ADD COLUMN person_level boolean NOT NULL DEFAULT false,
+    -- The rows of the data table: set by publish and refresh, decremented by the
+    -- consent triggers as they delete (for the ledger, without counting them).
+    ADD COLUMN row_count bigint NOT NULL DEFAULT 0;
 -- 0.1.0's data tables named the token column _token (medanon_core::plan::TOKEN_COLUMN),
 -- and _contract_person_column (0.1.0, dropped below) names the view's person column.
 UPDATE contract_table SET token_column = '_token', person_column = _contract_person_column(contract_id, view_name::text);
@@ -943,7 +997,7 @@ COMMENT ON TABLE contract_table IS 'The data table behind each view of a contrac
 DO $live$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['contract_column', 'contract_value'] LOOP
+    FOREACH t IN ARRAY ARRAY['contract_column', 'contract_value', 'contract_raw_value', 'contract_window'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t, '');
         EXECUTE pg_catalog.format('REVOKE ALL ON TABLE %I FROM PUBLIC', t);
         EXECUTE pg_catalog.format('GRANT SELECT ON TABLE %I TO medanon_operator', t);
@@ -1057,6 +1111,7 @@ DECLARE
     target text;
     holders bigint[];
     joined bigint;
+    keep text;
 BEGIN
     SELECT * INTO c FROM medanon.contract_column cc WHERE cc.contract_id = id AND cc.view_name = view_nm AND cc.column_name = col;
     SELECT v.level INTO lvl FROM medanon.contract_value v
@@ -1081,13 +1136,15 @@ BEGIN
     END IF;
     -- A hierarchy's labels are text, and only text columns take one; without a
     -- target the value is suppressed, whatever the column's type.
+    -- The value before replacement is kept (c.raw_column), as publish keeps it.
+    keep := CASE WHEN c.raw_column IS NOT NULL THEN format(', %1$I = coalesce(%1$I, %2$I)', c.raw_column, col) ELSE '' END;
     IF target IS NULL THEN
-        EXECUTE format('UPDATE %I.%I SET %I = NULL WHERE %I = ANY ($1) AND %I::text = $2',
-                       data_schema, data_table, col, token_column, col)
+        EXECUTE format('UPDATE %I.%I SET %I = NULL%s WHERE %I = ANY ($1) AND %I::text = $2',
+                       data_schema, data_table, col, keep, token_column, col)
             USING holders, fallen;
     ELSE
-        EXECUTE format('UPDATE %I.%I SET %I = $3 WHERE %I = ANY ($1) AND %I::text = $2',
-                       data_schema, data_table, col, token_column, col)
+        EXECUTE format('UPDATE %I.%I SET %I = $3%s WHERE %I = ANY ($1) AND %I::text = $2',
+                       data_schema, data_table, col, keep, token_column, col)
             USING holders, fallen, target;
     END IF;
     DELETE FROM medanon.contract_value v
@@ -1116,6 +1173,7 @@ DECLARE
     fallen record;
     labels text[];
     counts bigint[];
+    deleted bigint;
     st constant jsonb := medanon._contract_person_states();
 BEGIN
     IF persons IS NULL OR pg_catalog.cardinality(persons) = 0 THEN
@@ -1185,8 +1243,23 @@ BEGIN
                  WHERE v.contract_id = col.contract_id AND v.view_name = col.view_name
                    AND v.column_name = col.column_name AND v.label = x.label;
             END IF;
+            CONTINUE WHEN col.raw_column IS NULL;
+            -- The values before replacement: kept where one was replaced, else shown.
+            EXECUTE format('SELECT array_agg(x.v), array_agg(x.n) FROM (SELECT coalesce(%1$I, %5$I)::text AS v, count(DISTINCT %2$I) AS n
+                              FROM %3$I.%4$I WHERE %2$I = ANY ($1) AND coalesce(%1$I, %5$I) IS NOT NULL GROUP BY 1) x',
+                           col.raw_column, t.token_column, t.data_schema, t.data_table, col.column_name)
+                INTO labels, counts USING t.tokens;
+            IF labels IS NOT NULL THEN
+                UPDATE medanon.contract_raw_value v SET persons = v.persons - x.n
+                  FROM unnest(labels, counts) AS x(value, n)
+                 WHERE v.contract_id = col.contract_id AND v.view_name = col.view_name
+                   AND v.column_name = col.column_name AND v.value = x.value;
+            END IF;
         END LOOP;
         EXECUTE format('DELETE FROM %I.%I WHERE %I = ANY ($1)', t.data_schema, t.data_table, t.token_column) USING t.tokens;
+        GET DIAGNOSTICS deleted = ROW_COUNT;
+        UPDATE medanon.contract_table ct SET row_count = ct.row_count - deleted
+         WHERE ct.contract_id = t.contract_id AND ct.view_name = t.view_name;
         FOR fallen IN SELECT v.* FROM medanon.contract_value v JOIN medanon.contract_column cc USING (contract_id, view_name, column_name)
                        WHERE v.contract_id = t.contract_id AND v.view_name = t.view_name AND v.persons < cc.min_persons
                        ORDER BY v.column_name, v.level, v.label LOOP
@@ -1371,6 +1444,7 @@ BEGIN
     DELETE FROM medanon.contract_class cc WHERE cc.contract_id = id;
     DELETE FROM medanon.contract_table ct WHERE ct.contract_id = id;
     DELETE FROM medanon.contract_column cc WHERE cc.contract_id = id;
+    DELETE FROM medanon.contract_window cw WHERE cw.contract_id = id;
     UPDATE medanon.contract SET status = CASE event WHEN 'revoke' THEN 'revoked' ELSE 'expired' END
      WHERE contract_id = id;
     INSERT INTO medanon.provision_ledger (contract_id, event, spec_sha256, person_count, detail)
@@ -1437,6 +1511,282 @@ END
 $fn$;
 COMMENT ON FUNCTION rare_values(regclass, text, text, integer) IS
 'Values of a column held by fewer than min_persons distinct persons (unusual descriptions, 特異な記述), with their counts, fewest first. Runs as the caller.';
+
+--------------------------------------------------------------------------------
+-- source_changes.sql (new in 0.2.0): change logs for incremental refreshes, as in a fresh install
+--------------------------------------------------------------------------------
+-- medanon change tracking of sources: what an incremental refresh reads
+-- (src/expose/publish.rs, medanon_core::refresh).
+--
+-- track_changes(source) puts four statement triggers on a registered source
+-- (insert, update, delete, truncate; ENABLE ALWAYS, so session_replication_role
+-- does not silence them). They write the person of every row a statement
+-- inserts, updates (before and after) or deletes into source_change, once per
+-- statement and person, with the writing transaction's id; a TRUNCATE writes one
+-- entry without a person (everything changed). refresh_contract reads the
+-- entries the snapshot of the contract's last refresh did not see, so a change
+-- committed while a refresh ran is read by the next one, never lost.
+
+-- Sources whose changes are tracked, and since which transaction: a contract
+-- refreshed before tracking started refreshes in full once.
+CREATE TABLE source_tracking (
+    source_schema  name NOT NULL,
+    source_table   name NOT NULL,
+    since          xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id(),
+    -- The cluster (pg_control_system().system_identifier) `since` counts in: after a
+    -- restore into another cluster transaction ids start again.
+    since_system   text NOT NULL,
+    tracked_at     timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    tracked_by     name NOT NULL DEFAULT session_user,
+    PRIMARY KEY (source_schema, source_table),
+    FOREIGN KEY (source_schema, source_table) REFERENCES source ON DELETE CASCADE
+);
+COMMENT ON TABLE source_tracking IS 'Sources whose changes are logged for incremental refreshes (track_changes), and since which transaction.';
+
+-- The persons whose rows of a tracked source changed, by transaction. Pruned by
+-- refresh_contract once every published contract's last refresh has seen them.
+CREATE TABLE source_change (
+    source_schema  name NOT NULL,
+    source_table   name NOT NULL,
+    -- NULL: the source was truncated.
+    person_id      bigint,
+    xid            xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
+);
+CREATE INDEX source_change_source ON source_change (source_schema, source_table, xid);
+COMMENT ON TABLE source_change IS 'Persons whose source rows changed, by writing transaction: what an incremental refresh reads.';
+
+-- The persons whose consent may have changed, by transaction: a notification,
+-- an opt-out or its withdrawal names one of their records, or a link of theirs was
+-- added, moved or removed. Filled by medanon's own triggers (below), always; the
+-- consent ledger is append-only, so inserts are all there is to log. Waiting
+-- periods that end are found by time (notified_records.eligible_from).
+CREATE TABLE consent_change (
+    person_id  bigint NOT NULL,
+    xid        xid8 NOT NULL DEFAULT pg_catalog.pg_current_xact_id()
+);
+CREATE INDEX consent_change_xid ON consent_change (xid);
+COMMENT ON TABLE consent_change IS 'Persons whose consent or links changed, by writing transaction: what an incremental refresh reads.';
+
+DO $changes$
+BEGIN
+    PERFORM pg_catalog.pg_extension_config_dump('source_tracking', '');
+    REVOKE ALL ON TABLE source_tracking, source_change, consent_change FROM PUBLIC;
+    GRANT SELECT ON TABLE source_tracking TO medanon_operator;
+END
+$changes$;
+
+-- Logs the persons of a consent-ledger or person_link statement's rows.
+CREATE FUNCTION _consent_changes() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF TG_TABLE_NAME = 'person_link' THEN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO medanon.consent_change (person_id) SELECT DISTINCT n.person_id FROM new_rows n;
+        ELSIF TG_OP = 'UPDATE' THEN
+            INSERT INTO medanon.consent_change (person_id)
+            SELECT n.person_id FROM new_rows n UNION SELECT o.person_id FROM old_rows o;
+        ELSE
+            INSERT INTO medanon.consent_change (person_id) SELECT DISTINCT o.person_id FROM old_rows o;
+        END IF;
+    ELSIF TG_TABLE_NAME = 'opt_out_withdrawal' THEN
+        INSERT INTO medanon.consent_change (person_id)
+        SELECT DISTINCT l.person_id FROM new_rows n
+          JOIN medanon.opt_out o ON o.opt_out_id = n.opt_out_id
+          JOIN medanon.person_link l ON l.institution_code = o.institution_code AND l.local_patient_id = o.local_patient_id;
+    ELSE
+        -- notification, opt_out: the person of the record they name, once linked
+        -- (linking it later is logged by person_link's trigger).
+        INSERT INTO medanon.consent_change (person_id)
+        SELECT DISTINCT l.person_id FROM new_rows n
+          JOIN medanon.person_link l ON l.institution_code = n.institution_code AND l.local_patient_id = n.local_patient_id;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER consent_changes AFTER INSERT ON notification
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+CREATE TRIGGER consent_changes AFTER INSERT ON opt_out
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+CREATE TRIGGER consent_changes AFTER INSERT ON opt_out_withdrawal
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+CREATE TRIGGER consent_changes_insert AFTER INSERT ON person_link
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+CREATE TRIGGER consent_changes_update AFTER UPDATE ON person_link
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+CREATE TRIGGER consent_changes_delete AFTER DELETE ON person_link
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION _consent_changes();
+-- Under any session_replication_role, as track_changes' triggers.
+ALTER TABLE notification ENABLE ALWAYS TRIGGER consent_changes;
+ALTER TABLE opt_out ENABLE ALWAYS TRIGGER consent_changes;
+ALTER TABLE opt_out_withdrawal ENABLE ALWAYS TRIGGER consent_changes;
+ALTER TABLE person_link ENABLE ALWAYS TRIGGER consent_changes_insert;
+ALTER TABLE person_link ENABLE ALWAYS TRIGGER consent_changes_update;
+ALTER TABLE person_link ENABLE ALWAYS TRIGGER consent_changes_delete;
+
+-- The triggers' function: logs the persons of the statement's rows. A definer,
+-- since the log is the owner's; trigger functions cannot be called directly.
+CREATE FUNCTION _source_changes() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    col name;
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO medanon.source_change (source_schema, source_table, person_id) VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, NULL);
+        RETURN NULL;
+    END IF;
+    SELECT s.person_column INTO col FROM medanon.source s
+     WHERE s.source_schema = TG_TABLE_SCHEMA AND s.source_table = TG_TABLE_NAME;
+    IF col IS NULL THEN
+        -- No longer registered: nothing reads its changes.
+        RETURN NULL;
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        EXECUTE format('INSERT INTO medanon.source_change (source_schema, source_table, person_id)
+                        SELECT DISTINCT $1, $2, n.%1$I::bigint FROM new_rows n WHERE n.%1$I IS NOT NULL', col)
+            USING TG_TABLE_SCHEMA, TG_TABLE_NAME;
+    ELSIF TG_OP = 'UPDATE' THEN
+        EXECUTE format('INSERT INTO medanon.source_change (source_schema, source_table, person_id)
+                        SELECT $1, $2, x.p FROM (SELECT n.%1$I::bigint AS p FROM new_rows n
+                                                 UNION SELECT o.%1$I::bigint FROM old_rows o) x WHERE x.p IS NOT NULL', col)
+            USING TG_TABLE_SCHEMA, TG_TABLE_NAME;
+    ELSE
+        EXECUTE format('INSERT INTO medanon.source_change (source_schema, source_table, person_id)
+                        SELECT DISTINCT $1, $2, o.%1$I::bigint FROM old_rows o WHERE o.%1$I IS NOT NULL', col)
+            USING TG_TABLE_SCHEMA, TG_TABLE_NAME;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- The trigger names track_changes gives, by event.
+CREATE FUNCTION _source_change_triggers() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+RETURN ARRAY['medanon_changes_insert', 'medanon_changes_update', 'medanon_changes_delete', 'medanon_changes_truncate'];
+
+-- Whether `rel` carries all of track_changes' triggers, enabled.
+CREATE FUNCTION _source_changes_logged(rel regclass) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT count(*) = 4 FROM pg_catalog.pg_trigger t
+     WHERE t.tgrelid = rel AND t.tgname = ANY (medanon._source_change_triggers()) AND t.tgenabled = 'A'
+       AND t.tgfoid = 'medanon._source_changes()'::pg_catalog.regprocedure;
+END;
+
+-- Records (or forgets) that a source's changes are logged, once its triggers are
+-- there (or gone): the owner's table, written only through here.
+CREATE FUNCTION _source_tracking_set(rel regclass, tracked boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE nsp name; tbl name;
+BEGIN
+    SELECT n.nspname, c.relname INTO nsp, tbl FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    IF tracked AND NOT medanon._source_changes_logged(rel) THEN
+        RAISE EXCEPTION 'relation % does not log its changes', rel
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'call medanon.track_changes()';
+    END IF;
+    IF tracked THEN
+        INSERT INTO medanon.source_tracking (source_schema, source_table, since_system)
+        VALUES (nsp, tbl, (SELECT s.system_identifier::text FROM pg_catalog.pg_control_system() s))
+        ON CONFLICT (source_schema, source_table) DO NOTHING;
+    ELSE
+        DELETE FROM medanon.source_tracking st WHERE st.source_schema = nsp AND st.source_table = tbl;
+    END IF;
+END
+$fn$;
+
+CREATE FUNCTION track_changes(source regclass) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    nsp name; tbl name; kind "char";
+    distributed boolean := false;
+    names constant text[] := medanon._source_change_triggers();
+BEGIN
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'track_changes needs a source table' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    SELECT n.nspname, c.relname, c.relkind INTO nsp, tbl, kind
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = source;
+    IF NOT EXISTS (SELECT FROM medanon.source s WHERE s.source_schema = nsp AND s.source_table = tbl) THEN
+        RAISE EXCEPTION 'relation % is not a registered source', source
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'register it first with medanon.register_source()';
+    END IF;
+    IF kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION 'relation % is not a table, so its changes cannot be tracked', source
+            USING ERRCODE = 'wrong_object_type', HINT = 'refresh_contract refreshes contracts over it in full';
+    END IF;
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        -- Citus's catalog, read only where Citus is installed.
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition d WHERE d.logicalrelid = $1)' INTO distributed USING source;
+    END IF;
+    IF distributed THEN
+        RAISE EXCEPTION 'relation % is a Citus distributed or reference table: its changes cannot be tracked', source
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'refresh_contract refreshes contracts over it in full';
+    END IF;
+    IF medanon._source_changes_logged(source) THEN
+        PERFORM medanon._source_tracking_set(source, true);
+        RETURN false;
+    END IF;
+    FOR i IN 1..4 LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', names[i], source);
+    END LOOP;
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION medanon._source_changes()', names[1], source);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %s REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION medanon._source_changes()', names[2], source);
+    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %s REFERENCING OLD TABLE AS old_rows
+                    FOR EACH STATEMENT EXECUTE FUNCTION medanon._source_changes()', names[3], source);
+    EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %s
+                    FOR EACH STATEMENT EXECUTE FUNCTION medanon._source_changes()', names[4], source);
+    FOR i IN 1..4 LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE ALWAYS TRIGGER %I', source, names[i]);
+    END LOOP;
+    PERFORM medanon._source_tracking_set(source, false);
+    PERFORM medanon._source_tracking_set(source, true);
+    RETURN true;
+END
+$fn$;
+
+CREATE FUNCTION untrack_changes(source regclass) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    names constant text[] := medanon._source_change_triggers();
+    had boolean;
+BEGIN
+    IF source IS NULL THEN
+        RAISE EXCEPTION 'untrack_changes needs a source table' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    had := EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source AND t.tgname = ANY (names));
+    FOR i IN 1..4 LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', names[i], source);
+    END LOOP;
+    PERFORM medanon._source_tracking_set(source, false);
+    RETURN had;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION _source_changes(), _source_tracking_set(regclass, boolean), _source_change_triggers(),
+    _source_changes_logged(regclass), _consent_changes() FROM PUBLIC;
+COMMENT ON FUNCTION _consent_changes() IS 'Internal: the trigger function that logs the persons of consent-ledger and person_link changes.';
+COMMENT ON FUNCTION _source_changes() IS 'Internal: the trigger function of track_changes; logs the persons of the changed rows.';
+COMMENT ON FUNCTION _source_change_triggers() IS 'Internal: the names of the triggers track_changes puts on a source.';
+COMMENT ON FUNCTION _source_changes_logged(regclass) IS 'Internal: whether a source carries all of track_changes'' triggers, enabled.';
+COMMENT ON FUNCTION _source_tracking_set(regclass, boolean) IS 'Internal: records that a source''s changes are logged (checked) or no longer are.';
+COMMENT ON FUNCTION track_changes(regclass) IS
+'Logs the persons of every row a registered source inserts, updates, deletes (and its truncations), so refresh_contract rewrites only what changed. Needs the TRIGGER privilege on the table; true if it added the triggers, false if they were there.';
+COMMENT ON FUNCTION untrack_changes(regclass) IS
+'Removes track_changes'' triggers from a source; contracts over it refresh in full from then on. True if it had them.';
 
 --------------------------------------------------------------------------------
 -- read_audit.sql (new in 0.2.0): pgaudit, as in a fresh install
@@ -1814,7 +2164,13 @@ BEGIN
         'classify(regclass, text, text)',
         'register_certified_user(name)',
         'publish_contract(text)',
-        'refresh_contract(text)',
+        'refresh_contract(text, boolean)',
+        'track_changes(regclass)',
+        'untrack_changes(regclass)',
+        '_source_changes()',
+        '_source_change_triggers()',
+        '_source_changes_logged(regclass)',
+        '_source_tracking_set(regclass, boolean)',
         'revoke_contract(text)',
         'release_snapshot(text)',
         'expire_contracts()',
@@ -1946,8 +2302,8 @@ COMMENT ON FUNCTION postal_prefix(text, integer) IS
     'The first digits (0-7) of a postal code, the rest masked: 123-****. NULL for a value that is not a postal code (contract views use it, so one bad record never stops a query); digits out of range: 22023.';
 COMMENT ON FUNCTION publish_contract(text) IS
     'Publishes a created contract: fills its person map (per-contract tokens, date offsets, consent and k states), writes the visible rows of each source, anonymized, into contract_<id>_data and creates schema contract_<id> with one view per source over them, grants it to the grantee only, and records it in the ledger. Returns rows and persons as jsonb.';
-COMMENT ON FUNCTION refresh_contract(text) IS
-    'Takes new persons and data into a published contract: consent, classes and k are recomputed, tokens and offsets of known persons kept. Recorded in the ledger; returns rows and persons as jsonb.';
+COMMENT ON FUNCTION refresh_contract(text, boolean) IS
+    'Takes new persons and data into a published contract: by default only the persons whose source rows (logged by track_changes) or consent changed, with their classes and rare values, in place; full => true (or anything the incremental path cannot see: an untracked or truncated source, a percentile bound, a changed plan) recomputes everything into new data tables. Tokens and offsets of known persons are kept; the result is the same either way. Recorded in the ledger; returns rows, persons and the mode as jsonb.';
 COMMENT ON FUNCTION revoke_contract(text) IS
     'Revokes a contract: drops its views and snapshots, deletes its person map, and records the revocation in the ledger.';
 COMMENT ON FUNCTION expire_contracts() IS
@@ -2128,7 +2484,7 @@ BEGIN
             FOR t IN SELECT ct.view_name FROM medanon.contract_table ct WHERE ct.contract_id = c.contract_id ORDER BY ct.view_name LOOP
                 EXECUTE pg_catalog.format('DROP VIEW IF EXISTS %I.%I', c.view_schema, t.view_name);
             END LOOP;
-            PERFORM medanon.refresh_contract(c.contract_id);
+            PERFORM medanon.refresh_contract(c.contract_id, full => true);
             -- What publish (medanon_core::plan::ContractPlan::schemas_ddl, view_sql,
             -- grantee_settings_sql) sets and refresh leaves alone.
             EXECUTE pg_catalog.format('COMMENT ON SCHEMA %I IS %L', c.view_schema, 'medanon contract views');
