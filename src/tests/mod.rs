@@ -502,7 +502,7 @@ mod tests {
                  OR (p.proname IN ('_audit_contract_reads','schedule_expiry','unschedule_expiry')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname IN ('register_source','classify','register_certified_user','track_changes','untrack_changes',
-                                   '_source_tracking_set','_source_changes')
+                                   '_source_tracking_set','_source_changes','_consent_changes')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname = '_source_changes_logged' AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname = '_source_change_triggers' AND p.provolatile = 'i' AND p.proparallel = 's')
