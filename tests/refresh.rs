@@ -137,6 +137,17 @@ fn state(su: &mut Client) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// Records of patients `first..=last` whose person is in `state` in contract inc_a.
+fn records_in_state(su: &mut Client, state: &str, first: i32, last: i32) -> i64 {
+    su.query_one(
+        "SELECT count(*) FROM medanon.contract_person m JOIN medanon.person_link l USING (person_id)
+          WHERE m.contract_id = 'inc_a' AND m.state = $1 AND substr(l.local_patient_id, 2)::int BETWEEN $2 AND $3",
+        &[&state, &first, &last],
+    )
+    .unwrap()
+    .get(0)
+}
+
 /// Runs `SELECT call` (a refresh_contract call) and returns its jsonb.
 fn refresh(etl: &mut Client, call: &str) -> serde_json::Value {
     let sql = format!("SELECT ({call})::text");
@@ -206,14 +217,7 @@ fn an_incremental_refresh_equals_a_full_one_row_for_row() {
     let r = refresh(&mut etl, "medanon.refresh_contract('inc_a')");
     assert_eq!(r["mode"], "incremental", "{r}");
     assert_same_as_full(&mut su, &mut etl);
-    let waiting: i64 = su
-        .query_one(
-            "SELECT count(*) FROM medanon.contract_person m JOIN medanon.person_link l USING (person_id)
-              WHERE m.contract_id = 'inc_a' AND m.state = 'consent' AND substr(l.local_patient_id, 2)::int BETWEEN 441 AND 470",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let waiting = records_in_state(&mut su, "consent", 441, 470);
     assert!(waiting >= 30, "persons still waiting are withheld: {waiting}");
     // Their wait ends, as time passes: consent changed, no row did.
     let r = refresh(&mut etl, "medanon.refresh_contract('inc_a')");
@@ -231,14 +235,7 @@ fn an_incremental_refresh_equals_a_full_one_row_for_row() {
     let r = refresh(&mut etl, "medanon.refresh_contract('inc_a')");
     assert_eq!(r["mode"], "incremental", "{r}");
     assert!(r["persons_rewritten"].as_i64().unwrap() >= 20, "the persons whose wait ended: {r}");
-    let shown: i64 = su
-        .query_one(
-            "SELECT count(*) FROM medanon.contract_person m JOIN medanon.person_link l USING (person_id)
-              WHERE m.contract_id = 'inc_a' AND m.state = 'visible' AND substr(l.local_patient_id, 2)::int BETWEEN 471 AND 490",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let shown = records_in_state(&mut su, "visible", 471, 490);
     assert!(shown > 0, "persons whose wait ended are shown");
     assert_same_as_full(&mut su, &mut etl);
 }

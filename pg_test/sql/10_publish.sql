@@ -44,6 +44,15 @@ CREATE TABLE clinical.visit AS
 SELECT l.person_id, s.institution_code, DATE '2024-01-01' + (g * 30 + 7 * substring(s.local_patient_id from '[0-9]+')::int) AS visit_date,
        (ARRAY['I10', 'E11', 'J45'])[1 + g % 3] AS icd10, (200 + g * 150)::numeric AS lab_value
   FROM staging s JOIN medanon.person_link l USING (institution_code, local_patient_id), generate_series(0, 2) g;
+-- p39 also visited years before and after everyone else (on open days). The study
+-- window, the span of the real dates shown, is then wide enough that no other
+-- person's shifted dates are narrowed by it, whatever their random offsets; p39,
+-- whose dates span the whole window, is withheld by the calendar check (state
+-- calendar) in every run.
+INSERT INTO clinical.visit
+SELECT l.person_id, 'H1', v.d, 'I10', 200
+  FROM medanon.person_link l, (VALUES (DATE '2020-01-06'), (DATE '2028-12-04')) v(d)
+ WHERE l.institution_code = 'H1' AND l.local_patient_id = 'p39';
 SELECT medanon.register_source('clinical.patient', 'person_id'),
        medanon.register_source('clinical.visit', 'person_id', 'institution_code');
 SELECT count(medanon.classify('clinical.patient', c, cls)) AS classified
