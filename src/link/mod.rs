@@ -8,9 +8,9 @@
 //!    its reason for quarantine, or its keys ID1, ID2, block and name CLK (`keys`).
 //! 2. **Group** (`medanon_core::link_group`): batch records and the existing
 //!    persons they touch are joined in a union-find over equal ID2, and over equal
-//!    ID1 unless that ID1 is shared by records with different kana names (a family
-//!    card, twins). Those are recorded as conflicts, never merged. The glue reads
-//!    the keys and writes what the core decides.
+//!    ID1 where the records' names agree (a card may be a family card, shared by
+//!    twins). The rest of a card's pairs are recorded as twins or conflicts,
+//!    never merged. The glue reads the keys and writes what the core decides.
 //! 3. **Write** (as the extension owner): new persons, merges into the oldest id
 //!    (logged), upserts into `person_link`, quarantine rows, conflicts.
 //! 4. **Propose**: fuzzy candidates by Dice similarity of name CLKs within blocks
@@ -408,10 +408,12 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
     // rules ('different'); conflicts wait for a reviewer ('pending').
     let pending = ("one insurance card, different kana names", "pending");
     let twins = ("one insurance card, different kanji names: twins", "different");
-    let mut written = [0i64; 2];
+    let unnamed = ("one insurance card, a name missing: cannot tell from a twin", "pending");
+    let mut written = [0i64; 3];
     for (n, (with_linked, in_batch, (reason, status))) in [
         (&grouping.conflicts_with_linked, &grouping.conflicts_in_batch, pending),
         (&grouping.twins_with_linked, &grouping.twins_in_batch, twins),
+        (&grouping.unnamed_with_linked, &grouping.unnamed_in_batch, unnamed),
     ]
     .into_iter()
     .enumerate()
@@ -450,7 +452,7 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
         )?;
         written[n] = (linked.len() + within.len()) as i64;
     }
-    counts.conflicts = written[0];
+    counts.conflicts = written[0] + written[2];
     counts.twins = written[1];
     counts.kept_apart = grouping.kept_apart as i64;
     Ok(())
