@@ -492,7 +492,27 @@ fn link_patients_keys_a_distributed_staging_table_on_the_workers() {
     let record: String = one(&mut su, "SELECT record::text FROM medanon.link_quarantine WHERE reason = 'conflicting duplicate in batch'");
     assert!(record.contains("ベツジン") && !record.contains("row 20"), "{record}");
 
-    // Where the keys were computed: a worker whose link key no longer matches its
+    // Where the keys were computed. The coordinator keys nothing of a distributed
+    // staging table: with its own link key unusable (no longer matching its check
+    // value), the distributed table links all the same, with the workers' copies,
+    // and the local table, keyed on the coordinator, is refused.
+    su.batch_execute(
+        "CREATE TABLE it_link.saved AS SELECT key_id, material FROM medanon.keyring WHERE active AND purpose = 'link';
+         UPDATE medanon.keyring SET material = pg_catalog.sha256(material) WHERE active AND purpose = 'link';
+         ALTER TABLE medanon.keyring SET (fillfactor = 100);",
+    )
+    .unwrap();
+    su.batch_execute(FORGET_LINKS).unwrap();
+    let e = error_of(&mut etl, "SELECT medanon.link_patients('it_link.local_staging')");
+    assert_eq!(e.code(), Some(&SqlState::DATA_CORRUPTED), "{e}");
+    etl.batch_execute("SELECT medanon.link_patients('it_link.dist_staging')").expect("keyed on the workers alone");
+    assert_eq!(linked_state(&mut su), from_local);
+    su.batch_execute(
+        "UPDATE medanon.keyring k SET material = s.material FROM it_link.saved s WHERE k.key_id = s.key_id AND k.purpose = 'link';
+         ALTER TABLE medanon.keyring SET (fillfactor = 100);",
+    )
+    .unwrap();
+    // The other way round: a worker whose link key no longer matches its
     // check value refuses to key. Linking the distributed table then fails with that
     // worker's error, while the local table, keyed on the coordinator, still links.
     let mut w0 = worker(0, "postgres");

@@ -3,9 +3,11 @@
 //!
 //! `link_patients(staging)` runs in four steps, each set-based:
 //!
-//! 1. **Key** (as the caller, who must be able to read the staging table): one
-//!    statement turns every staging row into a row of a temporary batch table with
-//!    its reason for quarantine, or its keys ID1, ID2, block and name CLK (`keys`).
+//! 1. **Key** (as the caller, who must be able to read the staging table): every
+//!    staging row becomes a row of a temporary batch table with its reason for
+//!    quarantine, or its keys ID1, ID2, block, name CLK, kanji name and name edits
+//!    (`keys`); over a distributed Citus staging table, the keys are computed on
+//!    the workers (`Keying::OnWorkers`).
 //! 2. **Group** (`medanon_core::link_group`): batch records and the existing
 //!    persons they touch are joined in a union-find over equal ID2, and over equal
 //!    ID1 where the records' names agree (a card may be a family card, shared by
