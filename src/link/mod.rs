@@ -505,8 +505,11 @@ fn write(client: &mut SpiClient<'_>, grouping: Grouping, source: &str, counts: &
          SELECT r.inst, r.local, r.person_id, r.id1, r.id2, r.block, r.clk, r.kanji, r.edits, r.digest
            FROM pg_temp.medanon_link_result r
           WHERE NOT r.linked_before
-            AND NOT EXISTS (SELECT FROM medanon.person_link p
-                             WHERE p.institution_code = r.inst AND p.local_patient_id = r.local)
+          -- Which records are linked already the grouping read under the lock, which
+          -- keeps other linkers out: no NOT EXISTS against person_link itself. (Into
+          -- a person_link just emptied, with statistics of its full state, that
+          -- anti-join was planned as a nested loop over a sequential scan of the
+          -- table this statement fills: quadratic, a first link ran past 10 minutes.)
           -- No ORDER BY: person ids follow the batch's order already, and sorting
           -- 1M rows spilled 273 MB to disk in a first link.
           ",
