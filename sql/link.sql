@@ -75,7 +75,7 @@ CREATE TABLE link_conflict (
     status                  text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'same', 'different')),
     UNIQUE (institution_code, local_patient_id, other_institution_code, other_local_patient_id)
 );
-COMMENT ON TABLE link_conflict IS 'Records that share ID1 (one insurance card) but whose names contradict: not merged. Pending ones wait for review_link.';
+COMMENT ON TABLE link_conflict IS 'Records that share ID1 (one insurance card) but whose names contradict or cannot be compared (a name missing): not merged. Pending ones wait for review_link.';
 
 CREATE TABLE link_quarantine (
     quarantine_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

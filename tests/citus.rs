@@ -382,3 +382,157 @@ fn a_grantee_missing_on_a_worker_is_a_clear_error() {
     etl.batch_execute("SELECT medanon.publish_contract('it_z')").expect("publish once the role is everywhere");
     etl.batch_execute("SELECT medanon.revoke_contract('it_z')").expect("revoke");
 }
+
+/// What linking left, without ids or times: per record its keys and its person
+/// (as the first record of that person), then the conflicts, the quarantine (by
+/// reason, not by raw record) and the candidates, as sorted text.
+fn linked_state(su: &mut Client) -> Vec<String> {
+    strings(
+        su,
+        "WITH p AS (SELECT l.*, min(l.institution_code || '/' || l.local_patient_id) OVER (PARTITION BY l.person_id) AS person
+                      FROM medanon.person_link l)
+         SELECT * FROM (
+           SELECT 'link ' || concat_ws(' ', institution_code, local_patient_id, person, id1, id2, block, encode(name_clk, 'hex'),
+                                       kanji, encode(name_edits, 'hex'), digest) AS s FROM p
+           UNION ALL
+           -- A pair's two records in either order: which comes first follows the
+           -- order rows arrive in, which Citus does not keep.
+           SELECT 'conflict ' || concat_ws(' ', least(a, b), greatest(a, b), status, reason)
+             FROM (SELECT institution_code || '/' || local_patient_id AS a, other_institution_code || '/' || other_local_patient_id AS b,
+                          status, reason FROM medanon.link_conflict) c
+           UNION ALL
+           SELECT 'quarantine ' || concat_ws(' ', institution_code, local_patient_id, reason) FROM medanon.link_quarantine
+           UNION ALL
+           SELECT 'candidate ' || concat_ws(' ', least(a, b), greatest(a, b), round(dice::numeric, 6), round(score::numeric, 6), kanji, one_edit)
+             FROM (SELECT institution_code || '/' || local_patient_id AS a, other_institution_code || '/' || other_local_patient_id AS b,
+                          dice, score, kanji, one_edit FROM medanon.link_candidates) c
+         ) x ORDER BY s",
+    )
+}
+
+const FORGET_LINKS: &str = "TRUNCATE medanon.person_link, medanon.person, medanon.person_merge_log, medanon.link_conflict,
+                                     medanon.link_quarantine, medanon.link_candidates, medanon.link_batch";
+
+/// Issue 16, item 4: link_patients over a distributed staging table keys its rows
+/// on the workers, and links them exactly as over a local copy.
+#[test]
+#[ignore = "needs the Citus tier: make test-citus"]
+fn link_patients_keys_a_distributed_staging_table_on_the_workers() {
+    let mut su = fresh_install();
+    let _: i64 = one(&mut su, "SELECT medanon.citus_sync_keys()");
+    // 3,000 records of 1,500 persons at three hospitals, with the mess linking is for:
+    // spaces and hiragana in the kana, era and slashed dates, full-width card digits,
+    // kanji variants and missing kanji, kana typos on a shared card, twins on a family
+    // card, records without kana or without any name, unreadable dates, duplicates.
+    su.batch_execute(
+        "SET client_min_messages = warning;
+         DROP SCHEMA IF EXISTS it_link CASCADE;
+         CREATE SCHEMA it_link;
+         CREATE TABLE it_link.local_staging (institution_code text, local_patient_id text, name_kana text, name_kanji text,
+             birth_date text, sex text, insurer_number text, insured_symbol text, insured_number text, note text);
+         INSERT INTO it_link.local_staging
+         SELECT 'H' || (i % 3), 'r' || i,
+                CASE WHEN i % 41 = 0 OR i % 97 = 0 THEN ''
+                     WHEN i % 53 = 0 THEN sn.k || left(gn.k, -1) || 'キ'
+                     WHEN i % 2 = 0 THEN sn.k || '　' || gn.k
+                     ELSE sn.h || gn.h END,
+                CASE WHEN i % 9 = 0 OR i % 97 = 0 THEN NULL
+                     WHEN i % 2 = 0 THEN sn.c || ' ' || gn.c ELSE replace(sn.c, '辺', '邊') || gn.c END,
+                CASE WHEN i % 113 = 0 THEN '不明'
+                     WHEN i % 2 = 0 THEN to_char(b, 'YYYY-MM-DD') ELSE to_char(b, 'YYYY/FMMM/FMDD') END,
+                CASE WHEN i % 2 = 0 THEN (1 + tw % 2)::text ELSE (ARRAY['M', 'F'])[1 + tw % 2] END,
+                CASE WHEN i % 2 = 0 THEN '0612' || lpad((tw / 2)::text, 4, '0')
+                     ELSE translate('0612' || lpad((tw / 2)::text, 4, '0'), '0123456789', '０１２３４５６７８９') END,
+                '7', (tw % 90)::text, 'row ' || i
+           FROM generate_series(1, 3000) i,
+                LATERAL (SELECT (i - 1) / 2 AS p) pp,
+                -- Persons 100k and 100k+1 are twins: one card, birth date and sex.
+                LATERAL (SELECT CASE WHEN pp.p % 100 = 1 THEN pp.p - 1 ELSE pp.p END AS tw) t,
+                LATERAL (SELECT DATE '1940-01-01' + (t.tw * 37) % 25000 AS b) bb,
+                LATERAL (SELECT (ARRAY['ヤマダ', 'スズキ', 'ワタナベ', 'タナカ', 'イトウ', 'サトウ', 'コバヤシ'])[1 + pp.p % 7] AS k,
+                                (ARRAY['やまだ', 'すずき', 'わたなべ', 'たなか', 'いとう', 'さとう', 'こばやし'])[1 + pp.p % 7] AS h,
+                                (ARRAY['山田', '鈴木', '渡辺', '田中', '伊藤', '佐藤', '小林'])[1 + pp.p % 7] AS c) sn,
+                LATERAL (SELECT (ARRAY['タロウ', 'ハナコ', 'ユウト', 'ユウマ', 'ケンイチ', 'ミサキ', 'ジロウ', 'アイ', 'ケン', 'ユイ', 'マコト'])[1 + (pp.p / 7) % 11] AS k,
+                                (ARRAY['たろう', 'はなこ', 'ゆうと', 'ゆうま', 'けんいち', 'みさき', 'じろう', 'あい', 'けん', 'ゆい', 'まこと'])[1 + (pp.p / 7) % 11] AS h,
+                                (ARRAY['太郎', '花子', '悠人', '悠真', '健一', '美咲', '次郎', '愛', '健', '結', '誠'])[1 + (pp.p / 7) % 11] AS c) gn;
+         -- Sent twice: once the same, once with other content.
+         INSERT INTO it_link.local_staging SELECT * FROM it_link.local_staging WHERE local_patient_id IN ('r10', 'r20');
+         UPDATE it_link.local_staging SET name_kana = 'ベツジン' WHERE local_patient_id = 'r20' AND ctid = (
+             SELECT max(ctid) FROM it_link.local_staging WHERE local_patient_id = 'r20');
+         CREATE TABLE it_link.dist_staging (LIKE it_link.local_staging);
+         SELECT create_distributed_table('it_link.dist_staging', 'local_patient_id');
+         INSERT INTO it_link.dist_staging SELECT * FROM it_link.local_staging;
+         GRANT USAGE ON SCHEMA it_link TO it_etl;
+         GRANT SELECT ON ALL TABLES IN SCHEMA it_link TO it_etl;
+         RESET client_min_messages;",
+    )
+    .expect("staging tables");
+    let (mut etl, warnings) = watched("it_etl");
+    let local: serde_json::Value =
+        serde_json::from_str(&one::<String>(&mut etl, "SELECT medanon.link_patients('it_link.local_staging')::text")).unwrap();
+    let from_local = linked_state(&mut su);
+    // The data has what it should: twins, conflicts, quarantine, candidates.
+    for (what, at_least) in [("twins", 10), ("conflicts", 5), ("quarantined", 20), ("new_persons", 1400)] {
+        assert!(local[what].as_i64().unwrap_or(0) >= at_least, "{what}: {local}");
+    }
+    assert!(from_local.iter().any(|s| s.contains("conflicting duplicate")), "{from_local:?}");
+
+    su.batch_execute(FORGET_LINKS).unwrap();
+    let dist: serde_json::Value =
+        serde_json::from_str(&one::<String>(&mut etl, "SELECT medanon.link_patients('it_link.dist_staging')::text")).unwrap();
+    assert_eq!(*warnings.lock().unwrap(), Vec::<String>::new(), "link_patients warns on Citus");
+    assert_eq!(dist, local, "the same counts");
+    let from_dist = linked_state(&mut su);
+    assert_eq!(from_dist.len(), from_local.len());
+    for (d, l) in from_dist.iter().zip(&from_local) {
+        assert_eq!(d, l, "the same person_link, conflicts, quarantine and candidates");
+    }
+    // A conflicting duplicate keeps the fields link_patients read (its other columns
+    // stay on the workers); from a local table, the whole row.
+    let record: String = one(&mut su, "SELECT record::text FROM medanon.link_quarantine WHERE reason = 'conflicting duplicate in batch'");
+    assert!(record.contains("ベツジン") && !record.contains("row 20"), "{record}");
+
+    // Where the keys were computed. The coordinator keys nothing of a distributed
+    // staging table: with its own link key unusable (no longer matching its check
+    // value), the distributed table links all the same, with the workers' copies,
+    // and the local table, keyed on the coordinator, is refused.
+    su.batch_execute(
+        "CREATE TABLE it_link.saved AS SELECT key_id, material FROM medanon.keyring WHERE active AND purpose = 'link';
+         UPDATE medanon.keyring SET material = pg_catalog.sha256(material) WHERE active AND purpose = 'link';
+         ALTER TABLE medanon.keyring SET (fillfactor = 100);",
+    )
+    .unwrap();
+    su.batch_execute(FORGET_LINKS).unwrap();
+    let e = error_of(&mut etl, "SELECT medanon.link_patients('it_link.local_staging')");
+    assert_eq!(e.code(), Some(&SqlState::DATA_CORRUPTED), "{e}");
+    etl.batch_execute("SELECT medanon.link_patients('it_link.dist_staging')").expect("keyed on the workers alone");
+    assert_eq!(linked_state(&mut su), from_local);
+    su.batch_execute(
+        "UPDATE medanon.keyring k SET material = s.material FROM it_link.saved s WHERE k.key_id = s.key_id AND k.purpose = 'link';
+         ALTER TABLE medanon.keyring SET (fillfactor = 100);",
+    )
+    .unwrap();
+    // The other way round: a worker whose link key no longer matches its
+    // check value refuses to key. Linking the distributed table then fails with that
+    // worker's error, while the local table, keyed on the coordinator, still links.
+    let mut w0 = worker(0, "postgres");
+    w0.batch_execute(
+        "UPDATE medanon.keyring SET material = pg_catalog.sha256(material) WHERE active AND purpose = 'link';
+         ALTER TABLE medanon.keyring SET (fillfactor = 100);",
+    )
+    .unwrap();
+    su.batch_execute(FORGET_LINKS).unwrap();
+    let e = error_of(&mut etl, "SELECT medanon.link_patients('it_link.dist_staging')");
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code(), &SqlState::DATA_CORRUPTED, "{e}");
+    assert!(db.message().contains("does not match its check value"), "{e}");
+    assert_eq!(backtrace_in(&e), None);
+    etl.batch_execute("SELECT medanon.link_patients('it_link.local_staging')").expect("the local table is keyed on the coordinator");
+    assert_eq!(linked_state(&mut su), from_local);
+    // Mended, the distributed table links again, the same.
+    let _: i64 = one(&mut su, "SELECT medanon.citus_sync_keys()");
+    su.batch_execute(FORGET_LINKS).unwrap();
+    etl.batch_execute("SELECT medanon.link_patients('it_link.dist_staging')").expect("link after citus_sync_keys");
+    assert_eq!(linked_state(&mut su), from_local);
+    su.batch_execute("DROP SCHEMA it_link CASCADE").unwrap();
+}

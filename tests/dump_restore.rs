@@ -151,7 +151,8 @@ fn review_decisions_survive_dump_and_restore() {
              ('H1', 'c', 'コバヤシケンイチ', '', '1970-10-10', '1', '06123456', '1', '1'),
              ('H2', 'd', 'コバヤツケンイチ', '', '1970-10-10', '1', '01765432', '9', '9'),
              ('H1', 'x', 'ヤマダハナコ', '山田 花子', '1980-05-05', '2', '01234567', '7', '1'),
-             ('H1', 'y', '', '', '1980-05-05', '2', '01234567', '7', '1');
+             -- A namesake (same kana name, birth date and sex: one ID2), merged, then split.
+             ('H1', 'y', 'ヤマダハナコ', '', '1980-05-05', '2', '', '', '');
          SELECT medanon.link_patients('public.it_rv');
          SELECT medanon.review_link('conflict', (SELECT conflict_id FROM medanon.link_conflict WHERE local_patient_id = 'a'),
                                     'same', 'dr. sato', 'one card, kana typo');

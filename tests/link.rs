@@ -99,14 +99,14 @@ fn a_split_withholds_both_persons_until_the_refresh() {
     .unwrap();
     let mut su = fresh_install();
     staging(&mut su);
-    // Six persons at H1; H1/y (no kana, no kanji) was wrongly merged with H1/x by
-    // their shared card.
+    // Six persons at H1; H1/y, a namesake of H1/x (same kana name, birth date and
+    // sex: one ID2), was wrongly merged with H1/x.
     su.batch_execute(
         "TRUNCATE it_etl_area.batch;
          INSERT INTO it_etl_area.batch (institution_code, local_patient_id, name_kana, name_kanji, birth_date, sex,
                                         insurer_number, insured_symbol, insured_number) VALUES
            ('H1', 'x', 'ヤマダハナコ', '山田 花子', '1980-05-05', '2', '01234567', '7', '1'),
-           ('H1', 'y', '', '', '1980-05-05', '2', '01234567', '7', '1'),
+           ('H1', 'y', 'ヤマダハナコ', '', '1980-05-05', '2', '', '', ''),
            ('H1', 'a', 'イトウマコト', '', '1970-01-01', '1', '', '', ''),
            ('H1', 'b', 'サトウアイ', '', '1971-01-01', '2', '', '', ''),
            ('H1', 'c', 'スズキケン', '', '1972-01-01', '1', '', '', ''),

@@ -15,14 +15,14 @@ SELECT medanon.normalize_insurer_number('1234567');
 CREATE TABLE staging (institution_code text, local_patient_id text, name_kana text, name_kanji text, birth_date text,
                       sex text, insurer_number text, insured_symbol text, insured_number text, postal_code text,
                       address text, extra_column int);
-INSERT INTO staging (institution_code, local_patient_id, name_kana, birth_date, sex, insurer_number, insured_symbol, insured_number) VALUES
-  ('H1', '0001', 'ｻﾄｳ ﾀﾛｳ',       '昭和50年3月1日', 'M',  '06123456',         '123',    '45'),
-  ('H2', 'P100', 'さとう　たろう', '1975-03-01',    '男', '',                 '',       ''),
-  ('H3', 'x-1',  '',              'S50.3.1',       '1',  '０６１２３４５６', '１２３', '4-5'),
-  ('H1', '0002', 'スズキイチロウ', '2010-07-07',    '1',  '06999999',         '5',      '10'),
-  ('H1', '0003', 'スズキジロウ',   '2010-07-07',    '1',  '06999999',         '5',      '10'),
-  ('H2', 'P101', 'ヤマダ ハナコ',  '平成31年5月1日', '2', '',                 '',       ''),
-  ('H2', 'P102', 'ヤマダ ハナコ',  '1980-01-01',    'X',  '',                 '',       '');
+INSERT INTO staging (institution_code, local_patient_id, name_kana, name_kanji, birth_date, sex, insurer_number, insured_symbol, insured_number) VALUES
+  ('H1', '0001', 'ｻﾄｳ ﾀﾛｳ',       '佐藤 太郎', '昭和50年3月1日', 'M',  '06123456',         '123',    '45'),
+  ('H2', 'P100', 'さとう　たろう', NULL,        '1975-03-01',    '男', '',                 '',       ''),
+  ('H3', 'x-1',  '',              '佐藤　太郎', 'S50.3.1',       '1',  '０６１２３４５６', '１２３', '4-5'),
+  ('H1', '0002', 'スズキイチロウ', NULL,        '2010-07-07',    '1',  '06999999',         '5',      '10'),
+  ('H1', '0003', 'スズキジロウ',   NULL,        '2010-07-07',    '1',  '06999999',         '5',      '10'),
+  ('H2', 'P101', 'ヤマダ ハナコ',  NULL,        '平成31年5月1日', '2', '',                 '',       ''),
+  ('H2', 'P102', 'ヤマダ ハナコ',  NULL,        '1980-01-01',    'X',  '',                 '',       '');
 -- (Fuzzy candidates depend on the random link key's Bloom-filter positions, so they are left out here.)
 SELECT jsonb_pretty(medanon.link_patients('staging') - 'unchanged' - 'candidates') AS first_run;
 -- Who is linked with whom (person ids shown as letters in order of first appearance).
@@ -51,7 +51,9 @@ INSERT INTO staging2 VALUES
   ('H1', 'k1', 'ハヤシケンイチ', '林 健一', '1980-04-01', '1', '06123456', '77', '8'),
   ('H2', 'k2', 'ﾊﾔｼ ｹﾝｷﾁ',      '林　健一', '1980-04-01', '1', '06123456', '77', '8'),
   ('H3', 'k3', 'ハヤシケンジ',   '林 健二', '1980-04-01', '1', '06123456', '77', '8'),
-  ('H4', 'k4', 'ハヤシケンイツ', '',       '1980-04-01', '1', '06123456', '77', '8');
+  ('H4', 'k4', 'ハヤシケンイツ', '',       '1980-04-01', '1', '06123456', '77', '8'),
+  -- Neither kana nor kanji name: cannot be told from a twin; for review.
+  ('H5', 'k5', '',              '',       '1980-04-01', '1', '06123456', '77', '8');
 SELECT medanon.link_patients('staging2') - 'unchanged' - 'candidates' - 'matched_existing' AS linked;
 SELECT l.local_patient_id, chr(64 + dense_rank() OVER (ORDER BY f.first_seen)::int) AS person
   FROM medanon.person_link l

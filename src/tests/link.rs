@@ -83,7 +83,7 @@ fn normalize_cases() {
 /// three batches: the later batches attach to the person the first one made.
 #[pg_test]
 fn incremental_batches_attach_to_existing_persons() {
-    staging("pg_temp.b1", &[["H1", "001", "ｻﾄｳ ﾀﾛｳ", "昭和50年3月1日", "M", "06123456", "123", "45"]]);
+    staging_kanji("pg_temp.b1", &[["H1", "001", "ｻﾄｳ ﾀﾛｳ", "佐藤 太郎", "昭和50年3月1日", "M", "06123456", "123", "45"]]);
     let r1 = link("pg_temp.b1");
     assert_eq!((r1["new_persons"].as_i64(), r1["linked"].as_i64()), (Some(1), Some(1)));
     let p = person_of("H1", "001").unwrap();
@@ -92,28 +92,40 @@ fn incremental_batches_attach_to_existing_persons() {
     let r2 = link("pg_temp.b2");
     assert_eq!(r2["matched_existing"].as_i64(), Some(1));
     assert_eq!(person_of("H2", "P9"), Some(p));
-    // No kana, but the same card in full-width digits: ID1.
-    staging("pg_temp.b3", &[["H3", "x-1", "", "S50.3.1", "1", "０６１２３４５６", "１２３", "4-5"]]);
+    // No kana, but the same card in full-width digits and the same kanji name: ID1.
+    staging_kanji("pg_temp.b3", &[["H3", "x-1", "", "佐藤　太郎", "S50.3.1", "1", "０６１２３４５６", "１２３", "4-5"]]);
     link("pg_temp.b3");
     assert_eq!(person_of("H3", "x-1"), Some(p));
     assert_eq!(count("SELECT count(DISTINCT person_id) FROM medanon.person_link"), 1);
+    // The same card with no name at all: it may be a twin never seen with a name,
+    // so it is not joined through the card; it waits for a reviewer.
+    staging_kanji("pg_temp.b4", &[["H4", "n-1", "", "", "S50.3.1", "1", "06123456", "123", "45"]]);
+    let r4 = link("pg_temp.b4");
+    assert_eq!((r4["new_persons"].as_i64(), r4["conflicts"].as_i64()), (Some(1), Some(2)), "{r4}");
+    assert_ne!(person_of("H4", "n-1"), Some(p));
+    assert_eq!(
+        count("SELECT count(*) FROM medanon.link_conflict WHERE local_patient_id = 'n-1' AND status = 'pending'
+                 AND reason LIKE '%a name missing%'"),
+        2
+    );
 }
 
 /// Two persons that a later record proves to be one merge into the older id,
 /// and the merge is logged; the older id never changes.
 #[pg_test]
 fn a_bridging_record_merges_into_the_older_person() {
-    staging(
+    staging_kanji(
         "pg_temp.b1",
         &[
-            ["H1", "A", "ヤマダハナコ", "1980-05-05", "2", "", "", ""],
-            ["H2", "B", "", "1980-05-05", "2", "01234567", "77", "1"],
+            ["H1", "A", "ヤマダハナコ", "", "1980-05-05", "2", "", "", ""],
+            ["H2", "B", "", "山田 花子", "1980-05-05", "2", "01234567", "77", "1"],
         ],
     );
     link("pg_temp.b1");
     let (a, b) = (person_of("H1", "A").unwrap(), person_of("H2", "B").unwrap());
     assert_ne!(a, b);
-    staging("pg_temp.b2", &[["H3", "C", "ﾔﾏﾀﾞ ﾊﾅｺ", "1980/5/5", "F", "01234567", "77", "1"]]);
+    // C has A's kana name (ID2) and B's card and kanji name (ID1, names agree).
+    staging_kanji("pg_temp.b2", &[["H3", "C", "ﾔﾏﾀﾞ ﾊﾅｺ", "山田　花子", "1980/5/5", "F", "01234567", "77", "1"]]);
     let r = link("pg_temp.b2");
     assert_eq!(r["merges"].as_i64(), Some(1));
     let older = a.min(b);
@@ -498,12 +510,12 @@ fn review_decisions_merge_or_keep_apart_and_survive_a_rerun() {
 /// batches, and logs it; bad arguments are refused with their SQLSTATE.
 #[pg_test]
 fn split_person_undoes_a_wrong_merge() {
-    // Two persons wrongly merged: one card, no kana on one side, no kanji.
+    // Two persons wrongly merged: namesakes (one kana name, birth date and sex: one ID2).
     staging_kanji(
         "pg_temp.b1",
         &[
             ["H1", "x", "ヤマダハナコ", "", "1980-05-05", "2", "01234567", "7", "1"],
-            ["H2", "y", "", "", "1980-05-05", "2", "01234567", "7", "1"],
+            ["H2", "y", "ヤマダハナコ", "", "1980-05-05", "2", "", "", ""],
             ["H3", "z", "ﾔﾏﾀﾞ ﾊﾅｺ", "", "1980-05-05", "2", "", "", ""],
         ],
     );
