@@ -91,7 +91,7 @@ ALTER TABLE person_link
 -- conflicts 0.1.0 found are pending.
 ALTER TABLE link_conflict
     ADD COLUMN status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'same', 'different'));
-COMMENT ON TABLE link_conflict IS 'Records that share ID1 (one insurance card) but whose names contradict: not merged. Pending ones wait for review_link.';
+COMMENT ON TABLE link_conflict IS 'Records that share ID1 (one insurance card) but whose names contradict or cannot be compared (a name missing): not merged. Pending ones wait for review_link.';
 
 -- The candidate's score and kanji verdict; NULL for 0.1.0's candidates
 -- (link_report ranks them by their Dice similarity, coalesce(score, dice)).

@@ -120,7 +120,7 @@ fn keying_for(staging: pg_sys::Oid) -> Keying {
 /// computes every row's digest, reason and keys on the workers into
 /// `medanon_link_keyed`, whose columns carry the staging columns' names, and the
 /// two passes read that table instead, with the keys as columns.
-fn build_batch(staging: &str, has_kanji: bool, keying: Keying, person_link_empty: bool) {
+fn build_batch(staging: &str, has_kanji: bool, keying: Keying) {
     let c = |name: &str| format!("s.{}::text", quote_identifier(name));
     let (inst, local, kana, birth, sex) =
         (c("institution_code"), c("local_patient_id"), c("name_kana"), c("birth_date"), c("sex"));
@@ -215,20 +215,13 @@ fn build_batch(staging: &str, has_kanji: bool, keying: Keying, person_link_empty
                                GROUP BY 1, 2 HAVING pg_catalog.count(*) > 1) AS d
                      ON d.inst = {inst} AND d.local = {local}) AS k"
     );
-    let skip = if person_link_empty {
-        // No join to plan: the batch is keyed straight from pass 1 (the window
-        // function keeps each row's reason and digest computed once), without
-        // writing and reading the raw table.
-        format!("SELECT r.*, false AS skip0 FROM ({pass1}) AS r")
-    } else {
-        sql.push_str(&format!("CREATE TEMP TABLE medanon_link_raw ON COMMIT DROP AS {pass1}; ANALYZE pg_temp.medanon_link_raw;\n"));
-        "SELECT r.*, NOT r.repeated AND r.problem IS NULL AND p.digest = r.digest AS skip0
+    sql.push_str(&format!("CREATE TEMP TABLE medanon_link_raw ON COMMIT DROP AS {pass1}; ANALYZE pg_temp.medanon_link_raw;\n"));
+    let skip = "SELECT r.*, NOT r.repeated AND r.problem IS NULL AND p.digest = r.digest AS skip0
            FROM pg_temp.medanon_link_raw r
            LEFT JOIN LATERAL (SELECT p.digest FROM medanon.person_link p
                                WHERE p.institution_code = r.inst AND p.local_patient_id = r.local
                               OFFSET 0) AS p ON true"
-            .to_string()
-    };
+        .to_string();
     sql.push_str(&format!(
         "CREATE TEMP TABLE medanon_link_batch ON COMMIT DROP AS
          SELECT k.rn, k.inst, k.local, k.problem, k.repeated, k.record, k.digest, k.skip,
@@ -280,7 +273,7 @@ fn build_batch(staging: &str, has_kanji: bool, keying: Keying, person_link_empty
 /// grouping itself is `medanon_core::link_group`. Records skipped as unchanged
 /// take no part: their keys are in `person_link` already, where the queries
 /// below find them for the records that did change.
-fn group(client: &SpiClient<'_>, apart: &[(i64, i64)], person_link_empty: bool) -> Result<Grouping, SpiError> {
+fn group(client: &SpiClient<'_>, apart: &[(i64, i64)]) -> Result<Grouping, SpiError> {
     let mut batch = Vec::new();
     for r in client.select(
         "SELECT rn, id1, id2, kanji, edits FROM pg_temp.medanon_link_batch WHERE first_of_record AND NOT skip ORDER BY rn",
@@ -296,12 +289,6 @@ fn group(client: &SpiClient<'_>, apart: &[(i64, i64)], person_link_empty: bool) 
             kanji: key_of(r.get(4)?),
             edits: r.get::<Vec<u8>>(5)?,
         });
-    }
-    if person_link_empty {
-        // Nothing linked before: no record of the batch was, and no person shares
-        // its keys. (Probing an empty person_link once per record cost 4 s of a
-        // first link of 1M records.)
-        return Ok(link_group::group_apart(&batch, &[], &[], &[], apart));
     }
     // The record itself, linked before.
     let mut prior = Vec::new();
@@ -607,27 +594,17 @@ fn propose(
     client: &mut SpiClient<'_>,
     source: &str,
     apart: &[(i64, i64)],
-    person_link_empty: bool,
     counts: &mut Counts,
 ) -> Result<(), SpiError> {
     let mut records = Vec::new();
-    // Into an empty person_link, every record of every block is this batch's,
-    // and every person a new one: the batch's own rows, read in one scan, are
-    // what the per-block probes of person_link would find (they cost 4.8 s of a
-    // first link of 1M records).
-    let query = if person_link_empty {
-        "SELECT r.block, r.person_id, r.new_person, r.inst, r.local, r.clk, r.kanji, r.edits
-           FROM pg_temp.medanon_link_result r
-          WHERE r.clk IS NOT NULL AND r.block IS NOT NULL"
-    } else {
+    let query =
         "SELECT p.block, p.person_id, coalesce(a.new_person, false), p.institution_code, p.local_patient_id, p.name_clk,
                 p.kanji, p.name_edits
            FROM (SELECT DISTINCT a2.block FROM pg_temp.medanon_link_result a2 WHERE a2.new_person) b
            JOIN LATERAL (SELECT p.* FROM medanon.person_link p
                           WHERE p.block = b.block AND p.name_clk IS NOT NULL OFFSET 0) AS p ON true
            LEFT JOIN pg_temp.medanon_link_result a
-             ON a.inst = p.institution_code AND a.local = p.local_patient_id"
-    };
+             ON a.inst = p.institution_code AND a.local = p.local_patient_id";
     for r in client.select(query, None, &[])? {
         // All NOT NULL in person_link but name_clk, which the query requires.
         let (Some(block), Some(person), Some(institution), Some(local_id), Some(clk)) =
@@ -681,29 +658,19 @@ fn propose(
 pub fn link_patients(staging: pg_sys::Oid) -> JsonB {
     let keying = keying_for(staging);
     let (staging, has_kanji) = staging_name(staging);
-    // Whether anything is linked yet; read again under the lock below. Here it only
-    // spares the probes for unchanged records: a record linked by a concurrent call
-    // in between is keyed, which is never wrong.
-    let empty_now = || Spi::get_one::<bool>("SELECT NOT EXISTS (SELECT FROM medanon.person_link)") == Ok(Some(true));
-    let looks_empty = empty_now();
     // As the caller, but resolving nothing in the caller's schemas: the batch
     // tables built here are read later with the owner's rights.
-    with_safe_search_path(|| build_batch(&staging, has_kanji, keying, looks_empty));
+    with_safe_search_path(|| build_batch(&staging, has_kanji, keying));
     let (_, owner) = keyring_and_owner();
     let counts = as_owner(owner, move || {
         let mut counts = Counts::default();
         let result = Spi::connect_mut(|client| {
             // One linker at a time: the grouping needs a stable person_link.
             client.update("LOCK TABLE medanon.person_link IN SHARE ROW EXCLUSIVE MODE", None, &[])?;
-            let empty = client
-                .select("SELECT NOT EXISTS (SELECT FROM medanon.person_link)", None, &[])?
-                .first()
-                .get_one::<bool>()?
-                .unwrap_or(false);
             let apart = apart_persons(client)?;
-            let grouping = group(client, &apart, empty)?;
+            let grouping = group(client, &apart)?;
             write(client, grouping, &staging, &mut counts)?;
-            propose(client, &staging, &apart, empty, &mut counts)?;
+            propose(client, &staging, &apart, &mut counts)?;
             client.update(
                 "INSERT INTO medanon.link_batch (source, records_in, linked, quarantined, new_persons, merges, conflicts, candidates, twins)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
