@@ -1719,6 +1719,12 @@ BEGIN
         RAISE EXCEPTION 'relation % is not a registered source', source
             USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'register it first with medanon.register_source()';
     END IF;
+    -- Creating the triggers needs the TRIGGER privilege, but enabling them ALWAYS
+    -- (and dropping them) needs the table's owner: say so before anything is done.
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = source), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to track its changes', source
+            USING ERRCODE = 'insufficient_privilege', HINT = 'run medanon.track_changes() as the table''s owner';
+    END IF;
     IF kind NOT IN ('r', 'p') THEN
         RAISE EXCEPTION 'relation % is not a table, so its changes cannot be tracked', source
             USING ERRCODE = 'wrong_object_type', HINT = 'refresh_contract refreshes contracts over it in full';
@@ -1767,6 +1773,10 @@ BEGIN
     IF source IS NULL THEN
         RAISE EXCEPTION 'untrack_changes needs a source table' USING ERRCODE = 'null_value_not_allowed';
     END IF;
+    IF NOT pg_catalog.pg_has_role(current_user, (SELECT c.relowner FROM pg_class c WHERE c.oid = source), 'USAGE') THEN
+        RAISE EXCEPTION 'must be owner of table % to stop tracking its changes', source
+            USING ERRCODE = 'insufficient_privilege', HINT = 'run medanon.untrack_changes() as the table''s owner';
+    END IF;
     had := EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source AND t.tgname = ANY (names));
     FOR i IN 1..4 LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', names[i], source);
@@ -1784,9 +1794,9 @@ COMMENT ON FUNCTION _source_change_triggers() IS 'Internal: the names of the tri
 COMMENT ON FUNCTION _source_changes_logged(regclass) IS 'Internal: whether a source carries all of track_changes'' triggers, enabled.';
 COMMENT ON FUNCTION _source_tracking_set(regclass, boolean) IS 'Internal: records that a source''s changes are logged (checked) or no longer are.';
 COMMENT ON FUNCTION track_changes(regclass) IS
-'Logs the persons of every row a registered source inserts, updates, deletes (and its truncations), so refresh_contract rewrites only what changed. Needs the TRIGGER privilege on the table; true if it added the triggers, false if they were there.';
+'Logs the persons of every row a registered source inserts, updates, deletes (and its truncations), so refresh_contract rewrites only what changed. Run it as the table''s owner; true if it added the triggers, false if they were there.';
 COMMENT ON FUNCTION untrack_changes(regclass) IS
-'Removes track_changes'' triggers from a source; contracts over it refresh in full from then on. True if it had them.';
+'Removes track_changes'' triggers from a source (as its owner); contracts over it refresh in full from then on. True if it had them.';
 
 --------------------------------------------------------------------------------
 -- read_audit.sql (new in 0.2.0): pgaudit, as in a fresh install

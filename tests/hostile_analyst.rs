@@ -184,7 +184,11 @@ fn a_shadow_search_path_never_runs_as_the_owner() {
          SELECT now() = now(), 1::bigint = 1::bigint;
          -- and then every path into a SECURITY DEFINER function or the owner's work:
          SELECT medanon.opt_out('H1', 'p4', 'self');                  -- _contract_on_opt_out, _contract_withhold
-         SELECT medanon.link_patients('it_clinical.staging');        -- _contract_on_link (person_link triggers)
+         SELECT medanon.link_patients('it_clinical.staging');        -- _contract_on_link, _consent_changes (person_link triggers)
+         CREATE TABLE it_shadow.source (person_id bigint);
+         SELECT medanon.register_source('it_shadow.source', 'person_id');
+         SELECT medanon.track_changes('it_shadow.source');           -- _source_tracking_set
+         INSERT INTO it_shadow.source VALUES (1);                    -- _source_changes
          SELECT medanon.refresh_contract('it_a');                    -- _ledger_chain (every ledger entry)
          SELECT medanon.release_snapshot('it_a');
          SELECT medanon.revoke_contract('it_b');                     -- revoke_contract, _contract_close
@@ -195,8 +199,8 @@ fn a_shadow_search_path_never_runs_as_the_owner() {
     let definers = strings(&mut su, "SELECT p.proname::text FROM pg_proc p WHERE p.pronamespace = 'medanon'::regnamespace AND p.prosecdef ORDER BY 1");
     assert_eq!(
         definers,
-        ["_contract_close", "_contract_on_link", "_contract_on_opt_out", "_contract_withhold",
-         "_ledger_chain", "expire_contracts", "revoke_contract"],
+        ["_consent_changes", "_contract_close", "_contract_on_link", "_contract_on_opt_out", "_contract_withhold",
+         "_ledger_chain", "_source_changes", "_source_tracking_set", "expire_contracts", "revoke_contract"],
         "a new SECURITY DEFINER function needs a path in this test"
     );
     let calls: Vec<(String, String)> = su
