@@ -89,7 +89,7 @@ SELECT 3, 'refresh_contract after +1% persons with their visits (incremental)', 
 INSERT INTO bench_clinical.visit
 SELECT 1 + (g * 104723) % :persons, 'B' || ((1 + (g * 104723) % :persons) % 20), DATE '2019-04-01' + ((g * 17) % 2557)::int,
        (ARRAY['I10', 'E11.9', 'J45.9', 'E78.5', 'K21.9', 'M54.5', 'F32.9', 'N18.3'])[1 + g % 8], 120
-  FROM generate_series(1, :visits / 100) g;
+  FROM generate_series(1::bigint, :visits / 100) g;
 SELECT count(medanon.withdraw_opt_out('B' || (i % 20), 'p' || i))
   FROM generate_series(1, :persons, :persons / 200) i;
 ANALYZE bench_clinical.visit;
