@@ -8,9 +8,10 @@
 //!   into `medanon.source_change`, with the writing transaction's id; a refresh
 //!   reads the entries its last refresh's snapshot (`contract.refresh_snapshot`)
 //!   did not see. A TRUNCATE writes an entry without a person: everything.
-//! - **consent**: each person's consent state and excluded institutions, from
-//!   the consent ledger and `person_link`, compared with the stored map: opt-outs
-//!   withdrawn, notifications whose wait ended, links and merges.
+//! - **consent**: medanon's own triggers on the consent ledger and `person_link`
+//!   write the persons of every notification, opt-out, withdrawal and link change
+//!   into `medanon.consent_change`, read the same way; waiting periods that end
+//!   are found by time (`notification.notified_at`, indexed).
 //! - **the calendar**: when the new persons' dates widen the study window, the
 //!   persons withheld by the calendar check are checked again (a wider window
 //!   only adds offsets).
