@@ -890,10 +890,20 @@ impl ContractPlan {
     /// persons (on publish, all of them). Plain INSERT and UPDATE: an INSERT ...
     /// ON CONFLICT of the same rows took 14 s a million. `$1` the contract id.
     pub fn apply_map_sql(&self, purpose: Purpose) -> Vec<String> {
+        let refresh = purpose == Purpose::Refresh;
+        let mut sql = if refresh { vec![self.gone_persons_sql()] } else { Vec::new() };
+        sql.extend(self.write_map_sql(refresh));
+        sql
+    }
+
+    /// Writes the scratch map into `medanon.contract_person`: with `known`
+    /// persons (a refresh), updates those whose state, exclusions or class changed
+    /// and inserts the others; otherwise (publish) inserts them all. `$1` the
+    /// contract id.
+    pub(crate) fn write_map_sql(&self, known: bool) -> Vec<String> {
         let map = self.map_table();
         let mut sql = Vec::new();
-        if purpose == Purpose::Refresh {
-            sql.push(self.gone_persons_sql());
+        if known {
             sql.push(format!(
                 "UPDATE medanon.contract_person cp
                     SET state = n.state, excluded_institutions = n.excluded_institutions, class_key = n.class_key,
@@ -904,7 +914,7 @@ impl ContractPlan {
                         IS DISTINCT FROM (n.state, n.excluded_institutions, n.class_key, n.first_class, n.first_dates)"
             ));
         }
-        let only_new = if purpose == Purpose::Refresh {
+        let only_new = if known {
             " WHERE NOT EXISTS (SELECT FROM medanon.contract_person cp WHERE cp.contract_id = $1 AND cp.person_id = n.person_id)"
         } else {
             ""

@@ -290,7 +290,7 @@ impl ContractPlan {
             self.gone_table()
         )];
         // The UPDATE and INSERT of a full refresh: only the map's persons are in it.
-        sql.extend(self.apply_map_sql(crate::plan::Purpose::Refresh).into_iter().skip(1));
+        sql.extend(self.write_map_sql(true));
         sql
     }
 
