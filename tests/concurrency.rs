@@ -85,8 +85,10 @@ fn analysts_never_see_a_person_after_the_opt_out_commits_while_everything_runs_a
         let (errors, stop) = (errors.clone(), stop.clone());
         let mut etl = connect_as("it_etl");
         threads.push(std::thread::spawn(move || {
+            // At least one full round, so that both batches are linked however slow
+            // the machine is; then on until the opt-outs are done.
             let mut round = 0;
-            while !stop.load(Ordering::SeqCst) {
+            while round < 4 || !stop.load(Ordering::SeqCst) {
                 let sql = match round % 4 {
                     0 => "SELECT medanon.link_patients('it_clinical.batch1')",
                     1 => "SELECT medanon.refresh_contract('it_a')",
