@@ -505,6 +505,11 @@ STRICT STABLE PARALLEL RESTRICTED
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'contract_today_wrapper';
 
+CREATE  FUNCTION "_new_token"() RETURNS bigint /* i64 */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_new_token_wrapper';
+
 CREATE  FUNCTION "_shift_candidates"(
 	"real_dates" date[], /* Array < '_, Date > */
 	"date_offset" INT, /* i32 */
@@ -1742,8 +1747,12 @@ BEGIN
         PERFORM medanon._source_tracking_set(source, true);
         RETURN false;
     END IF;
+    -- Only the triggers that are there: DROP TRIGGER IF EXISTS would tell the
+    -- caller about every one that is not.
     FOR i IN 1..4 LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', names[i], source);
+        IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source AND t.tgname = names[i]) THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', names[i], source);
+        END IF;
     END LOOP;
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
                     FOR EACH STATEMENT EXECUTE FUNCTION medanon._source_changes()', names[1], source);
@@ -1778,8 +1787,12 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege', HINT = 'run medanon.untrack_changes() as the table''s owner';
     END IF;
     had := EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source AND t.tgname = ANY (names));
+    -- Only the triggers that are there: DROP TRIGGER IF EXISTS would tell the
+    -- caller about every one that is not.
     FOR i IN 1..4 LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', names[i], source);
+        IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source AND t.tgname = names[i]) THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', names[i], source);
+        END IF;
     END LOOP;
     PERFORM medanon._source_tracking_set(source, false);
     RETURN had;
@@ -2223,6 +2236,8 @@ COMMENT ON FUNCTION date_offset(text, text) IS
 -- above and granted to nobody: publish calls it as the owner.
 COMMENT ON FUNCTION _shift_candidates(date[], integer, date, date, integer) IS
 'Internal to publish: how many offsets an analyst who knows the Japanese outpatient calendar (weekends, national holidays, 12/29-1/3), the study window and the offset range cannot rule out for one person, from the real dates and the true offset. A candidate counts when it puts no more dates on closed days or outside the window than the truth does. Window outside 1970-2050 or reversed: 22023.';
+COMMENT ON FUNCTION _new_token() IS
+'Internal to publish and refresh: a new person''s token in a contract, 64 random bits from the operating system''s CSPRNG. Granted to nobody.';
 COMMENT ON FUNCTION rotate_key() IS
 'Creates a new 256-bit key from the OS CSPRNG, makes it the only active key and returns its id. Every token and offset changes. Superuser only.';
 COMMENT ON FUNCTION _install_first_key() IS

@@ -225,8 +225,12 @@ BEGIN
         PERFORM medanon._source_tracking_set(source, true);
         RETURN false;
     END IF;
+    -- Only the triggers that are there: DROP TRIGGER IF EXISTS would tell the
+    -- caller about every one that is not.
     FOR i IN 1..4 LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', names[i], source);
+        IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source AND t.tgname = names[i]) THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', names[i], source);
+        END IF;
     END LOOP;
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %s REFERENCING NEW TABLE AS new_rows
                     FOR EACH STATEMENT EXECUTE FUNCTION medanon._source_changes()', names[1], source);
@@ -261,8 +265,12 @@ BEGIN
             USING ERRCODE = 'insufficient_privilege', HINT = 'run medanon.untrack_changes() as the table''s owner';
     END IF;
     had := EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source AND t.tgname = ANY (names));
+    -- Only the triggers that are there: DROP TRIGGER IF EXISTS would tell the
+    -- caller about every one that is not.
     FOR i IN 1..4 LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', names[i], source);
+        IF EXISTS (SELECT FROM pg_catalog.pg_trigger t WHERE t.tgrelid = source AND t.tgname = names[i]) THEN
+            EXECUTE format('DROP TRIGGER %I ON %s', names[i], source);
+        END IF;
     END LOOP;
     PERFORM medanon._source_tracking_set(source, false);
     RETURN had;

@@ -100,6 +100,13 @@ mod functions {
         crate::anonymize::dates::shift_candidates(real_dates, date_offset, window_start, window_end, max_shift_days)
     }
 
+    /// Internal to publish and refresh: a new person's token in a contract, 64
+    /// bits from the operating system's random source. VOLATILE: drawn per row.
+    #[pg_extern(volatile, parallel_safe)]
+    fn _new_token() -> i64 {
+        crate::anonymize::token::new_token()
+    }
+
     /// Replaces the pseudonym key; the link key is never rotated (see sql/bootstrap.sql).
     #[pg_extern(volatile, parallel_unsafe)]
     fn rotate_key() -> i32 {

@@ -15,6 +15,14 @@ use pgrx::prelude::*;
 use pgrx::varlena::{varatt_is_1b_e, varatt_is_4b_c, varlena_to_byte_slice};
 use pgrx::{pg_sys, PgSqlErrorCode};
 
+/// A new person's token in a contract (`medanon._new_token()`): 64 random bits
+/// from the operating system's CSPRNG. Not derived from any key, so nothing can
+/// compute it again: the contract's person map is the only place it lives.
+pub fn new_token() -> i64 {
+    use rand::RngCore;
+    rand::rngs::OsRng.next_u64() as i64
+}
+
 pub fn check_domain(domain: &[u8]) {
     if domain.is_empty() {
         raise(
