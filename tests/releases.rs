@@ -69,6 +69,14 @@ fn warehouse() -> Client {
                 CASE WHEN p.i IN (13, 14) AND g = 1 THEN 99 ELSE 1 + p.i % 3 END::smallint AS department,
                 (p.i % 50 + g)::numeric AS lab_value
            FROM it_rel.patient p, generate_series(1, 3) g ORDER BY p.person_id, g;
+         -- One person seen in 2021 and 2028 widens the study window to seven years,
+         -- so that everyone else's dates lie more than the largest offset (104 weeks)
+         -- inside it: the calendar check then leaves them candidates whatever offset
+         -- the install's key gives them, and the rare codes below are held by visible
+         -- persons on every run (that person is the one the calendar withholds).
+         INSERT INTO it_rel.visit
+         SELECT p.person_id, 'H1', v.d, 'E11.9', 1::smallint, 1::numeric
+           FROM it_rel.patient p, (VALUES (DATE '2021-06-01'), (DATE '2028-06-06')) v(d) WHERE p.i = 303;
          GRANT SELECT ON ALL TABLES IN SCHEMA it_rel TO it_etl;
          SELECT medanon.register_source('it_rel.patient', 'person_id', 'institution_code');
          SELECT medanon.register_source('it_rel.visit', 'person_id', 'institution_code');
