@@ -78,6 +78,15 @@ const TEXT_CALLS: &[&str] = &[
     "SELECT count(*) FROM medanon.safe_counts($1, 'v', ARRAY['a'])",
     "SELECT count(*) FROM medanon.safe_counts('c', $1, ARRAY['a'])",
     "SELECT count(*) FROM medanon.safe_counts('c', 'v', ARRAY[$1])",
+    "SELECT medanon.track_changes($1::regclass)",
+    "SELECT medanon.untrack_changes($1::regclass)",
+    "SELECT medanon.refresh_contract($1, true)",
+    "SELECT medanon.review_link($1, 1, 'same', 'dr. ito', 'why')",
+    "SELECT medanon.review_link('conflict', 1, $1, 'dr. ito', 'why')",
+    "SELECT medanon.review_link('candidate', 1, 'same', $1, $1)",
+    "SELECT medanon.split_person(1, ARRAY['H1'], ARRAY[$1], 'dr. ito', 'why')",
+    "SELECT medanon.split_person(1, ARRAY[$1], ARRAY['x'], $1, $1)",
+    "SELECT medanon.schedule_expiry($1)",
 ];
 
 /// Calls with numbers and dates at and beyond their edges.
@@ -117,6 +126,18 @@ const EDGE_CALLS: &[&str] = &[
     "SELECT medanon.link_patients('it_bad.staging')",
     "SELECT medanon.check_intake('it_bad.staging')",
     "SELECT medanon.release_quarantine()",
+    "SELECT medanon.track_changes(NULL)",
+    "SELECT medanon.untrack_changes(NULL)",
+    "SELECT medanon.track_changes('pg_catalog.pg_class')",
+    "SELECT medanon.track_changes('it_bad.t'), medanon.track_changes('it_bad.t')",
+    "SELECT medanon.untrack_changes('it_bad.t'), medanon.untrack_changes('it_bad.t')",
+    "SELECT medanon.review_link('conflict', -9223372036854775808, 'same', 'r', 'w')",
+    "SELECT medanon.review_link(NULL, NULL, NULL, NULL, NULL)",
+    "SELECT medanon.split_person(-9223372036854775808, ARRAY[]::text[], ARRAY[]::text[], 'r', 'w')",
+    "SELECT medanon.split_person(1, ARRAY['H1', 'H1'], ARRAY['x'], 'r', 'w')",
+    "SELECT medanon.split_person(NULL, NULL, NULL, NULL, NULL)",
+    "SELECT medanon.refresh_contract('nope', NULL)",
+    "SELECT medanon.unschedule_expiry()",
 ];
 
 fn classify(client: &mut postgres::Client, sql: &str, arg: Option<&str>) -> Result<(), String> {
