@@ -83,8 +83,16 @@ echo
 echo "== contracts: publish and refresh over $CONTRACT_PERSONS persons; analyst queries on $CONTRACT_VISITS visit rows =="
 psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench_contract" -c "CREATE DATABASE medanon_bench_contract"
 psql -q -d medanon_bench_contract -c "CREATE EXTENSION medanon"
+# MEDANON_BENCH_PROFILE=1: every statement of 150 ms or more, nested ones too (the
+# steps of publish and refresh), with its plan, into the cluster's server log.
+profile=()
+if [ -n "${MEDANON_BENCH_PROFILE:-}" ]; then
+    profile=(-c "LOAD 'auto_explain'" -c "SET auto_explain.log_min_duration = 150"
+             -c "SET auto_explain.log_nested_statements = on" -c "SET auto_explain.log_timing = off")
+    echo "(profiling: plans and durations go to $SOCK/server.log)"
+fi
 psql -d medanon_bench_contract -v persons="$CONTRACT_PERSONS" -v visits="$CONTRACT_VISITS" -v runs="$RUNS" \
-    -v outfile="$OUT/contract.md" -f bench/contract.sql
+    -v outfile="$OUT/contract.md" "${profile[@]}" -f bench/contract.sql
 echo
 echo "markdown rows (target/bench/contract.md):"
 cat "$OUT/contract.md"
