@@ -225,7 +225,8 @@ const PARALLEL_TUPLE_COST: &str = "parallel_tuple_cost";
 /// through a Gather into a table the leader writes, and the default kept them on
 /// one core: with workers, writing the visits' data table took 10.5 s instead of
 /// 16.2 s at 10M rows, the rare values' counts 9.5 s instead of 12.4 s (2 cores,
-/// `make bench`). A lower setting of the operator's is kept; so is
+/// the bench contract's tables of `make bench`, each statement run alone). A
+/// lower setting of the operator's is kept; so is
 /// `max_parallel_workers_per_gather = 0`, which no cost can override.
 fn cheap_gather(client: &mut SpiClient<'_>) -> Result<String, SpiError> {
     let old = client
