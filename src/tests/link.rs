@@ -311,8 +311,12 @@ fn person_link_holds_no_plaintext() {
 /// 0): it is refused with 55000, and nothing is linked.
 #[pg_test]
 fn persons_that_were_not_created_are_refused_not_invented() {
+    // link_patients' lock first, as link_patients takes it: the pg_tests run in
+    // concurrent sessions, and a trigger created on medanon.person before it
+    // deadlocked with another test's link_patients (which holds it and inserts persons).
     Spi::run(
-        "CREATE FUNCTION pg_temp.swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
+        "LOCK TABLE medanon.person_link IN SHARE ROW EXCLUSIVE MODE;
+         CREATE FUNCTION pg_temp.swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$;
          CREATE TRIGGER swallow BEFORE INSERT ON medanon.person FOR EACH ROW EXECUTE FUNCTION pg_temp.swallow();",
     )
     .unwrap();

@@ -493,6 +493,8 @@ mod tests {
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname = '_contract_person_states' AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname = '_shift_candidates' AND p.provolatile = 'i' AND p.proparallel = 's')
+                 -- Random bits from the operating system: a new value per call, safe in a parallel worker.
+                 OR (p.proname = '_new_token' AND p.provolatile = 'v' AND p.proparallel = 's')
                  OR (p.proname = '_ledger_chain' AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname = '_ledger_refusal' AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname = 'contract_today' AND p.provolatile = 's' AND p.proparallel = 'r')
