@@ -366,11 +366,14 @@ mod tests {
         /// With dates that break the rule, the count is the number of candidates no
         /// worse than the truth, counted one by one.
         #[test]
-        fn count_with_closed_dates_matches_brute_force(seed in 1u64..u64::MAX, n in 1usize..15, max_days in 7u32..400) {
+        fn count_with_closed_dates_matches_brute_force(
+            seed in 1u64..u64::MAX, n in 1usize..15, max_days in 7u32..1200, len in 7i64..1200,
+        ) {
             let cal = japan();
             let mut rng = Rng(seed);
-            let window = Window { first: day(2019, 1, 1), last: day(2020, 12, 31) };
-            let real: Vec<i64> = (0..n).map(|_| day(2018, 10, 1) + rng.below(900) as i64).collect();
+            // Windows from a week to three years; dates around them, some outside.
+            let window = Window { first: day(2019, 1, 1), last: day(2019, 1, 1) + len - 1 };
+            let real: Vec<i64> = (0..n).map(|_| day(2019, 1, 1) - 60 + rng.below(len as u64 + 120) as i64).collect();
             let o = draw_offset(&mut rng, 7, max_days);
             let bad = |delta: i64| real.iter().collect::<std::collections::BTreeSet<_>>().iter()
                 .filter(|&&&r| !window.contains(r - delta) || cal.is_closed(r - delta) != Some(false)).count();
