@@ -178,13 +178,22 @@ fn why_full(client: &mut SpiClient<'_>, plan: &ContractPlan, fingerprint: &str) 
 
 /// Publish, or a full refresh: every person planned again, and a new generation
 /// of data tables. Returns the rows per view and the ledger's preparation detail.
+/// Runs with [`cheap_gather`]'s `parallel_tuple_cost`, restored afterwards.
 fn apply_full(
     client: &mut SpiClient<'_>,
     plan: &ContractPlan,
     purpose: Purpose,
 ) -> Result<(Vec<(String, i64)>, serde_json::Value), SpiError> {
+    let cost = cheap_gather(client)?;
+    crate::definer::with_settings(&[(c"parallel_tuple_cost", cost.as_c_str())], || write_full(client, plan, purpose))
+}
+
+fn write_full(
+    client: &mut SpiClient<'_>,
+    plan: &ContractPlan,
+    purpose: Purpose,
+) -> Result<(Vec<(String, i64)>, serde_json::Value), SpiError> {
     let id = plan.id.as_str();
-    let gather_cost = cheap_gather(client)?;
     if purpose == Purpose::Publish {
         client.update(plan.schemas_ddl().as_str(), None, &[])?;
         client.update(plan.grantee_settings_sql().as_str(), None, &[])?;
@@ -213,36 +222,25 @@ fn apply_full(
     let prepared = prepared_detail(client, plan)?;
     let rows = write_data(client, plan, purpose)?;
     client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
-    set_local(client, PARALLEL_TUPLE_COST, &gather_cost)?;
     Ok((rows, prepared))
 }
 
-const PARALLEL_TUPLE_COST: &str = "parallel_tuple_cost";
-
-/// The planner's cost of passing one row from a parallel worker to the leader,
-/// lowered to 0.01 (from PostgreSQL's 0.1) for the rest of a publish or full
-/// refresh; returns the setting to restore. Its statements pass millions of rows
+/// The planner's cost of passing one row from a parallel worker to the leader
+/// for a publish or full refresh: the caller's `parallel_tuple_cost`, at most
+/// 0.01 (PostgreSQL's default is 0.1). Its statements pass millions of rows
 /// through a Gather into a table the leader writes, and the default kept them on
 /// one core: with workers, writing the visits' data table took 10.5 s instead of
 /// 16.2 s at 10M rows, the rare values' counts 9.5 s instead of 12.4 s (2 cores,
 /// the bench contract's tables of `make bench`, each statement run alone). A
 /// lower setting of the operator's is kept; so is
 /// `max_parallel_workers_per_gather = 0`, which no cost can override.
-fn cheap_gather(client: &mut SpiClient<'_>) -> Result<String, SpiError> {
-    let old = client
-        .select("SELECT pg_catalog.current_setting($1)", None, &[PARALLEL_TUPLE_COST.into()])?
+fn cheap_gather(client: &mut SpiClient<'_>) -> Result<std::ffi::CString, SpiError> {
+    let current = client
+        .select("SELECT pg_catalog.current_setting('parallel_tuple_cost')::float8", None, &[])?
         .first()
-        .get_one::<String>()?
-        .unwrap_or_default();
-    let lowered = old.parse::<f64>().map_or(0.01, |v| v.min(0.01));
-    set_local(client, PARALLEL_TUPLE_COST, &lowered.to_string())?;
-    Ok(old)
-}
-
-/// Sets a planner setting for the rest of the transaction, as SET LOCAL does.
-fn set_local(client: &mut SpiClient<'_>, name: &str, value: &str) -> Result<(), SpiError> {
-    client.update("SELECT pg_catalog.set_config($1, $2, true)", None, &[name.into(), value.into()])?;
-    Ok(())
+        .get_one::<f64>()?;
+    let lowered = current.map_or(0.01, |v| v.min(0.01));
+    Ok(std::ffi::CString::new(lowered.to_string()).expect("a number has no NUL"))
 }
 
 /// An incremental refresh (`medanon_core::refresh`): only the persons whose rows
