@@ -14,3 +14,17 @@
 -- (commit cc91733) has its statement here, in a section named after its issue.
 
 \echo Use "ALTER EXTENSION medanon UPDATE" to load this file. \quit
+
+--------------------------------------------------------------------------------
+-- Data (keep this section last)
+--------------------------------------------------------------------------------
+-- Nothing 0.2.0 stored changes form: keys, links, consent, sources, contracts,
+-- their persons, tokens, offsets, first classes and data tables stay as they are,
+-- and every published contract keeps serving its views through the upgrade. One
+-- ledger entry records the upgrade itself (no contract), with the contracts by
+-- status at that moment.
+INSERT INTO provision_ledger (event, detail)
+SELECT 'upgrade', pg_catalog.jsonb_build_object(
+           'from', '0.2.0', 'to', '0.3.0',
+           'contracts', (SELECT coalesce(pg_catalog.jsonb_object_agg(x.status, x.n), '{}')
+                           FROM (SELECT k.status, pg_catalog.count(*) AS n FROM medanon.contract k GROUP BY k.status) x));
