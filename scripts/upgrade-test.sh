@@ -5,8 +5,8 @@
 #   1. the release itself: its medanon.so, built once from the release commit (git
 #      archive of the commit, `cargo pgrx package --profile dev`, about 2.5 min on
 #      two cores) and kept in target/upgrade/<version>/; its install script is the
-#      frozen sql/frozen/medanon--<version>.sql, which must equal what that build
-#      generates;
+#      frozen sql/frozen/medanon--<version>.sql, which must hold the statements
+#      that build generates (in any order: pgrx's order varies between builds);
 #   2. the release installed into PostgreSQL 15 (what `cargo pgrx install` put there
 #      is set aside), a cluster, and real state (tests/upgrade/state-<version>.sql);
 #   3. the current build installed as a DBA installs a new package, the cluster
@@ -58,7 +58,11 @@ for release in "${RELEASES[@]}"; do
         cp "$cache/pkg$libdir/medanon.so" "$cache/medanon.so.part" && mv "$cache/medanon.so.part" "$cache/medanon.so"
         rm -rf "$cache/src" "$cache/pkg"
     fi
-    cmp -s "$cache/generated.sql" "sql/frozen/medanon--$old.sql" ||
+    # pgrx orders the script's entities differently from one build to the next
+    # (the same commit, built twice, gave the same statements in another order),
+    # so the lines are compared as a sorted list: the same statements, whatever
+    # their order.
+    cmp -s <(LC_ALL=C sort "$cache/generated.sql") <(LC_ALL=C sort "sql/frozen/medanon--$old.sql") ||
         fail "sql/frozen/medanon--$old.sql differs from the install script the $old build generates"
     say "medanon $old: $cache/medanon.so and sql/frozen/medanon--$old.sql (the script its build generates)"
 done
