@@ -81,7 +81,12 @@ CREATE TABLE contract (
     refresh_snapshot     pg_snapshot,
     refresh_system       text,
     refresh_fingerprint  text,
-    CHECK (kind = 'pseudonymized' OR k IS NOT NULL)
+    CHECK (kind = 'pseudonymized' OR k IS NOT NULL),
+    -- Onward provision (第三者提供): the contract whose data this one hands on,
+    -- checked live and no less protective at create (src/expose/derive.rs);
+    -- revoking it revokes this one. No foreign key: the rows are restored by
+    -- pg_dump in physical order, a parent's (updated) row after its child's.
+    derived_from    text CHECK (derived_from <> contract_id)
 );
 COMMENT ON TABLE contract IS 'Research contracts approved by the review committee, with their spec.';
 

@@ -15,6 +15,7 @@
 
 pub mod audit;
 pub mod create;
+pub mod derive;
 pub mod describe;
 pub mod publish;
 pub mod snapshot;

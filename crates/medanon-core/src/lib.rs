@@ -14,6 +14,7 @@ pub mod calendar;
 pub mod cells;
 pub mod closed_days;
 pub mod contract;
+pub mod derive;
 pub mod equivalence;
 pub mod error;
 pub mod generalize;
