@@ -97,9 +97,10 @@ CREATE TABLE provision_ledger (
     contract_id  text,
     -- safe_counts: one call of safe_counts on a statistics contract (its counts
     -- are the provision). upgrade: ALTER EXTENSION medanon UPDATE changed the
-    -- contract (sql/medanon--0.1.0--0.2.0.sql; the detail says what).
+    -- contract (sql/medanon--0.1.0--0.2.0.sql; the detail says what). export: a
+    -- snapshot written out as delivery files (medanon-export, record_export).
     event        text NOT NULL CHECK (event IN ('create', 'publish', 'refresh', 'snapshot', 'revoke', 'expire',
-                                                'key_rotation', 'safe_counts', 'upgrade')),
+                                                'key_rotation', 'safe_counts', 'upgrade', 'export')),
     spec_sha256  text,
     row_count    bigint,
     person_count bigint,

@@ -105,7 +105,10 @@ BEGIN
         'risk_profile(regclass, text[], text, integer)',
         'suggest_generalization(regclass, jsonb, integer, double precision)',
         '_suggest_generalization(regclass, text, integer, double precision)',
-        'safe_counts(text, text, text[], integer)'
+        'safe_counts(text, text, text[], integer)',
+        -- Any role that may read a snapshot (its grantee) records its export; the
+        -- function checks that as the caller, and writes only checked values.
+        'record_export(text)'
     ]::regprocedure[] LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
     END LOOP;
@@ -299,6 +302,8 @@ COMMENT ON FUNCTION refresh_contract(text, boolean) IS
     'Takes new persons and data into a published contract: by default only the persons whose source rows (logged by track_changes) or consent changed, with their classes and rare values, in place; full => true (or anything the incremental path cannot see: an untracked or truncated source, a percentile bound, a changed plan) recomputes everything into new data tables. Tokens and offsets of known persons are kept; the result is the same either way. Recorded in the ledger; returns rows, persons and the mode as jsonb.';
 COMMENT ON FUNCTION revoke_contract(text) IS
     'Revokes a contract and every live contract derived from it (derived_from, at any depth): drops their views and snapshots, deletes their person maps, and records each revocation in the ledger, in one transaction.';
+COMMENT ON FUNCTION record_export(text) IS
+    'Records in the provision ledger (event export) that a snapshot was written out as delivery files: manifest is medanon-export''s manifest.json, whose tables, rows and SHA-256 must equal the snapshot''s ledger entry (22023). The caller must be able to read every table of the snapshot (42501), of a live contract (55000). Returns the manifest''s SHA-256.';
 COMMENT ON FUNCTION contract_lineage(text) IS
     'A contract''s chain of onward provision (第三者提供), from the provision ledger: the contract (depth 0), its parents (-1, -2, ...) and the contracts derived from it (1, 2, ...), with their status. Unknown contract: 42704. Operator and auditor.';
 COMMENT ON FUNCTION expire_contracts() IS

@@ -149,3 +149,20 @@ COMMENT ON FUNCTION revoke_contract(text) IS
     'Revokes a contract and every live contract derived from it (derived_from, at any depth): drops their views and snapshots, deletes their person maps, and records each revocation in the ledger, in one transaction.';
 COMMENT ON FUNCTION contract_lineage(text) IS
     'A contract''s chain of onward provision (第三者提供), from the provision ledger: the contract (depth 0), its parents (-1, -2, ...) and the contracts derived from it (1, 2, ...), with their status. Unknown contract: 42704. Operator and auditor.';
+
+-- Delivery files: the ledger records exports (event export).
+ALTER TABLE provision_ledger DROP CONSTRAINT provision_ledger_event_check;
+ALTER TABLE provision_ledger ADD CONSTRAINT provision_ledger_event_check
+    CHECK (event IN ('create', 'publish', 'refresh', 'snapshot', 'revoke', 'expire', 'key_rotation', 'safe_counts', 'upgrade', 'export'));
+
+CREATE FUNCTION "record_export"(
+	"manifest" TEXT /* &str */
+) RETURNS TEXT /* alloc::string::String */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'record_export_wrapper';
+-- Any role that may read a snapshot (its grantee) records its export; the
+-- function checks that as the caller, and writes only checked values.
+GRANT EXECUTE ON FUNCTION record_export(text) TO PUBLIC;
+COMMENT ON FUNCTION record_export(text) IS
+    'Records in the provision ledger (event export) that a snapshot was written out as delivery files: manifest is medanon-export''s manifest.json, whose tables, rows and SHA-256 must equal the snapshot''s ledger entry (22023). The caller must be able to read every table of the snapshot (42501), of a live contract (55000). Returns the manifest''s SHA-256.';

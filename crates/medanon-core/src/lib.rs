@@ -16,6 +16,7 @@ pub mod closed_days;
 pub mod contract;
 pub mod derive;
 pub mod equivalence;
+pub mod export;
 pub mod error;
 pub mod generalize;
 pub mod hierarchy;
