@@ -106,6 +106,7 @@ fn a_derived_contract_is_the_operators_and_never_looser_than_its_parent() {
     }
     assert_sqlstate(&mut auditor, "SELECT * FROM medanon.contract_lineage('it_nothing')", SqlState::UNDEFINED_OBJECT);
     assert_sqlstate(&mut connect_as("it_lab_d"), "SELECT * FROM medanon.contract_lineage('it_d1')", SqlState::INSUFFICIENT_PRIVILEGE);
+    etl.batch_execute("SELECT medanon.revoke_contract('it_a')").expect("clean up");
 }
 
 #[test]

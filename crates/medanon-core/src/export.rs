@@ -32,7 +32,6 @@ pub struct Manifest {
     pub format: String,
     /// The snapshot's schema, as `release_snapshot` named it.
     pub snapshot: String,
-    pub contract_id: String,
     /// The snapshot's hash, as its ledger entry holds it (`detail.sha256`).
     pub snapshot_sha256: String,
     /// In table-name order.
