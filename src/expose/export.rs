@@ -42,8 +42,8 @@ pub fn record_export(text: &str) -> String {
     };
     // As the caller: the schema (a missing one reads the same as a forbidden one).
     let usage = Spi::get_one_with_args::<bool>(
-        "SELECT pg_catalog.has_schema_privilege(n.oid, 'USAGE') FROM pg_catalog.pg_namespace n
-          WHERE n.nspname OPERATOR(pg_catalog.=) $1",
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace n
+                         WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND pg_catalog.has_schema_privilege(n.oid, 'USAGE'))",
         &[snapshot.as_str().into()],
     )
     .unwrap_or_else(|e| spi_failed("could not check the snapshot", e));
