@@ -166,3 +166,17 @@ AS 'MODULE_PATHNAME', 'record_export_wrapper';
 GRANT EXECUTE ON FUNCTION record_export(text) TO PUBLIC;
 COMMENT ON FUNCTION record_export(text) IS
     'Records in the provision ledger (event export) that a snapshot was written out as delivery files: manifest is medanon-export''s manifest.json, whose tables, rows and SHA-256 must equal the snapshot''s ledger entry (22023). The caller must be able to read every table of the snapshot (42501), of a live contract (55000). Returns the manifest''s SHA-256.';
+
+--------------------------------------------------------------------------------
+-- Data (keep this section last)
+--------------------------------------------------------------------------------
+-- Nothing 0.2.0 stored changes form: keys, links, consent, sources, contracts,
+-- their persons, tokens, offsets, first classes and data tables stay as they are,
+-- and every published contract keeps serving its views through the upgrade. One
+-- ledger entry records the upgrade itself (no contract), with the contracts by
+-- status at that moment.
+INSERT INTO provision_ledger (event, detail)
+SELECT 'upgrade', pg_catalog.jsonb_build_object(
+           'from', '0.2.0', 'to', '0.3.0',
+           'contracts', (SELECT coalesce(pg_catalog.jsonb_object_agg(x.status, x.n), '{}')
+                           FROM (SELECT k.status, pg_catalog.count(*) AS n FROM medanon.contract k GROUP BY k.status) x));
