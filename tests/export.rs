@@ -157,7 +157,19 @@ fn the_exported_files_hash_to_the_ledgers_entry() {
     let check = medanon_export("it_lab_x", &["verify", dir.to_str().unwrap()]);
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(String::from_utf8_lossy(&check.stdout).contains(&manifest_digest(&manifest_bytes)));
-    // A changed file fails it.
+    // Each table as Parquet too, checked by verify against the same hash.
+    for t in tables {
+        let file = t["parquet_file"].as_str().expect("a parquet file");
+        assert_eq!(file, format!("{}.parquet", t["table"].as_str().unwrap()));
+        assert!(std::fs::metadata(dir.join(file)).unwrap().len() > 0);
+    }
+    // A changed file fails it: a Parquet file of other rows, then a CSV value.
+    let good = std::fs::read(dir.join("visit.parquet")).unwrap();
+    std::fs::copy(dir.join("patient.parquet"), dir.join("visit.parquet")).unwrap();
+    let check = medanon_export("it_lab_x", &["verify", dir.to_str().unwrap()]);
+    assert!(!check.status.success(), "another table's parquet must not verify");
+    std::fs::write(dir.join("visit.parquet"), good).unwrap();
+    assert!(medanon_export("it_lab_x", &["verify", dir.to_str().unwrap()]).status.success());
     std::fs::write(dir.join("lab.csv"), lab.replacen("plain", "plain!", 1)).unwrap();
     let check = medanon_export("it_lab_x", &["verify", dir.to_str().unwrap()]);
     assert!(!check.status.success(), "a changed file must not verify");

@@ -120,6 +120,9 @@ pub fn record_export(text: &str) -> String {
         if t.file != format!("{}.csv", t.table) {
             refuse_manifest(format!("file \"{}\" is not {}.csv", t.file, t.table), None);
         }
+        if t.parquet_file.as_ref().is_some_and(|f| *f != format!("{}.parquet", t.table)) {
+            refuse_manifest(format!("file \"{}\" is not {}.parquet", t.parquet_file.as_deref().unwrap_or_default(), t.table), None);
+        }
         total += t.rows;
     }
     let digest = manifest_digest(text.as_bytes());

@@ -46,6 +46,9 @@ pub struct ManifestTable {
     pub columns: Vec<String>,
     pub rows: i64,
     pub sha256: String,
+    /// The same rows as Parquet (every column UTF-8 text), when written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet_file: Option<String>,
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -5,13 +5,21 @@
 //! every hash from the files alone, as the ledger defines them
 //! (`medanon_core::export`).
 //!
+//! Beside each CSV file, `<table>.parquet` holds the same rows, every column as
+//! UTF-8 text (the same text), NULLs kept; [`verify`] hashes it the same way.
+//!
 //! The CSV files are UTF-8, RFC 4180 (comma, CRLF, a header line), written by the
 //! csv crate's writer with every value quoted; a NULL is an empty, unquoted field,
 //! as PostgreSQL's `COPY ... (FORMAT csv)` writes and reads it. So `""` (an empty
 //! string) and an empty field (NULL) differ, which the row hash needs.
 
 use medanon_core::export::{hex, manifest_digest, record_text, snapshot_digest, table_digest, Manifest, ManifestTable, FORMAT, TEXT_SETTINGS};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
 use postgres::{Client, SimpleQueryMessage};
+use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use std::fs;
 use std::io::Write;
@@ -246,6 +254,10 @@ fn export_table(client: &mut Client, snapshot: &str, table: &str, dir: &Path) ->
             "DECLARE medanon_export NO SCROLL CURSOR FOR SELECT t::text COLLATE \"C\", t.* FROM {qualified} t ORDER BY 1"
         ))
         .map_err(|e| db_error(&e))?;
+    let parquet_file = format!("{table}.parquet");
+    let schema = Arc::new(Schema::new(columns.iter().map(|c| Field::new(c, DataType::Utf8, true)).collect::<Vec<_>>()));
+    let pq = fs::File::create(dir.join(&parquet_file)).map_err(|e| format!("{parquet_file}: {e}"))?;
+    let mut pq = ArrowWriter::try_new(pq, schema.clone(), None).map_err(|e| format!("{parquet_file}: {e}"))?;
     let mut hasher = Sha256::new();
     let mut rows = 0i64;
     loop {
@@ -253,6 +265,11 @@ fn export_table(client: &mut Client, snapshot: &str, table: &str, dir: &Path) ->
         if batch.is_empty() {
             break;
         }
+        let arrays: Vec<ArrayRef> = (1..=columns.len())
+            .map(|i| Arc::new(batch.iter().map(|r| r.get(i).cloned().flatten()).collect::<StringArray>()) as ArrayRef)
+            .collect();
+        let record_batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|e| format!("{parquet_file}: {e}"))?;
+        pq.write(&record_batch).map_err(|e| format!("{parquet_file}: {e}"))?;
         for row in batch {
             let line = row[0].clone().unwrap_or_default();
             let fields = &row[1..];
@@ -270,8 +287,9 @@ fn export_table(client: &mut Client, snapshot: &str, table: &str, dir: &Path) ->
     }
     out.write_all(&buf).map_err(|e| format!("{file}: {e}"))?;
     out.sync_all().map_err(|e| format!("{file}: {e}"))?;
+    pq.close().map_err(|e| format!("{parquet_file}: {e}"))?;
     client.batch_execute("CLOSE medanon_export").map_err(|e| db_error(&e))?;
-    Ok(ManifestTable { table: table.into(), file, columns, rows, sha256: hex(&hasher.finalize()) })
+    Ok(ManifestTable { table: table.into(), file, columns, rows, sha256: hex(&hasher.finalize()), parquet_file: Some(parquet_file) })
 }
 
 /// The recipient's check of an export directory, from its files alone: every
@@ -307,12 +325,44 @@ pub fn verify(dir: &Path) -> Result<(Manifest, String), Error> {
         if rows != t.rows || sha256 != t.sha256 {
             return Err(format!("{}: {rows} rows with SHA-256 {sha256}, the manifest says {} and {}", t.file, t.rows, t.sha256));
         }
+        if let Some(file) = &t.parquet_file {
+            if file.contains(['/', '\\']) || file.starts_with('.') {
+                return Err(format!("manifest.json: file name {file:?}"));
+            }
+            let (sha256, rows) = table_digest(parquet_lines(&dir.join(file), t.columns.len()).map_err(|e| format!("{file}: {e}"))?);
+            if rows != t.rows || sha256 != t.sha256 {
+                return Err(format!("{file}: {rows} rows with SHA-256 {sha256}, the manifest says {} and {}", t.rows, t.sha256));
+            }
+        }
     }
     let whole = snapshot_digest(manifest.tables.iter().map(|t| (t.table.as_str(), t.sha256.as_str())));
     if whole != manifest.snapshot_sha256 {
         return Err(format!("the snapshot's SHA-256 is {whole}, the manifest says {}", manifest.snapshot_sha256));
     }
     Ok((manifest, manifest_digest(&text)))
+}
+
+/// The row texts of a Parquet file written by [`export`] (every column text).
+fn parquet_lines(path: &Path, columns: usize) -> Result<Vec<String>, Error> {
+    let file = fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| b.build()).map_err(|e| e.to_string())?;
+    let mut lines = vec![];
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        if batch.num_columns() != columns {
+            return Err(format!("{} columns, not {columns}", batch.num_columns()));
+        }
+        let cols: Vec<&StringArray> = batch
+            .columns()
+            .iter()
+            .map(|c| c.as_any().downcast_ref::<StringArray>().ok_or("a column is not UTF-8 text"))
+            .collect::<Result<_, _>>()?;
+        for i in 0..batch.num_rows() {
+            let fields: Vec<Option<&str>> = cols.iter().map(|c| (!c.is_null(i)).then(|| c.value(i))).collect();
+            lines.push(record_text(&fields));
+        }
+    }
+    Ok(lines)
 }
 
 #[cfg(test)]
