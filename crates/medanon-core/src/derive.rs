@@ -463,6 +463,24 @@ mod tests {
             }
         }
 
+        /// Any rule put on any one column: accepted exactly when it is the same as or
+        /// coarser than the parent's rule there, and refused at that column otherwise.
+        #[test]
+        fn any_one_column_is_refused_at_its_key_exactly_when_looser(r in rule(), which in 0usize..11) {
+            let columns = [(0, "person_id"), (0, "birth_date"), (0, "sex"), (0, "postal_code"), (0, "address"), (0, "note"),
+                           (1, "visit_date"), (1, "lab_value"), (1, "ward"), (1, "admitted"), (1, "pct")];
+            let (t, column) = columns[which];
+            let parent = contract(PARENT);
+            let mut child = contract(&same());
+            child.spec.tables[t].columns.insert(column.into(), r.clone().into());
+            let result = check_derived(&parent, &child);
+            let parent_rule = parent.spec.tables[t].columns[column].rule.clone();
+            match rule_coarser(&parent_rule, &r) {
+                Ok(()) => prop_assert_eq!(result, Ok(())),
+                Err(_) => prop_assert_eq!(result.map_err(|e| e.path), Err(format!("tables[{t}].columns.{column}"))),
+            }
+        }
+
         /// The whole spec: a spec compared with itself is accepted, a coarsening of
         /// any one column is accepted, and a loosening of any one key is refused at
         /// that key.
