@@ -173,4 +173,8 @@ fn revoking_the_parent_revokes_the_derived_contracts_at_its_commit() {
         .unwrap()
         .get(0);
     assert_eq!(cause, None);
+    // Nor from an expired one (its expiry moved into the past, as days pass).
+    su.batch_execute("UPDATE medanon.contract SET expires_on = medanon.contract_today() - 1 WHERE contract_id = 'it_b'").unwrap();
+    let e = error_of(&mut etl, &derived("it_d4", "it_b", 2, r#""drop""#).replace(r#""visit_date": {"days_since": "first"}, "#, ""));
+    assert_eq!(e.code(), &SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE, "{e}");
 }
