@@ -163,6 +163,8 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'record_export_wrapper';
 -- Any role that may read a snapshot (its grantee) records its export; the
 -- function checks that as the caller, and writes only checked values.
+-- Revoked first, as the install's deny-by-default block does, so the ACL is the same.
+REVOKE ALL ON FUNCTION record_export(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION record_export(text) TO PUBLIC;
 COMMENT ON FUNCTION record_export(text) IS
     'Records in the provision ledger (event export) that a snapshot was written out as delivery files: manifest is medanon-export''s manifest.json, whose tables, rows and SHA-256 must equal the snapshot''s ledger entry (22023). The caller must be able to read every table of the snapshot (42501), of a live contract (55000). Returns the manifest''s SHA-256.';
