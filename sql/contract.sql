@@ -81,7 +81,12 @@ CREATE TABLE contract (
     refresh_snapshot     pg_snapshot,
     refresh_system       text,
     refresh_fingerprint  text,
-    CHECK (kind = 'pseudonymized' OR k IS NOT NULL)
+    CHECK (kind = 'pseudonymized' OR k IS NOT NULL),
+    -- Onward provision (第三者提供): the contract whose data this one hands on,
+    -- checked live and no less protective at create (src/expose/derive.rs);
+    -- revoking it revokes this one. No foreign key: the rows are restored by
+    -- pg_dump in physical order, a parent's (updated) row after its child's.
+    derived_from    text CHECK (derived_from <> contract_id)
 );
 COMMENT ON TABLE contract IS 'Research contracts approved by the review committee, with their spec.';
 
@@ -92,9 +97,10 @@ CREATE TABLE provision_ledger (
     contract_id  text,
     -- safe_counts: one call of safe_counts on a statistics contract (its counts
     -- are the provision). upgrade: ALTER EXTENSION medanon UPDATE changed the
-    -- contract (sql/medanon--0.1.0--0.2.0.sql; the detail says what).
+    -- contract (sql/medanon--0.1.0--0.2.0.sql; the detail says what). export: a
+    -- snapshot written out as delivery files (medanon-export, record_export).
     event        text NOT NULL CHECK (event IN ('create', 'publish', 'refresh', 'snapshot', 'revoke', 'expire',
-                                                'key_rotation', 'safe_counts', 'upgrade')),
+                                                'key_rotation', 'safe_counts', 'upgrade', 'export')),
     spec_sha256  text,
     row_count    bigint,
     person_count bigint,

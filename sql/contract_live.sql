@@ -658,7 +658,15 @@ BEGIN
     INSERT INTO medanon.provision_ledger (contract_id, event, spec_sha256, person_count, detail)
     VALUES (id, event, c.spec_sha256, exposed,
             jsonb_build_object('dropped_schemas', coalesce(to_jsonb(schemas), '[]'), 'status_before', c.status,
-                               'expires_on', c.expires_on));
+                               'expires_on', c.expires_on)
+            -- A derived contract names its parent, and says so when it goes because
+            -- the parent was revoked (revoke_contract closes the parent first).
+            || CASE WHEN c.derived_from IS NULL THEN '{}'::jsonb
+                    ELSE jsonb_build_object('derived_from', c.derived_from)
+                         || CASE WHEN event = 'revoke' AND (SELECT p.status FROM medanon.contract p
+                                                             WHERE p.contract_id = c.derived_from) = 'revoked'
+                                 THEN jsonb_build_object('cause', 'parent revoked') ELSE '{}'::jsonb END
+               END);
     RETURN exposed;
 END
 $fn$;
@@ -668,7 +676,7 @@ CREATE FUNCTION revoke_contract(id text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE st text;
+DECLARE st text; child text;
 BEGIN
     SELECT c.status INTO st FROM medanon.contract c WHERE c.contract_id = id;
     IF NOT FOUND THEN
@@ -677,6 +685,65 @@ BEGIN
         RAISE EXCEPTION 'contract "%" is % already', id, st USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
     PERFORM medanon._contract_close(id, 'revoke');
+    -- Then every live contract derived from it, at any depth, parents first, each
+    -- with its own ledger entry, in this transaction: their grantees lose access
+    -- at this commit too. Read after the parent's row lock, so a derived contract
+    -- created meanwhile (its create holds the parent FOR SHARE) is found.
+    FOR child IN
+        WITH RECURSIVE d(contract_id, depth) AS (
+            SELECT c.contract_id, 1 FROM medanon.contract c WHERE c.derived_from = id
+            UNION ALL
+            SELECT c.contract_id, d.depth + 1 FROM medanon.contract c JOIN d ON c.derived_from = d.contract_id
+        ) CYCLE contract_id SET is_cycle USING path
+        SELECT d.contract_id FROM d JOIN medanon.contract c ON c.contract_id = d.contract_id
+         WHERE NOT d.is_cycle AND c.status IN ('created', 'published')
+         ORDER BY d.depth, d.contract_id
+    LOOP
+        PERFORM medanon._contract_close(child, 'revoke');
+    END LOOP;
+END
+$fn$;
+
+-- A contract's chain of onward provision, read from the provision ledger alone
+-- (its create entries name their parent), so an auditor sees it too: the contract
+-- (depth 0), the contracts it derives from (depth -1, -2, ...) and those derived
+-- from it (1, 2, ...), with the status the ledger gives each. Runs as the caller.
+CREATE FUNCTION contract_lineage(id text)
+RETURNS TABLE (contract_id text, derived_from text, depth integer, status text, created_at timestamptz, created_by name)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT FROM medanon.provision_ledger l WHERE l.contract_id = id AND l.event = 'create') THEN
+        RAISE EXCEPTION 'contract "%" does not exist', id USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN QUERY
+    WITH RECURSIVE created AS (
+        SELECT l.contract_id AS cid, l.detail -> 'derived_from' ->> 'contract_id' AS parent, l.recorded_at, l.recorded_by
+          FROM medanon.provision_ledger l WHERE l.event = 'create'
+    ), up(cid, depth) AS (
+        SELECT id, 0
+        UNION ALL
+        SELECT c.parent, up.depth - 1 FROM up JOIN created c ON c.cid = up.cid WHERE c.parent IS NOT NULL
+    ) CYCLE cid SET up_cycle USING up_path,
+    down(cid, depth) AS (
+        SELECT c.cid, 1 FROM created c WHERE c.parent = id
+        UNION ALL
+        SELECT c.cid, down.depth + 1 FROM down JOIN created c ON c.parent = down.cid
+    ) CYCLE cid SET down_cycle USING down_path,
+    chain AS (
+        SELECT up.cid, up.depth FROM up WHERE NOT up.up_cycle
+        UNION
+        SELECT down.cid, down.depth FROM down WHERE NOT down.down_cycle
+    )
+    SELECT chain.cid, c.parent, chain.depth,
+           CASE WHEN EXISTS (SELECT FROM medanon.provision_ledger l WHERE l.contract_id = chain.cid AND l.event = 'revoke') THEN 'revoked'
+                WHEN EXISTS (SELECT FROM medanon.provision_ledger l WHERE l.contract_id = chain.cid AND l.event = 'expire') THEN 'expired'
+                WHEN EXISTS (SELECT FROM medanon.provision_ledger l WHERE l.contract_id = chain.cid AND l.event = 'publish') THEN 'published'
+                ELSE 'created' END,
+           c.recorded_at, c.recorded_by
+      FROM chain LEFT JOIN created c ON c.cid = chain.cid
+     ORDER BY chain.depth, chain.cid;
 END
 $fn$;
 

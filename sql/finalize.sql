@@ -105,7 +105,10 @@ BEGIN
         'risk_profile(regclass, text[], text, integer)',
         'suggest_generalization(regclass, jsonb, integer, double precision)',
         '_suggest_generalization(regclass, text, integer, double precision)',
-        'safe_counts(text, text, text[], integer)'
+        'safe_counts(text, text, text[], integer)',
+        -- Any role that may read a snapshot (its grantee) records its export; the
+        -- function checks that as the caller, and writes only checked values.
+        'record_export(text)'
     ]::regprocedure[] LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO PUBLIC', f);
     END LOOP;
@@ -163,6 +166,7 @@ BEGIN
         'release_snapshot(text)',
         'expire_contracts()',
         'contract_report(text)',
+        'contract_lineage(text)',
         '_contract_person_states()',
         'contract_today()',
         'verify_ledger()',
@@ -182,6 +186,8 @@ $operator_only$;
 
 -- The auditor reads the ledger and checks its chain.
 GRANT EXECUTE ON FUNCTION verify_ledger() TO medanon_auditor;
+-- and follows a contract's chain of onward provision, which it reads from the ledger.
+GRANT EXECUTE ON FUNCTION contract_lineage(text) TO medanon_auditor;
 
 -- Key management (rotate_key, _install_first_key) and the internal trigger and
 -- definer functions stay with the extension owner alone.
@@ -284,7 +290,7 @@ COMMENT ON FUNCTION risk_profile(regclass, text[], text, integer) IS
 COMMENT ON FUNCTION suggest_generalization(regclass, jsonb, integer, double precision) IS
     'Searches the generalization lattice (Flash-style) for the lowest-loss levels that reach k with at most max_suppression of persons suppressed.';
 COMMENT ON FUNCTION create_contract(jsonb) IS
-    'Checks a contract spec (every refusal names its key), stores the contract and records it in the provision ledger; returns its id.';
+    'Checks a contract spec (every refusal names its key), stores the contract and records it in the provision ledger; returns its id. A spec with derived_from (onward provision) names a live contract and loosens none of its rules (22023 at the key).';
 COMMENT ON FUNCTION _create_contract(text) IS 'Internal to create_contract: the spec as text.';
 COMMENT ON FUNCTION _suggest_generalization(regclass, text, integer, double precision) IS
     'Internal to suggest_generalization: the spec as text.';
@@ -295,7 +301,11 @@ COMMENT ON FUNCTION publish_contract(text) IS
 COMMENT ON FUNCTION refresh_contract(text, boolean) IS
     'Takes new persons and data into a published contract: by default only the persons whose source rows (logged by track_changes) or consent changed, with their classes and rare values, in place; full => true (or anything the incremental path cannot see: an untracked or truncated source, a percentile bound, a changed plan) recomputes everything into new data tables. Tokens and offsets of known persons are kept; the result is the same either way. Recorded in the ledger; returns rows, persons and the mode as jsonb.';
 COMMENT ON FUNCTION revoke_contract(text) IS
-    'Revokes a contract: drops its views and snapshots, deletes its person map, and records the revocation in the ledger.';
+    'Revokes a contract and every live contract derived from it (derived_from, at any depth): drops their views and snapshots, deletes their person maps, and records each revocation in the ledger, in one transaction.';
+COMMENT ON FUNCTION record_export(text) IS
+    'Records in the provision ledger (event export) that a snapshot was written out as delivery files: manifest is medanon-export''s manifest.json, whose tables, rows and SHA-256 must equal the snapshot''s ledger entry (22023). The caller must be able to read every table of the snapshot (42501), of a live contract (55000). Returns the manifest''s SHA-256.';
+COMMENT ON FUNCTION contract_lineage(text) IS
+    'A contract''s chain of onward provision (第三者提供), from the provision ledger: the contract (depth 0), its parents (-1, -2, ...) and the contracts derived from it (1, 2, ...), with their status. Unknown contract: 42704. Operator and auditor.';
 COMMENT ON FUNCTION expire_contracts() IS
     'Closes every contract past expires_on (its views already show nothing): drops views and snapshots and records the expiry. Returns the ids closed. Run it daily.';
 COMMENT ON FUNCTION release_snapshot(text) IS

@@ -15,6 +15,160 @@
 
 \echo Use "ALTER EXTENSION medanon UPDATE" to load this file. \quit
 
+-- Issue 21: derived contracts and delivery files ------------------------------
+-- Onward provision (第三者提供): a contract may name the contract it derives
+-- from (src/expose/derive.rs, medanon_core::derive); revoking the parent revokes
+-- it; contract_lineage lists the chain from the ledger. Delivery files
+-- (medanon-export) are recorded by record_export.
+
+ALTER TABLE contract ADD COLUMN derived_from text CHECK (derived_from <> contract_id);
+
+CREATE OR REPLACE FUNCTION _contract_close(id text, event text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+-- The views and snapshots dropped are listed in the ledger, not as NOTICEs.
+SET client_min_messages = warning
+AS $fn$
+DECLARE
+    c medanon.contract;
+    exposed bigint;
+    schemas text[];
+    s name;
+BEGIN
+    -- The row and every relation DROP SCHEMA will take, without holding the row
+    -- while an analyst idles; then the status again (another session may have
+    -- closed it meanwhile).
+    PERFORM medanon._contract_lock(ARRAY[id], 'schemas');
+    SELECT * INTO c FROM medanon.contract WHERE contract_id = id;
+    IF c.status NOT IN ('created', 'published') THEN
+        RAISE EXCEPTION 'contract "%" is % already', id, c.status USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    SELECT r.persons_exposed INTO exposed FROM medanon.contract_report(id) r;
+    FOR s IN SELECT * FROM medanon._contract_schemas(id) LOOP
+        EXECUTE format('DROP SCHEMA %I CASCADE', s);
+        schemas := schemas || s::text;
+    END LOOP;
+    DELETE FROM medanon.contract_person m WHERE m.contract_id = id;
+    DELETE FROM medanon.contract_class cc WHERE cc.contract_id = id;
+    DELETE FROM medanon.contract_table ct WHERE ct.contract_id = id;
+    DELETE FROM medanon.contract_column cc WHERE cc.contract_id = id;
+    DELETE FROM medanon.contract_window cw WHERE cw.contract_id = id;
+    UPDATE medanon.contract SET status = CASE event WHEN 'revoke' THEN 'revoked' ELSE 'expired' END
+     WHERE contract_id = id;
+    INSERT INTO medanon.provision_ledger (contract_id, event, spec_sha256, person_count, detail)
+    VALUES (id, event, c.spec_sha256, exposed,
+            jsonb_build_object('dropped_schemas', coalesce(to_jsonb(schemas), '[]'), 'status_before', c.status,
+                               'expires_on', c.expires_on)
+            -- A derived contract names its parent, and says so when it goes because
+            -- the parent was revoked (revoke_contract closes the parent first).
+            || CASE WHEN c.derived_from IS NULL THEN '{}'::jsonb
+                    ELSE jsonb_build_object('derived_from', c.derived_from)
+                         || CASE WHEN event = 'revoke' AND (SELECT p.status FROM medanon.contract p
+                                                             WHERE p.contract_id = c.derived_from) = 'revoked'
+                                 THEN jsonb_build_object('cause', 'parent revoked') ELSE '{}'::jsonb END
+               END);
+    RETURN exposed;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION revoke_contract(id text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE st text; child text;
+BEGIN
+    SELECT c.status INTO st FROM medanon.contract c WHERE c.contract_id = id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'contract "%" does not exist', id USING ERRCODE = 'undefined_object';
+    ELSIF st IN ('revoked', 'expired') THEN
+        RAISE EXCEPTION 'contract "%" is % already', id, st USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    PERFORM medanon._contract_close(id, 'revoke');
+    -- Then every live contract derived from it, at any depth, parents first, each
+    -- with its own ledger entry, in this transaction: their grantees lose access
+    -- at this commit too. Read after the parent's row lock, so a derived contract
+    -- created meanwhile (its create holds the parent FOR SHARE) is found.
+    FOR child IN
+        WITH RECURSIVE d(contract_id, depth) AS (
+            SELECT c.contract_id, 1 FROM medanon.contract c WHERE c.derived_from = id
+            UNION ALL
+            SELECT c.contract_id, d.depth + 1 FROM medanon.contract c JOIN d ON c.derived_from = d.contract_id
+        ) CYCLE contract_id SET is_cycle USING path
+        SELECT d.contract_id FROM d JOIN medanon.contract c ON c.contract_id = d.contract_id
+         WHERE NOT d.is_cycle AND c.status IN ('created', 'published')
+         ORDER BY d.depth, d.contract_id
+    LOOP
+        PERFORM medanon._contract_close(child, 'revoke');
+    END LOOP;
+END
+$fn$;
+
+CREATE FUNCTION contract_lineage(id text)
+RETURNS TABLE (contract_id text, derived_from text, depth integer, status text, created_at timestamptz, created_by name)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT FROM medanon.provision_ledger l WHERE l.contract_id = id AND l.event = 'create') THEN
+        RAISE EXCEPTION 'contract "%" does not exist', id USING ERRCODE = 'undefined_object';
+    END IF;
+    RETURN QUERY
+    WITH RECURSIVE created AS (
+        SELECT l.contract_id AS cid, l.detail -> 'derived_from' ->> 'contract_id' AS parent, l.recorded_at, l.recorded_by
+          FROM medanon.provision_ledger l WHERE l.event = 'create'
+    ), up(cid, depth) AS (
+        SELECT id, 0
+        UNION ALL
+        SELECT c.parent, up.depth - 1 FROM up JOIN created c ON c.cid = up.cid WHERE c.parent IS NOT NULL
+    ) CYCLE cid SET up_cycle USING up_path,
+    down(cid, depth) AS (
+        SELECT c.cid, 1 FROM created c WHERE c.parent = id
+        UNION ALL
+        SELECT c.cid, down.depth + 1 FROM down JOIN created c ON c.parent = down.cid
+    ) CYCLE cid SET down_cycle USING down_path,
+    chain AS (
+        SELECT up.cid, up.depth FROM up WHERE NOT up.up_cycle
+        UNION
+        SELECT down.cid, down.depth FROM down WHERE NOT down.down_cycle
+    )
+    SELECT chain.cid, c.parent, chain.depth,
+           CASE WHEN EXISTS (SELECT FROM medanon.provision_ledger l WHERE l.contract_id = chain.cid AND l.event = 'revoke') THEN 'revoked'
+                WHEN EXISTS (SELECT FROM medanon.provision_ledger l WHERE l.contract_id = chain.cid AND l.event = 'expire') THEN 'expired'
+                WHEN EXISTS (SELECT FROM medanon.provision_ledger l WHERE l.contract_id = chain.cid AND l.event = 'publish') THEN 'published'
+                ELSE 'created' END,
+           c.recorded_at, c.recorded_by
+      FROM chain LEFT JOIN created c ON c.cid = chain.cid
+     ORDER BY chain.depth, chain.cid;
+END
+$fn$;
+REVOKE ALL ON FUNCTION contract_lineage(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION contract_lineage(text) TO medanon_operator, medanon_auditor;
+COMMENT ON FUNCTION create_contract(jsonb) IS
+    'Checks a contract spec (every refusal names its key), stores the contract and records it in the provision ledger; returns its id. A spec with derived_from (onward provision) names a live contract and loosens none of its rules (22023 at the key).';
+COMMENT ON FUNCTION revoke_contract(text) IS
+    'Revokes a contract and every live contract derived from it (derived_from, at any depth): drops their views and snapshots, deletes their person maps, and records each revocation in the ledger, in one transaction.';
+COMMENT ON FUNCTION contract_lineage(text) IS
+    'A contract''s chain of onward provision (第三者提供), from the provision ledger: the contract (depth 0), its parents (-1, -2, ...) and the contracts derived from it (1, 2, ...), with their status. Unknown contract: 42704. Operator and auditor.';
+
+-- Delivery files: the ledger records exports (event export).
+ALTER TABLE provision_ledger DROP CONSTRAINT provision_ledger_event_check;
+ALTER TABLE provision_ledger ADD CONSTRAINT provision_ledger_event_check
+    CHECK (event IN ('create', 'publish', 'refresh', 'snapshot', 'revoke', 'expire', 'key_rotation', 'safe_counts', 'upgrade', 'export'));
+
+CREATE FUNCTION "record_export"(
+	"manifest" TEXT /* &str */
+) RETURNS TEXT /* alloc::string::String */
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'record_export_wrapper';
+-- Any role that may read a snapshot (its grantee) records its export; the
+-- function checks that as the caller, and writes only checked values.
+-- Revoked first, as the install's deny-by-default block does, so the ACL is the same.
+REVOKE ALL ON FUNCTION record_export(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION record_export(text) TO PUBLIC;
+COMMENT ON FUNCTION record_export(text) IS
+    'Records in the provision ledger (event export) that a snapshot was written out as delivery files: manifest is medanon-export''s manifest.json, whose tables, rows and SHA-256 must equal the snapshot''s ledger entry (22023). The caller must be able to read every table of the snapshot (42501), of a live contract (55000). Returns the manifest''s SHA-256.';
+
 --------------------------------------------------------------------------------
 -- Data (keep this section last)
 --------------------------------------------------------------------------------

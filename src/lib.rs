@@ -345,6 +345,15 @@ mod functions {
         crate::citus::ddl_stays_local(|| crate::expose::snapshot::release_snapshot(id))
     }
 
+    /// Records in the provision ledger that a snapshot was written out as delivery
+    /// files (`medanon-export`): `manifest` is manifest.json's text, checked against
+    /// the snapshot's ledger entry; the caller must be able to read the snapshot.
+    /// Returns the manifest's SHA-256.
+    #[pg_extern(volatile, strict, parallel_unsafe)]
+    fn record_export(manifest: &str) -> String {
+        crate::expose::export::record_export(manifest)
+    }
+
     /// VOLATILE, PARALLEL UNSAFE: a call on a statistics contract writes the ledger.
     #[pg_extern(volatile, strict, parallel_unsafe)]
     fn safe_counts(

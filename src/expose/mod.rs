@@ -15,6 +15,8 @@
 
 pub mod audit;
 pub mod create;
+pub mod derive;
+pub mod export;
 pub mod describe;
 pub mod publish;
 pub mod snapshot;

@@ -6,11 +6,13 @@
 //! whole: a recipient can check what was delivered. The hash of a table is that
 //! of its rows' text forms (`row::text`), sorted bytewise (COLLATE "C"), each
 //! followed by a newline; the hash of the snapshot is that of the lines
-//! `<table>:<hex sha-256>\n` in table-name order.
+//! `<table>:<hex sha-256>\n` in table-name order (medanon_core::export, which
+//! medanon-export and a recipient recompute from the delivered CSV files).
 
 use super::{load, lock_contract, record, require_read_committed, require_status};
 use crate::error::spi_failed;
-use crate::definer::as_owner;
+use crate::definer::{as_owner, with_settings};
+use medanon_core::export::TEXT_SETTINGS;
 use crate::keyring::keyring_and_owner;
 use medanon_core::plan::{snapshot_schema, snapshot_schema_ddl, snapshot_table_ddl, PersonState};
 use medanon_core::view::ident;
@@ -90,13 +92,24 @@ pub fn release_snapshot(id: &str) -> String {
             let mut tables = serde_json::Map::new();
             let mut whole = Sha256::new();
             let mut total = 0i64;
-            // In name order, as the snapshot's hash is defined.
-            for v in &views {
-                let (digest, rows) = table_digest(client, &format!("{}.{}", ident(&name), ident(v)))?;
-                whole.update(format!("{v}:{digest}\n").as_bytes());
-                total += rows;
-                tables.insert(v.clone(), json!({"rows": rows, "sha256": digest}));
-            }
+            // In name order, as the snapshot's hash is defined; values turned into
+            // text under fixed settings (medanon_core::export::TEXT_SETTINGS), so
+            // that medanon-export and a recipient get the same text whatever this
+            // session's DateStyle or TimeZone.
+            let settings: Vec<(std::ffi::CString, std::ffi::CString)> = TEXT_SETTINGS
+                .iter()
+                .filter_map(|(k, v)| Some((std::ffi::CString::new(*k).ok()?, std::ffi::CString::new(*v).ok()?)))
+                .collect();
+            let settings: Vec<(&std::ffi::CStr, &std::ffi::CStr)> = settings.iter().map(|(k, v)| (k.as_c_str(), v.as_c_str())).collect();
+            with_settings(&settings, || {
+                for v in &views {
+                    let (digest, rows) = table_digest(client, &format!("{}.{}", ident(&name), ident(v)))?;
+                    whole.update(format!("{v}:{digest}\n").as_bytes());
+                    total += rows;
+                    tables.insert(v.clone(), json!({"rows": rows, "sha256": digest}));
+                }
+                Ok::<_, SpiError>(())
+            })?;
             let persons = client
                 .select(
                     "SELECT count(*) FROM medanon.contract_person WHERE contract_id = $1 AND state = $2",

@@ -484,12 +484,12 @@ mod tests {
                  OR (p.proname = '_suggest_generalization' AND p.provolatile = 's' AND p.proparallel = 'r')
                  OR (p.proname IN ('publish_contract','refresh_contract','release_snapshot','revoke_contract',
                                    'expire_contracts','_contract_withhold','_contract_close','_contract_on_opt_out',
-                                   '_contract_on_link','_contract_lock','safe_counts')
+                                   '_contract_on_link','_contract_lock','safe_counts','record_export')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname IN ('_contract_rare_resolve','_contract_value_fall') AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname IN ('_hierarchy_parent','rare_values') AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname IN ('icd10_category','icd10_chapter','_icd10_parent') AND p.provolatile = 'i' AND p.proparallel = 's')
-                 OR (p.proname IN ('contract_report','_contract_schemas','verify_ledger')
+                 OR (p.proname IN ('contract_report','_contract_schemas','verify_ledger','contract_lineage')
                         AND p.provolatile = 's' AND p.proparallel = 's')
                  OR (p.proname = '_contract_person_states' AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname = '_shift_candidates' AND p.provolatile = 'i' AND p.proparallel = 's')

@@ -391,6 +391,10 @@ pub struct ContractSpec {
     /// `semi_static` column needs (特異な記述); default k. Raises, never lowers.
     #[serde(default)]
     pub min_persons: Option<i64>,
+    /// Onward provision (第三者提供): the id of the contract whose data this one
+    /// hands on. Never less protective than it (`crate::derive::check_derived`).
+    #[serde(default)]
+    pub derived_from: Option<String>,
     pub tables: Vec<TableSpec>,
 }
 
@@ -432,12 +436,19 @@ pub fn parse(json: &str, today: Ymd) -> Result<Contract, SpecError> {
         // The root, or an unknown key that is the empty string: name the spec itself.
         err(if path == "." || path.is_empty() { "(spec)".to_string() } else { path }, message)
     })?;
-    let id_ok = !spec.id.is_empty()
-        && spec.id.len() <= 40
-        && spec.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        && spec.id.as_bytes()[0].is_ascii_lowercase();
-    if !id_ok {
+    let id_ok = |id: &str| {
+        !id.is_empty()
+            && id.len() <= 40
+            && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && id.as_bytes()[0].is_ascii_lowercase()
+    };
+    if !id_ok(&spec.id) {
         return Err(err("id", "must be 1 to 40 characters of a-z, 0-9 and _, starting with a letter (it names schema contract_<id>)"));
+    }
+    match spec.derived_from.as_deref() {
+        Some(parent) if !id_ok(parent) => return Err(err("derived_from", "must be a contract id")),
+        Some(parent) if parent == spec.id => return Err(err("derived_from", "a contract cannot derive from itself")),
+        _ => {}
     }
     if spec.grantee.trim().is_empty() {
         return Err(err("grantee", "must name a role"));
