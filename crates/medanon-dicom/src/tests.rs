@@ -200,3 +200,14 @@ fn roundtrip_keeps_the_object() {
     let out = open(&roundtrip(&input).unwrap());
     assert_eq!(text(&out, tags::PATIENT_NAME).as_deref(), Some("Yamada^Taro"));
 }
+
+/// With MEDANON_DICOM_PROBE=path: de-identifies that file into path.out (a
+/// manual check against files from other writers; the integration tests do it
+/// with pydicom's).
+#[test]
+fn probe_a_file_when_asked() {
+    let Ok(path) = std::env::var("MEDANON_DICOM_PROBE") else { return };
+    let bytes = std::fs::read(&path).unwrap();
+    let out = deid(&bytes, Options { accept_burned_in: true, ..Options::default() }, 1);
+    std::fs::write(format!("{path}.out"), out).unwrap();
+}
