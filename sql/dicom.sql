@@ -20,7 +20,7 @@ GRANT SELECT ON TABLE contract_image TO medanon_operator;
 
 COMMENT ON FUNCTION deidentify_dicom(bytea, text, bigint) IS
 'A DICOM object de-identified for a person of a published contract, as its dicom column shows it: PS3.15 Annex E basic profile, PatientID the person''s token, UIDs keyed under the contract (2.25.<128 bits>), dates moved by the person''s offset. NULL (with a NOTICE) for BurnedInAnnotation = YES unless the rule accepts it. Bad object: 22P03, 54000 or 0A000. Operator only.';
-COMMENT ON FUNCTION _dicom_object(bytea, text, integer, text, integer, integer, boolean, boolean) IS
+COMMENT ON FUNCTION _dicom_object(bytea, bigint, integer, text, integer, integer, boolean, boolean) IS
 'Internal to publish and refresh: the object of a dicom column for the token and offset of the contract''s map. Keyed; granted to nobody.';
 COMMENT ON FUNCTION _dicom_study_date(bytea) IS
 'Internal to publish: an object''s study date, unshifted, for the calendar check. Granted to nobody.';

@@ -64,7 +64,7 @@ LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'deidentify_dicom_wrapper';
 CREATE FUNCTION "_dicom_object"(
 	"object" bytea, /* Option < & [u8] > */
-	"token" TEXT, /* Option < & str > */
+	"token" bigint, /* Option < i64 > */
 	"date_offset" INT, /* Option < i32 > */
 	"contract_id" TEXT, /* Option < & str > */
 	"age_band" INT, /* Option < i32 > */
@@ -81,7 +81,7 @@ CREATE FUNCTION "_dicom_study_date"(
 IMMUTABLE STRICT PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_dicom_study_date_wrapper';
-REVOKE ALL ON FUNCTION deidentify_dicom(bytea, text, bigint), _dicom_object(bytea, text, integer, text, integer, integer, boolean, boolean),
+REVOKE ALL ON FUNCTION deidentify_dicom(bytea, text, bigint), _dicom_object(bytea, bigint, integer, text, integer, integer, boolean, boolean),
     _dicom_study_date(bytea) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION deidentify_dicom(bytea, text, bigint) TO medanon_operator;
 
@@ -102,7 +102,7 @@ GRANT SELECT ON TABLE contract_image TO medanon_operator;
 
 COMMENT ON FUNCTION deidentify_dicom(bytea, text, bigint) IS
 'A DICOM object de-identified for a person of a published contract, as its dicom column shows it: PS3.15 Annex E basic profile, PatientID the person''s token, UIDs keyed under the contract (2.25.<128 bits>), dates moved by the person''s offset. NULL (with a NOTICE) for BurnedInAnnotation = YES unless the rule accepts it. Bad object: 22P03, 54000 or 0A000. Operator only.';
-COMMENT ON FUNCTION _dicom_object(bytea, text, integer, text, integer, integer, boolean, boolean) IS
+COMMENT ON FUNCTION _dicom_object(bytea, bigint, integer, text, integer, integer, boolean, boolean) IS
 'Internal to publish and refresh: the object of a dicom column for the token and offset of the contract''s map. Keyed; granted to nobody.';
 COMMENT ON FUNCTION _dicom_study_date(bytea) IS
 'Internal to publish: an object''s study date, unshifted, for the calendar check. Granted to nobody.';

@@ -122,7 +122,7 @@ mod functions {
     #[pg_extern(stable, parallel_safe)]
     fn _dicom_object(
         object: Option<&[u8]>,
-        token: Option<&str>,
+        token: Option<i64>,
         date_offset: Option<i32>,
         contract_id: Option<&str>,
         age_band: Option<i32>,

@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use warehouse::*;
 
 /// (token, object) of every row of the analyst's view `schema.ct`.
-fn analyst_rows(role: &str, schema: &str) -> Vec<(String, Option<Vec<u8>>)> {
+fn analyst_rows(role: &str, schema: &str) -> Vec<(i64, Option<Vec<u8>>)> {
     let mut lab = connect_as(role);
     lab.query(&format!("SELECT person_id, object FROM {schema}.ct"), &[])
         .unwrap()
@@ -34,7 +34,7 @@ fn analyst_rows(role: &str, schema: &str) -> Vec<(String, Option<Vec<u8>>)> {
 }
 
 /// person_id -> (token, date offset, state) in a contract's map.
-fn map_of(su: &mut postgres::Client, contract: &str) -> BTreeMap<i64, (String, i32, String)> {
+fn map_of(su: &mut postgres::Client, contract: &str) -> BTreeMap<i64, (i64, i32, String)> {
     su.query("SELECT person_id, token, date_offset, state FROM medanon.contract_person WHERE contract_id = $1", &[&contract])
         .unwrap()
         .iter()
@@ -153,7 +153,7 @@ fn the_issue_s_checks_hold_for_a_contract_over_japanese_ct_slices() {
     for (map, pairs, results) in [(&map_a, &a, &ra), (&map_b, &b, &rb)] {
         for (p, r) in pairs.iter().zip(results) {
             let (token, offset, _) = &map[&p.person];
-            assert_eq!(s(r, "PatientID"), token, "{:?}", p.image);
+            assert_eq!(s(r, "PatientID"), token.to_string(), "{:?}", p.image);
             assert_eq!(s(r, "StudyDate"), shift(&p.image.study_date, *offset), "{:?}", p.image);
             assert_eq!(&s(r, "AcquisitionDateTime")[..8], shift(&p.image.study_date, *offset));
             assert_eq!(s(r, "StudyTime"), "093000", "times of day are kept (whole-day shift)");
@@ -175,7 +175,7 @@ fn the_issue_s_checks_hold_for_a_contract_over_japanese_ct_slices() {
     assert!(intervals >= 2, "persons with two studies are shown: {intervals}");
     let mut lab = connect_as("it_lab_da");
     let visits: BTreeMap<String, String> = lab
-        .query("SELECT person_id, to_char(visit_date, 'YYYYMMDD') FROM contract_it_da.visit", &[])
+        .query("SELECT person_id::text, to_char(visit_date, 'YYYYMMDD') FROM contract_it_da.visit", &[])
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -215,7 +215,7 @@ fn the_issue_s_checks_hold_for_a_contract_over_japanese_ct_slices() {
     assert!(uids(&ra).is_disjoint(&uids(&rb)), "two contracts share no UID");
     assert!(map_a.values().all(|(t, ..)| map_b.values().all(|(u, ..)| t != u)), "nor a token");
     // Burned-in annotations: withheld (NULL) in it_da, counted; shown in it_db, which accepts them.
-    let burned_visible = |map: &BTreeMap<i64, (String, i32, String)>, su: &mut postgres::Client| {
+    let burned_visible = |map: &BTreeMap<i64, (i64, i32, String)>, su: &mut postgres::Client| {
         images.iter().filter(|(im, _)| im.burned_in && map[&person_of(su, &im.local_id)].2 == "visible").count()
     };
     let expected_a = burned_visible(&map_a, &mut su);
@@ -253,7 +253,7 @@ fn k_expiry_opt_out_and_the_incremental_refresh_hold_for_images() {
     // k: p99, alone in the oldest band, is withheld, and so are the images.
     let p99 = person_of(&mut su, "p99");
     assert_eq!(map[&p99].2, "k", "{:?}", map[&p99]);
-    let count_for = |token: &str, role: &str, schema: &str| -> i64 {
+    let count_for = |token: &i64, role: &str, schema: &str| -> i64 {
         connect_as(role).query_one(&format!("SELECT count(*) FROM {schema}.ct WHERE person_id = $1"), &[&token]).unwrap().get(0)
     };
     assert_eq!(count_for(&map[&p99].0, "it_lab_da", "contract_it_da"), 0);
@@ -277,7 +277,7 @@ fn k_expiry_opt_out_and_the_incremental_refresh_hold_for_images() {
     let before = count_for(&token, "it_lab_da", "contract_it_da");
     assert!(before >= 1, "the person's images are shown before: {before}");
     let race = race_an_opt_out(
-        vec![(connect_as("it_lab_da"), "SELECT count(*) FROM contract_it_da.ct WHERE person_id = $1".into(), token.clone())],
+        vec![(connect_as("it_lab_da"), "SELECT count(*) FROM contract_it_da.ct WHERE person_id::text = $1".into(), token.to_string())],
         &format!("SELECT medanon.opt_out('H1', '{local}')"),
     );
     assert_opt_out_was_immediate(&race);
@@ -351,7 +351,7 @@ fn the_analyst_calls_nothing_keyed_and_the_rule_needs_the_image_class() {
     let mut lab = connect_as("it_lab_da");
     for sql in [
         "SELECT medanon.deidentify_dicom($1, 'it_da', 1)",
-        "SELECT medanon._dicom_object($1, 't', 7, 'it_da', NULL, NULL, false, false)",
+        "SELECT medanon._dicom_object($1, 1, 7, 'it_da', NULL, NULL, false, false)",
         "SELECT medanon._dicom_study_date($1)",
     ] {
         let e = lab.query(sql, &[bytes]).unwrap_err();

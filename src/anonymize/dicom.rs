@@ -61,7 +61,7 @@ fn run(object: &[u8], contract_id: &str, person: Person<'_>, options: Options) -
 #[allow(clippy::too_many_arguments)]
 pub fn contract_object(
     object: &[u8],
-    token: &str,
+    token: i64,
     date_offset: i32,
     contract_id: &str,
     age_band: Option<i32>,
@@ -74,7 +74,9 @@ pub fn contract_object(
         _ => AgePolicy::Remove,
     };
     let options = Options { age, keep_sex, accept_burned_in };
-    match run(object, contract_id, Person { token, date_offset }, options) {
+    // The token is the contract's random bigint; PatientID (LO) holds its decimal.
+    let token = token.to_string();
+    match run(object, contract_id, Person { token: &token, date_offset }, options) {
         Outcome::Object(bytes) => Some(bytes),
         Outcome::BurnedInAnnotation => None,
     }
@@ -107,7 +109,7 @@ pub fn for_person(object: &[u8], contract_id: &str, person_id: i64) -> Option<Ve
                 r.get::<String>(1)?.unwrap_or_default(),
                 r.get::<String>(2)?.unwrap_or_default(),
                 r.get::<bool>(3)?.unwrap_or(true),
-                r.get::<String>(4)?,
+                r.get::<i64>(4)?,
                 r.get::<i32>(5)?,
                 r.get::<String>(6)?,
             ))),
@@ -156,7 +158,7 @@ pub fn for_person(object: &[u8], contract_id: &str, person_id: i64) -> Option<Ve
         );
     }
     let band = if rule.age_band { dicom_age_band(&contract.spec) } else { None };
-    let out = contract_object(object, &token, offset, contract_id, band.map(|b| b.0), band.map(|b| b.1), rule.keep_sex, rule.accept_burned_in);
+    let out = contract_object(object, token, offset, contract_id, band.map(|b| b.0), band.map(|b| b.1), rule.keep_sex, rule.accept_burned_in);
     if out.is_none() {
         pgrx::notice!("the object says BurnedInAnnotation = YES and contract \"{contract_id}\" does not accept that: NULL");
     }

@@ -457,6 +457,11 @@ impl Walk<'_> {
                 continue;
             }
             match action {
+                // A date or time of the patient that the table does not list (a later
+                // edition's attribute): removed, never shown as it is.
+                None if tag.group() == 0x0010 && matches!(vr, VR::DA | VR::DT | VR::TM) => {
+                    obj.remove_element(tag);
+                }
                 None => {}
                 Some(Action::X) | Some(Action::XZUStar) => {
                     obj.remove_element(tag);
