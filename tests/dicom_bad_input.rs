@@ -43,6 +43,16 @@ fn hostile_objects_get_an_error_never_a_crash() {
         ("truncated by one byte", good[..good.len() - 1].to_vec(), SqlState::INVALID_BINARY_REPRESENTATION),
         ("a length of 0xFFFFFFF0", sample::absurd_length(0xFFFF_FFF0), SqlState::INVALID_BINARY_REPRESENTATION),
         ("sequences 5,000 deep", sample::deep(5000), SqlState::PROGRAM_LIMIT_EXCEEDED),
+        (
+            "a meta element of 774,975,029 bytes (fuzzer)",
+            include_bytes!("../crates/medanon-dicom/testdata/meta_length_bomb.dcm").to_vec(),
+            SqlState::INVALID_BINARY_REPRESENTATION,
+        ),
+        (
+            "delimiters outside a sequence (fuzzer)",
+            include_bytes!("../crates/medanon-dicom/testdata/stray_delimiters.dcm").to_vec(),
+            SqlState::INVALID_BINARY_REPRESENTATION,
+        ),
         ("sequences 33 deep", sample::deep(33), SqlState::PROGRAM_LIMIT_EXCEEDED),
         ("257 MiB", huge, SqlState::PROGRAM_LIMIT_EXCEEDED),
     ];

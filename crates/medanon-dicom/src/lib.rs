@@ -194,6 +194,15 @@ pub fn prescan(bytes: &[u8]) -> Result<String, DicomError> {
         .map_err(|e| malformed(format!("file meta group: {e}")))?;
     while let Some(token) = meta_reader.advance() {
         match token.map_err(|e| malformed(format!("file meta group: {e}")))? {
+            // The header comes first, then the value: both are checked.
+            LazyDataToken::ElementHeader(header) => {
+                if header.tag.group() != 0x0002 {
+                    break;
+                }
+                if header.len.0 as u64 > total {
+                    return Err(too_long(header.tag, header.len.0));
+                }
+            }
             LazyDataToken::LazyValue { header, decoder } => {
                 if header.tag.group() != 0x0002 {
                     break;
@@ -243,7 +252,12 @@ pub fn prescan(bytes: &[u8]) -> Result<String, DicomError> {
                     return Err(limit(format!("pixel data is nested more than {MAX_DEPTH} deep")));
                 }
             }
-            LazyDataToken::SequenceEnd => depth = depth.saturating_sub(1),
+            // A delimiter outside any sequence: dicom-rs reads it as an element and
+            // writes an object it cannot read back (found by the fuzzer).
+            LazyDataToken::SequenceEnd | LazyDataToken::ItemEnd | LazyDataToken::ItemStart { .. } if depth == 0 => {
+                return Err(malformed("an item or sequence delimiter stands outside any sequence"));
+            }
+            LazyDataToken::SequenceEnd => depth -= 1,
             LazyDataToken::LazyValue { header, decoder } => {
                 if header.len.0 as u64 > total {
                     return Err(too_long(header.tag, header.len.0));
@@ -407,7 +421,8 @@ impl Walk<'_> {
     /// Applies the profile to one data set (the object, or an item of a sequence).
     fn clean(&self, obj: &mut InMemDicomObject, depth: usize) {
         // Private attributes (odd groups, with their creators): X (E.1-1's last row).
-        obj.retain(|e| e.header().tag.group() % 2 == 0);
+        // Item and delimitation tags (FFFE) are no attributes: never written back.
+        obj.retain(|e| e.header().tag.group() % 2 == 0 && e.header().tag.group() != 0xFFFE);
         let tags: Vec<Tag> = obj.tags().collect();
         for tag in tags {
             let Some(e) = obj.get(tag) else { continue };

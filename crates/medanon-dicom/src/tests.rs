@@ -179,6 +179,13 @@ fn hostile_objects_are_refused_with_a_kind() {
     assert!(e.detail.contains("32"), "{}", e.detail);
     assert_eq!(kind(&deep(MAX_DEPTH + 1)), ErrorKind::Limit);
     assert!(deidentify(&deep(MAX_DEPTH), PERSON, Options::default(), &key(1)).is_ok(), "the limit itself is accepted");
+    // Found by the fuzzer (fuzz/fuzz_targets/dicom.rs): a file meta element whose
+    // unknown VR gives it a 4-byte length of 774,975,029 (dicom-object's meta reader
+    // zeroed 760 MB for it), and delimiters outside any sequence (dicom-rs read
+    // them, and wrote an object it could not read back).
+    let e = deidentify(include_bytes!("../testdata/meta_length_bomb.dcm"), PERSON, Options::default(), &key(1)).unwrap_err();
+    assert!(e.detail.contains("774975029"), "{e:?}");
+    assert_eq!(kind(include_bytes!("../testdata/stray_delimiters.dcm")), ErrorKind::Malformed);
     // Deflated Explicit VR Little Endian: no codec.
     let mut deflated = ct(&Ct { rows: 2, columns: 2, ..Ct::default() });
     let explicit = b"1.2.840.10008.1.2.1\0";
