@@ -49,6 +49,11 @@ fn hostile_objects_get_an_error_never_a_crash() {
             SqlState::INVALID_BINARY_REPRESENTATION,
         ),
         (
+            "a meta element of 875,703,863 bytes after a foreign tag (fuzzer)",
+            include_bytes!("../crates/medanon-dicom/testdata/meta_foreign_tag_bomb.dcm").to_vec(),
+            SqlState::INVALID_BINARY_REPRESENTATION,
+        ),
+        (
             "delimiters outside a sequence (fuzzer)",
             include_bytes!("../crates/medanon-dicom/testdata/stray_delimiters.dcm").to_vec(),
             SqlState::INVALID_BINARY_REPRESENTATION,

@@ -186,34 +186,49 @@ pub fn prescan(bytes: &[u8]) -> Result<String, DicomError> {
         malformed(format!("element {tag} declares {len} bytes, but the whole object has {total}"))
     };
     // The file meta group (always Explicit VR Little Endian): its lengths first,
-    // since dicom-object's meta reader allocates them too.
+    // since dicom-object's meta reader allocates each declared length before it
+    // reads, for every element within the group length, whatever its tag.
     let explicit = TransferSyntaxRegistry
         .get(EXPLICIT_VR_LE)
         .ok_or_else(|| malformed("Explicit VR Little Endian is not registered"))?;
-    let mut meta_reader = LazyDataSetReader::new_with_ts(Cursor::new(&bytes[start..]), explicit)
-        .map_err(|e| malformed(format!("file meta group: {e}")))?;
+    fn meta_error(e: impl std::fmt::Display) -> DicomError {
+        malformed(format!("file meta group: {e}"))
+    }
+    let mut first = LazyDataSetReader::new_with_ts(Cursor::new(&bytes[start..]), explicit).map_err(meta_error)?;
+    match first.advance() {
+        Some(Ok(LazyDataToken::ElementHeader(h))) if h.tag == Tag(0x0002, 0x0000) && h.vr == VR::UL && h.len.0 == 4 => {}
+        Some(Err(e)) => return Err(meta_error(e)),
+        _ => return Err(malformed("the file meta group does not start with its group length (0002,0000)")),
+    }
+    // Its value follows the 8-byte header of an Explicit VR UL element.
+    let group_length = bytes
+        .get(start + 8..start + 12)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+        .ok_or_else(|| malformed("the file meta group ends inside its group length"))?;
+    let meta_end = start.saturating_add(12).saturating_add(group_length).min(bytes.len());
+    let mut meta_reader =
+        LazyDataSetReader::new_with_ts(Cursor::new(&bytes[(start + 12).min(meta_end)..meta_end]), explicit).map_err(meta_error)?;
     while let Some(token) = meta_reader.advance() {
-        match token.map_err(|e| malformed(format!("file meta group: {e}")))? {
+        match token.map_err(meta_error)? {
             // The header comes first, then the value: both are checked.
             LazyDataToken::ElementHeader(header) => {
-                if header.tag.group() != 0x0002 {
-                    break;
-                }
                 if header.len.0 as u64 > total {
                     return Err(too_long(header.tag, header.len.0));
                 }
             }
             LazyDataToken::LazyValue { header, decoder } => {
-                if header.tag.group() != 0x0002 {
-                    break;
-                }
                 if header.len.0 as u64 > total {
                     return Err(too_long(header.tag, header.len.0));
                 }
-                LazyDataToken::LazyValue { header, decoder }.skip().map_err(|e| malformed(format!("file meta group: {e}")))?;
+                LazyDataToken::LazyValue { header, decoder }.skip().map_err(meta_error)?;
             }
-            // The meta group holds no sequence: anything else ends it.
-            _ => break,
+            LazyDataToken::LazyItemValue { len, decoder } => {
+                if len as u64 > total {
+                    return Err(too_long(Tag(0xFFFE, 0xE000), len));
+                }
+                LazyDataToken::LazyItemValue { len, decoder }.skip().map_err(meta_error)?;
+            }
+            _ => {}
         }
     }
     // The meta reader checks "DICM" itself.

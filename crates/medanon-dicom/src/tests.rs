@@ -186,6 +186,9 @@ fn hostile_objects_are_refused_with_a_kind() {
     let e = deidentify(include_bytes!("../testdata/meta_length_bomb.dcm"), PERSON, Options::default(), &key(1)).unwrap_err();
     assert!(e.detail.contains("774975029"), "{e:?}");
     assert_eq!(kind(include_bytes!("../testdata/stray_delimiters.dcm")), ErrorKind::Malformed);
+    // The meta reader goes on past a tag of another group within the group length.
+    let e = deidentify(include_bytes!("../testdata/meta_foreign_tag_bomb.dcm"), PERSON, Options::default(), &key(1)).unwrap_err();
+    assert!(e.detail.contains("875703863"), "{e:?}");
     // Deflated Explicit VR Little Endian: no codec.
     let mut deflated = ct(&Ct { rows: 2, columns: 2, ..Ct::default() });
     let explicit = b"1.2.840.10008.1.2.1\0";
