@@ -574,6 +574,11 @@ pub fn deidentify(bytes: &[u8], person: Person<'_>, options: Options, uids: &dyn
         m.receiving_application_entity_title = None;
         m.private_information_creator_uid = None;
         m.private_information = None;
+        // The writer is now dicom-rs, under medanon (PS3.10 7.1): and an odd-length
+        // name of the sender's would come back padded past the 16 characters of SH
+        // (found by the fuzzer).
+        m.implementation_class_uid = dicom_object::IMPLEMENTATION_CLASS_UID.to_string();
+        m.implementation_version_name = Some(dicom_object::IMPLEMENTATION_VERSION_NAME.to_string());
     });
     let mut out = Vec::with_capacity(bytes.len() + 512);
     obj.write_all(&mut out).map_err(|e| malformed(format!("the object could not be written back: {e}")))?;
