@@ -532,6 +532,14 @@ fn code_item(value: &str, meaning: &str) -> InMemDicomObject {
 /// De-identifies one DICOM Part 10 object for one person of a contract.
 pub fn deidentify(bytes: &[u8], person: Person<'_>, options: Options, uids: &dyn UidKey) -> Result<Outcome, DicomError> {
     let mut obj = read(bytes, None)?;
+    // The meta group is written in ASCII: a UID of other characters would be
+    // written longer than its declared length (found by the fuzzer).
+    let meta = obj.meta();
+    for (name, uid) in [("Media Storage SOP Class UID", meta.media_storage_sop_class_uid()), ("Transfer Syntax UID", meta.transfer_syntax())] {
+        if !uid.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'\0' | b' ')) {
+            return Err(malformed(format!("the file meta group's {name} is not a UID")));
+        }
+    }
     if burned_in(&obj) && !options.accept_burned_in {
         return Ok(Outcome::BurnedInAnnotation);
     }
