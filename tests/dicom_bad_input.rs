@@ -54,6 +54,16 @@ fn hostile_objects_get_an_error_never_a_crash() {
             SqlState::INVALID_BINARY_REPRESENTATION,
         ),
         (
+            "an item header where dicom-parser asserts a sequence (fuzzer: a panic)",
+            include_bytes!("../crates/medanon-dicom/testdata/item_outside_sequence.dcm").to_vec(),
+            SqlState::INVALID_BINARY_REPRESENTATION,
+        ),
+        (
+            "a meta SOP Class UID not in ASCII (fuzzer)",
+            include_bytes!("../crates/medanon-dicom/testdata/meta_uid_not_ascii.dcm").to_vec(),
+            SqlState::INVALID_BINARY_REPRESENTATION,
+        ),
+        (
             "delimiters outside a sequence (fuzzer)",
             include_bytes!("../crates/medanon-dicom/testdata/stray_delimiters.dcm").to_vec(),
             SqlState::INVALID_BINARY_REPRESENTATION,

@@ -180,6 +180,10 @@ fn magic(bytes: &[u8]) -> Result<(ReadPreamble, usize), DicomError> {
 /// things that make dicom-rs allocate gigabytes or overflow the stack. Returns the
 /// transfer syntax UID.
 pub fn prescan(bytes: &[u8]) -> Result<String, DicomError> {
+    guarded(|| prescan_unguarded(bytes))
+}
+
+fn prescan_unguarded(bytes: &[u8]) -> Result<String, DicomError> {
     let (_, start) = magic(bytes)?;
     let total = bytes.len() as u64;
     let too_long = |tag: Tag, len: u32| {
@@ -291,16 +295,28 @@ pub fn prescan(bytes: &[u8]) -> Result<String, DicomError> {
     Ok(ts_uid)
 }
 
+/// Runs dicom-rs on untrusted bytes, with its internal assertions turned into a
+/// refusal: dicom-parser 0.10.1's lazy reader panics on an item header outside a
+/// sequence in some states (found by the fuzzer), which would reach PostgreSQL as
+/// an internal error (XX000). Only the parse runs here, no callback of the caller.
+fn guarded<T>(f: impl FnOnce() -> Result<T, DicomError>) -> Result<T, DicomError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(malformed("dicom-rs stopped on an inconsistency in the object's structure (an item or delimiter out of place)"))
+    })
+}
+
 /// Reads an object after [`prescan`] accepted it. `until`: stop before this tag
 /// (to read the header only).
 fn read(bytes: &[u8], until: Option<Tag>) -> Result<dicom_object::DefaultDicomObject, DicomError> {
-    prescan(bytes)?;
-    let (preamble, _) = magic(bytes)?;
-    let mut options = OpenFileOptions::new().read_preamble(preamble);
-    if let Some(tag) = until {
-        options = options.read_until(tag);
-    }
-    options.from_reader(bytes).map_err(|e| malformed(format!("{e}")))
+    guarded(|| {
+        prescan_unguarded(bytes)?;
+        let (preamble, _) = magic(bytes)?;
+        let mut options = OpenFileOptions::new().read_preamble(preamble);
+        if let Some(tag) = until {
+            options = options.read_until(tag);
+        }
+        options.from_reader(bytes).map_err(|e| malformed(format!("{e}")))
+    })
 }
 
 /// The object's StudyDate (0008,0020), or its first other date of acquisition

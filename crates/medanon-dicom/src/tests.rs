@@ -190,6 +190,9 @@ fn hostile_objects_are_refused_with_a_kind() {
     // which dicom-rs then refused to read; the writer's own name is written now.
     let once = deid(include_bytes!("../testdata/odd_version_name.dcm"), Options { accept_burned_in: true, ..Options::default() }, 1);
     assert!(deidentify(&once, PERSON, Options::default(), &key(1)).is_ok(), "the output reads back");
+    // An item header where dicom-parser's lazy reader asserts a sequence (it panicked).
+    assert_eq!(kind(include_bytes!("../testdata/item_outside_sequence.dcm")), ErrorKind::Malformed);
+    assert!(study_date(include_bytes!("../testdata/item_outside_sequence.dcm")).is_err());
     // A SOP Class UID of non-ASCII characters in the meta group.
     assert_eq!(kind(include_bytes!("../testdata/meta_uid_not_ascii.dcm")), ErrorKind::Malformed);
     // The meta reader goes on past a tag of another group within the group length.
