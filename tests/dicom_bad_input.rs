@@ -64,6 +64,11 @@ fn hostile_objects_get_an_error_never_a_crash() {
             SqlState::INVALID_BINARY_REPRESENTATION,
         ),
         (
+            "an SL value of 10 bytes, read out of step after it (fuzzer: 1.4 GB)",
+            include_bytes!("../crates/medanon-dicom/testdata/partial_words.dcm").to_vec(),
+            SqlState::INVALID_BINARY_REPRESENTATION,
+        ),
+        (
             "delimiters outside a sequence (fuzzer)",
             include_bytes!("../crates/medanon-dicom/testdata/stray_delimiters.dcm").to_vec(),
             SqlState::INVALID_BINARY_REPRESENTATION,

@@ -281,6 +281,21 @@ fn prescan_unguarded(bytes: &[u8]) -> Result<String, DicomError> {
                 if header.len.0 as u64 > total {
                     return Err(too_long(header.tag, header.len.0));
                 }
+                // A binary value that is not a whole number of its words: dicom-rs'
+                // full parse reads the whole words only, and what follows is then
+                // read out of step (1.4 GB allocated for a 1,552-byte object; fuzzer).
+                let word = match header.vr {
+                    VR::SS | VR::US | VR::OW => 2,
+                    VR::SL | VR::UL | VR::FL | VR::AT | VR::OL | VR::OF => 4,
+                    VR::FD | VR::SV | VR::UV | VR::OD | VR::OV => 8,
+                    _ => 1,
+                };
+                if header.len.is_defined() && header.len.0 % word != 0 {
+                    return Err(malformed(format!(
+                        "element {} ({}) declares {} bytes, not a whole number of {word}-byte values",
+                        header.tag, header.vr, header.len.0
+                    )));
+                }
                 LazyDataToken::LazyValue { header, decoder }.skip().map_err(|e| malformed(format!("data set: {e}")))?;
             }
             LazyDataToken::LazyItemValue { len, decoder } => {

@@ -193,6 +193,9 @@ fn hostile_objects_are_refused_with_a_kind() {
     // An item header where dicom-parser's lazy reader asserts a sequence (it panicked).
     assert_eq!(kind(include_bytes!("../testdata/item_outside_sequence.dcm")), ErrorKind::Malformed);
     assert!(study_date(include_bytes!("../testdata/item_outside_sequence.dcm")).is_err());
+    // An SL value of 10 bytes: dicom-rs read 8 and the rest out of step (1.4 GB).
+    let e = deidentify(include_bytes!("../testdata/partial_words.dcm"), PERSON, Options::default(), &key(1)).unwrap_err();
+    assert!(e.detail.contains("whole number"), "{e:?}");
     // A SOP Class UID of non-ASCII characters in the meta group.
     assert_eq!(kind(include_bytes!("../testdata/meta_uid_not_ascii.dcm")), ErrorKind::Malformed);
     // The meta reader goes on past a tag of another group within the group length.
