@@ -69,6 +69,11 @@ fn hostile_objects_get_an_error_never_a_crash() {
             SqlState::INVALID_BINARY_REPRESENTATION,
         ),
         (
+            "a meta element of VR SQ, 0xFFFF0001 bytes (fuzzer: 4 GB)",
+            include_bytes!("../crates/medanon-dicom/testdata/meta_sequence.dcm").to_vec(),
+            SqlState::INVALID_BINARY_REPRESENTATION,
+        ),
+        (
             "delimiters outside a sequence (fuzzer)",
             include_bytes!("../crates/medanon-dicom/testdata/stray_delimiters.dcm").to_vec(),
             SqlState::INVALID_BINARY_REPRESENTATION,

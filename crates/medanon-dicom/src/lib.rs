@@ -226,13 +226,9 @@ fn prescan_unguarded(bytes: &[u8]) -> Result<String, DicomError> {
                 }
                 LazyDataToken::LazyValue { header, decoder }.skip().map_err(meta_error)?;
             }
-            LazyDataToken::LazyItemValue { len, decoder } => {
-                if len as u64 > total {
-                    return Err(too_long(Tag(0xFFFE, 0xE000), len));
-                }
-                LazyDataToken::LazyItemValue { len, decoder }.skip().map_err(meta_error)?;
-            }
-            _ => {}
+            // The meta group holds no sequence or item; dicom-object's meta reader
+            // would take a sequence's length as a value's (4 GB; fuzzer).
+            other => return Err(meta_error(format!("{other:?} where only elements belong"))),
         }
     }
     // The meta reader checks "DICM" itself.

@@ -196,6 +196,8 @@ fn hostile_objects_are_refused_with_a_kind() {
     // An SL value of 10 bytes: dicom-rs read 8 and the rest out of step (1.4 GB).
     let e = deidentify(include_bytes!("../testdata/partial_words.dcm"), PERSON, Options::default(), &key(1)).unwrap_err();
     assert!(e.detail.contains("whole number"), "{e:?}");
+    // A meta element of VR SQ with a length of 0xFFFF0001 (4 GB in the meta reader).
+    assert_eq!(kind(include_bytes!("../testdata/meta_sequence.dcm")), ErrorKind::Malformed);
     // A SOP Class UID of non-ASCII characters in the meta group.
     assert_eq!(kind(include_bytes!("../testdata/meta_uid_not_ascii.dcm")), ErrorKind::Malformed);
     // The meta reader goes on past a tag of another group within the group length.
