@@ -255,7 +255,10 @@ fn prescan_unguarded(bytes: &[u8]) -> Result<String, DicomError> {
     let mut depth = 0usize;
     while let Some(token) = reader.advance() {
         match token.map_err(|e| malformed(format!("data set: {e}")))? {
-            LazyDataToken::SequenceStart { tag, .. } => {
+            LazyDataToken::SequenceStart { tag, len } => {
+                if len.is_defined() && len.0 as u64 > total {
+                    return Err(too_long(tag, len.0));
+                }
                 depth += 1;
                 if depth > MAX_DEPTH {
                     return Err(limit(format!("sequence {tag} is nested more than {MAX_DEPTH} deep")));
@@ -273,6 +276,9 @@ fn prescan_unguarded(bytes: &[u8]) -> Result<String, DicomError> {
                 return Err(malformed("an item or sequence delimiter stands outside any sequence"));
             }
             LazyDataToken::SequenceEnd => depth -= 1,
+            LazyDataToken::ItemStart { len } if len.is_defined() && len.0 as u64 > total => {
+                return Err(too_long(Tag(0xFFFE, 0xE000), len.0));
+            }
             LazyDataToken::LazyValue { header, decoder } => {
                 if header.len.0 as u64 > total {
                     return Err(too_long(header.tag, header.len.0));
