@@ -469,8 +469,12 @@ impl Walk<'_> {
     /// Applies the profile to one data set (the object, or an item of a sequence).
     fn clean(&self, obj: &mut InMemDicomObject, depth: usize) {
         // Private attributes (odd groups, with their creators): X (E.1-1's last row).
-        // Item and delimitation tags (FFFE) are no attributes: never written back.
-        obj.retain(|e| e.header().tag.group() % 2 == 0 && e.header().tag.group() != 0xFFFE);
+        // Item and delimitation tags (FFFE) are no attributes, and the command
+        // group (0000) belongs to messages, not stored objects: never written back.
+        obj.retain(|e| {
+            let group = e.header().tag.group();
+            group % 2 == 0 && group != 0xFFFE && group != 0x0000
+        });
         let tags: Vec<Tag> = obj.tags().collect();
         for tag in tags {
             let Some(e) = obj.get(tag) else { continue };
@@ -624,6 +628,12 @@ pub fn deidentify(bytes: &[u8], person: Person<'_>, options: Options, uids: &dyn
     let mut out = Vec::with_capacity(bytes.len() + 512);
     obj.write_all(&mut out).map_err(|e| malformed(format!("the object could not be written back: {e}")))?;
     Ok(Outcome::Object(out))
+}
+
+/// Whether dicom-rs reads the object (pre-scan and full parse), as [`deidentify`]
+/// would: the fuzzer's check that what medanon writes reads back.
+pub fn readable(bytes: &[u8]) -> Result<(), DicomError> {
+    read(bytes, None).map(|_| ())
 }
 
 /// Reads and writes back an object without changing it: the baseline of the
