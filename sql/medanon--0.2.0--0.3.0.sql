@@ -152,3 +152,17 @@ REVOKE ALL ON FUNCTION contract_report(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION contract_report(text) TO medanon_operator;
 COMMENT ON FUNCTION contract_report(text) IS
     'Persons exposed, suppressed by k, excluded by consent and unlinked, classes and the smallest class shown, and DICOM objects withheld for a burned-in annotation, for one contract.';
+
+--------------------------------------------------------------------------------
+-- Data (keep this section last)
+--------------------------------------------------------------------------------
+-- Nothing 0.2.0 stored changes form: keys, links, consent, sources, contracts,
+-- their persons, tokens, offsets, first classes and data tables stay as they are,
+-- and every published contract keeps serving its views through the upgrade. One
+-- ledger entry records the upgrade itself (no contract), with the contracts by
+-- status at that moment.
+INSERT INTO provision_ledger (event, detail)
+SELECT 'upgrade', pg_catalog.jsonb_build_object(
+           'from', '0.2.0', 'to', '0.3.0',
+           'contracts', (SELECT coalesce(pg_catalog.jsonb_object_agg(x.status, x.n), '{}')
+                           FROM (SELECT k.status, pg_catalog.count(*) AS n FROM medanon.contract k GROUP BY k.status) x));
