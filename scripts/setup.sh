@@ -49,3 +49,12 @@ if ! python3 -c "import pycanon" 2>/dev/null; then
 else
     say "pycanon present"
 fi
+
+# The DICOM tests (tests/dicom.rs) make their synthetic CT objects, with Japanese
+# names, and read medanon's output back with pydicom from PyPI: a second reader.
+if ! python3 -c "import pydicom" 2>/dev/null; then
+    say "installing pydicom (PyPI) for the DICOM tests"
+    python3 -m pip install --quiet --disable-pip-version-check pydicom
+else
+    say "pydicom present"
+fi

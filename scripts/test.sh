@@ -19,8 +19,8 @@ CLUSTER=test
 SOCK="$ROOT/target/clusters/$CLUSTER"
 tier() { printf '\n\033[1m== %s ==\033[0m\n' "$*"; }
 
-tier "1/5 unit and property tests (medanon-core, medanon-synth, medanon-export)"
-cargo test -p medanon-core -p medanon-synth -p medanon-export
+tier "1/5 unit and property tests (medanon-core, medanon-dicom, medanon-synth, medanon-export)"
+cargo test -p medanon-core -p medanon-dicom -p medanon-synth -p medanon-export
 
 tier "2/5 #[pg_test] (cargo pgrx test, as postgres)"
 mkdir -p target/pgrx-test

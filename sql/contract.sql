@@ -28,7 +28,8 @@ CREATE TABLE source_column (
     source_schema  name NOT NULL,
     source_table   name NOT NULL,
     column_name    name NOT NULL,
-    class          text NOT NULL CHECK (class IN ('identifier', 'quasi_identifier', 'static', 'semi_static', 'dynamic')),
+    -- image: DICOM objects (bytea), exposed only by the contract rule dicom (issue 20).
+    class          text NOT NULL CHECK (class IN ('identifier', 'quasi_identifier', 'static', 'semi_static', 'dynamic', 'image')),
     classified_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     classified_by  name NOT NULL DEFAULT session_user,
     PRIMARY KEY (source_schema, source_table, column_name),

@@ -44,10 +44,10 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = rel AND attname = column_name AND attnum > 0 AND NOT attisdropped) THEN
         RAISE EXCEPTION 'column "%" of relation % does not exist', column_name, rel USING ERRCODE = 'undefined_column';
     END IF;
-    IF class IS NULL OR class NOT IN ('identifier', 'quasi_identifier', 'static', 'semi_static', 'dynamic') THEN
+    IF class IS NULL OR class NOT IN ('identifier', 'quasi_identifier', 'static', 'semi_static', 'dynamic', 'image') THEN
         RAISE EXCEPTION 'invalid class %', quote_nullable(class)
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'identifier, quasi_identifier, static, semi_static or dynamic';
+                  HINT = 'identifier, quasi_identifier, static, semi_static, dynamic or image (DICOM objects)';
     END IF;
     INSERT INTO medanon.source_column (source_schema, source_table, column_name, class)
     VALUES (nsp, tbl, classify.column_name, classify.class)
@@ -72,6 +72,6 @@ $fn$;
 COMMENT ON FUNCTION register_source(regclass, text, text) IS
     'Registers a raw table whose rows belong to linked persons (person_column holds person_id from person_link).';
 COMMENT ON FUNCTION classify(regclass, text, text) IS
-    'Classifies a source column as identifier, quasi_identifier, static, semi_static or dynamic; unclassified columns are never exposed.';
+    'Classifies a source column as identifier, quasi_identifier, static, semi_static, dynamic or image (DICOM objects, bytea); unclassified columns are never exposed.';
 COMMENT ON FUNCTION register_certified_user(name) IS
     'Registers a role as a certified user of pseudonymized data (the 2024 amendment).';

@@ -578,7 +578,7 @@ RETURNS TABLE (contract_id text, status text, k integer, expires_on date,
                persons_exposed bigint, persons_suppressed_k bigint, persons_excluded_consent bigint,
                persons_unlinked bigint, persons_changed bigint, persons_calendar bigint,
                classes bigint, classes_suppressed bigint, min_class_size integer, values_replaced bigint,
-               reads_audited boolean)
+               reads_audited boolean, images_withheld bigint)
 LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -593,7 +593,11 @@ BEGIN
            p.visible, p.k_suppressed, p.consent, p.unlinked, p.changed, p.calendar, cl.classes, cl.suppressed, cl.smallest,
            (SELECT coalesce(sum(cc.values_replaced), 0)::bigint FROM medanon.contract_column cc WHERE cc.contract_id = c.contract_id),
            -- Whether the grantee's reads reach the server log (pgaudit; sql/read_audit.sql).
-           medanon.reads_audited(c.contract_id)
+           medanon.reads_audited(c.contract_id),
+           -- DICOM objects withheld for a burned-in annotation at the last publish
+           -- or refresh (sql/dicom.sql), while the contract is in force.
+           (SELECT coalesce(sum(ci.images_withheld), 0)::bigint FROM medanon.contract_image ci
+             WHERE ci.contract_id = c.contract_id AND c.status = 'published')
       FROM medanon.contract c,
            LATERAL (SELECT count(*) FILTER (WHERE m.state = st ->> 'visible') AS visible,
                            count(*) FILTER (WHERE m.state = st ->> 'k') AS k_suppressed,

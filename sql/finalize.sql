@@ -167,6 +167,7 @@ BEGIN
         'expire_contracts()',
         'contract_report(text)',
         'contract_lineage(text)',
+        'deidentify_dicom(bytea, text, bigint)',
         '_contract_person_states()',
         'contract_today()',
         'verify_ledger()',
@@ -311,7 +312,7 @@ COMMENT ON FUNCTION expire_contracts() IS
 COMMENT ON FUNCTION release_snapshot(text) IS
     'Copies a published contract''s views into a frozen schema contract_<id>_snap_<n> for the grantee (readable until expiry); rows, persons and SHA-256 go in the ledger. Returns the schema name.';
 COMMENT ON FUNCTION contract_report(text) IS
-    'Persons exposed, suppressed by k, excluded by consent and unlinked, classes and the smallest class shown, for one contract.';
+    'Persons exposed, suppressed by k, excluded by consent and unlinked, classes and the smallest class shown, and DICOM objects withheld for a burned-in annotation, for one contract.';
 COMMENT ON FUNCTION safe_counts(text, text, text[], integer) IS
     'Distinct persons per cell of one of the caller''s contract views, with every margin (GROUP BY CUBE); cells below min_cell suppressed (NDB rule), never below the contract''s own min_cell floor, and more cells suppressed until none can be recovered from a row or column total. On a statistics contract only its grantee (or the operator) may call it, and each call is recorded in the provision ledger.';
 COMMENT ON FUNCTION contract_today() IS

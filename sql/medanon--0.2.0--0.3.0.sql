@@ -169,6 +169,144 @@ GRANT EXECUTE ON FUNCTION record_export(text) TO PUBLIC;
 COMMENT ON FUNCTION record_export(text) IS
     'Records in the provision ledger (event export) that a snapshot was written out as delivery files: manifest is medanon-export''s manifest.json, whose tables, rows and SHA-256 must equal the snapshot''s ledger entry (22023). The caller must be able to read every table of the snapshot (42501), of a live contract (55000). Returns the manifest''s SHA-256.';
 
+-- Issue 20: DICOM ----------------------------------------------------------------
+-- DICOM objects in the warehouse: the class image, the contract rule dicom
+-- (medanon_core::plan), deidentify_dicom for the operator's ETL, the internal
+-- _dicom_object and _dicom_study_date that publish calls as the owner, the table
+-- of withheld images, and contract_report's images_withheld (a new result type,
+-- so dropped and created again).
+ALTER TABLE source_column DROP CONSTRAINT source_column_class_check,
+    ADD CONSTRAINT source_column_class_check
+        CHECK (class IN ('identifier', 'quasi_identifier', 'static', 'semi_static', 'dynamic', 'image'));
+
+CREATE OR REPLACE FUNCTION classify(rel regclass, column_name text, class text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE nsp name; tbl name;
+BEGIN
+    SELECT n.nspname, c.relname INTO nsp, tbl
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    IF NOT EXISTS (SELECT FROM medanon.source s WHERE s.source_schema = nsp AND s.source_table = tbl) THEN
+        RAISE EXCEPTION 'relation % is not a registered source', rel
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'register it first with medanon.register_source()';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = rel AND attname = column_name AND attnum > 0 AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', column_name, rel USING ERRCODE = 'undefined_column';
+    END IF;
+    IF class IS NULL OR class NOT IN ('identifier', 'quasi_identifier', 'static', 'semi_static', 'dynamic', 'image') THEN
+        RAISE EXCEPTION 'invalid class %', quote_nullable(class)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'identifier, quasi_identifier, static, semi_static, dynamic or image (DICOM objects)';
+    END IF;
+    INSERT INTO medanon.source_column (source_schema, source_table, column_name, class)
+    VALUES (nsp, tbl, classify.column_name, classify.class)
+    ON CONFLICT ON CONSTRAINT source_column_pkey DO UPDATE
+       SET class = EXCLUDED.class, classified_at = now(), classified_by = session_user;
+END
+$fn$;
+COMMENT ON FUNCTION classify(regclass, text, text) IS
+    'Classifies a source column as identifier, quasi_identifier, static, semi_static, dynamic or image (DICOM objects, bytea); unclassified columns are never exposed.';
+
+CREATE FUNCTION "deidentify_dicom"(
+	"object" bytea, /* & [u8] */
+	"contract_id" TEXT, /* & str */
+	"person_id" bigint /* i64 */
+) RETURNS bytea /* :: std :: option :: Option < Vec < u8 > > */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'deidentify_dicom_wrapper';
+CREATE FUNCTION "_dicom_object"(
+	"object" bytea, /* Option < & [u8] > */
+	"token" bigint, /* Option < i64 > */
+	"date_offset" INT, /* Option < i32 > */
+	"contract_id" TEXT, /* Option < & str > */
+	"age_band" INT, /* Option < i32 > */
+	"age_top" INT, /* Option < i32 > */
+	"keep_sex" bool, /* Option < bool > */
+	"accept_burned_in" bool /* Option < bool > */
+) RETURNS bytea /* :: std :: option :: Option < Vec < u8 > > */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_dicom_object_wrapper';
+CREATE FUNCTION "_dicom_study_date"(
+	"object" bytea /* & [u8] */
+) RETURNS date /* Option < Date > */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_dicom_study_date_wrapper';
+REVOKE ALL ON FUNCTION deidentify_dicom(bytea, text, bigint), _dicom_object(bytea, bigint, integer, text, integer, integer, boolean, boolean),
+    _dicom_study_date(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION deidentify_dicom(bytea, text, bigint) TO medanon_operator;
+
+CREATE TABLE contract_image (
+    contract_id      text NOT NULL,
+    view_name        name NOT NULL,
+    column_name      name NOT NULL,
+    -- At the last publish or refresh: objects shown, and objects withheld because
+    -- they say BurnedInAnnotation = YES and the rule does not accept that.
+    images_shown     bigint NOT NULL,
+    images_withheld  bigint NOT NULL CHECK (images_withheld >= 0),
+    PRIMARY KEY (contract_id, view_name, column_name)
+);
+COMMENT ON TABLE contract_image IS 'DICOM objects shown and withheld (burned-in annotation) per dicom column of a contract, at its last publish or refresh.';
+SELECT pg_catalog.pg_extension_config_dump('contract_image', '');
+REVOKE ALL ON TABLE contract_image FROM PUBLIC;
+GRANT SELECT ON TABLE contract_image TO medanon_operator;
+
+COMMENT ON FUNCTION deidentify_dicom(bytea, text, bigint) IS
+'A DICOM object de-identified for a person of a published contract, as its dicom column shows it: PS3.15 Annex E basic profile, PatientID the person''s token, UIDs keyed under the contract (2.25.<128 bits>), dates moved by the person''s offset. NULL (with a NOTICE) for BurnedInAnnotation = YES unless the rule accepts it. Bad object: 22P03, 54000 or 0A000. Operator only.';
+COMMENT ON FUNCTION _dicom_object(bytea, bigint, integer, text, integer, integer, boolean, boolean) IS
+'Internal to publish and refresh: the object of a dicom column for the token and offset of the contract''s map. Keyed; granted to nobody.';
+COMMENT ON FUNCTION _dicom_study_date(bytea) IS
+'Internal to publish: an object''s study date, unshifted, for the calendar check. Granted to nobody.';
+
+DROP FUNCTION contract_report(text);
+CREATE FUNCTION contract_report(id text)
+RETURNS TABLE (contract_id text, status text, k integer, expires_on date,
+               persons_exposed bigint, persons_suppressed_k bigint, persons_excluded_consent bigint,
+               persons_unlinked bigint, persons_changed bigint, persons_calendar bigint,
+               classes bigint, classes_suppressed bigint, min_class_size integer, values_replaced bigint,
+               reads_audited boolean, images_withheld bigint)
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE st constant jsonb := medanon._contract_person_states();
+BEGIN
+    IF NOT EXISTS (SELECT FROM medanon.contract c WHERE c.contract_id = id) THEN
+        RAISE EXCEPTION 'contract "%" does not exist', id USING ERRCODE = 'undefined_object';
+    END IF;
+    -- One pass over the map and one over the classes (publish reads this too).
+    RETURN QUERY
+    SELECT c.contract_id, c.status, c.k, c.expires_on,
+           p.visible, p.k_suppressed, p.consent, p.unlinked, p.changed, p.calendar, cl.classes, cl.suppressed, cl.smallest,
+           (SELECT coalesce(sum(cc.values_replaced), 0)::bigint FROM medanon.contract_column cc WHERE cc.contract_id = c.contract_id),
+           -- Whether the grantee's reads reach the server log (pgaudit; sql/read_audit.sql).
+           medanon.reads_audited(c.contract_id),
+           -- DICOM objects withheld for a burned-in annotation at the last publish
+           -- or refresh (sql/dicom.sql), while the contract is in force.
+           (SELECT coalesce(sum(ci.images_withheld), 0)::bigint FROM medanon.contract_image ci
+             WHERE ci.contract_id = c.contract_id AND c.status = 'published')
+      FROM medanon.contract c,
+           LATERAL (SELECT count(*) FILTER (WHERE m.state = st ->> 'visible') AS visible,
+                           count(*) FILTER (WHERE m.state = st ->> 'k') AS k_suppressed,
+                           count(*) FILTER (WHERE m.state = st ->> 'consent') AS consent,
+                           count(*) FILTER (WHERE m.state = st ->> 'unlinked') AS unlinked,
+                           count(*) FILTER (WHERE m.state = st ->> 'changed') AS changed,
+                           count(*) FILTER (WHERE m.state = st ->> 'calendar') AS calendar
+                      FROM medanon.contract_person m WHERE m.contract_id = c.contract_id) p,
+           LATERAL (SELECT count(*) FILTER (WHERE cc.persons > 0) AS classes,
+                           count(*) FILTER (WHERE cc.persons > 0 AND cc.persons < c.k) AS suppressed,
+                           min(cc.persons) FILTER (WHERE cc.persons >= coalesce(c.k, 1)) AS smallest
+                      FROM medanon.contract_class cc WHERE cc.contract_id = c.contract_id) cl
+     WHERE c.contract_id = id;
+END
+$fn$;
+REVOKE ALL ON FUNCTION contract_report(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION contract_report(text) TO medanon_operator;
+COMMENT ON FUNCTION contract_report(text) IS
+    'Persons exposed, suppressed by k, excluded by consent and unlinked, classes and the smallest class shown, and DICOM objects withheld for a burned-in annotation, for one contract.';
+
 --------------------------------------------------------------------------------
 -- Data (keep this section last)
 --------------------------------------------------------------------------------

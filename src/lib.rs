@@ -107,6 +107,48 @@ mod functions {
         crate::anonymize::token::new_token()
     }
 
+    /// De-identifies a DICOM object for a person of a published contract, as the
+    /// contract's `dicom` column shows it: for the operator's ETL. STABLE: it
+    /// reads the contract and its map, and the keyring.
+    #[pg_extern(stable, strict, parallel_safe)]
+    fn deidentify_dicom(object: &[u8], contract_id: &str, person_id: i64) -> Option<Vec<u8>> {
+        crate::anonymize::dicom::for_person(object, contract_id, person_id)
+    }
+
+    /// Internal to publish and refresh: the object of a `dicom` column, for the
+    /// person whose token and offset the map holds. Keyed (the UIDs): the owner's
+    /// only. Not STRICT: the age band is NULL when the rule does not band.
+    #[allow(clippy::too_many_arguments)]
+    #[pg_extern(stable, parallel_safe)]
+    fn _dicom_object(
+        object: Option<&[u8]>,
+        token: Option<i64>,
+        date_offset: Option<i32>,
+        contract_id: Option<&str>,
+        age_band: Option<i32>,
+        age_top: Option<i32>,
+        keep_sex: Option<bool>,
+        accept_burned_in: Option<bool>,
+    ) -> Option<Vec<u8>> {
+        crate::anonymize::dicom::contract_object(
+            object?,
+            token?,
+            date_offset?,
+            contract_id?,
+            age_band,
+            age_top,
+            keep_sex.unwrap_or(false),
+            accept_burned_in.unwrap_or(false),
+        )
+    }
+
+    /// Internal to publish: an object's study date (unshifted), for the calendar
+    /// check. Keyless and reads no table: IMMUTABLE.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn _dicom_study_date(object: &[u8]) -> Option<Date> {
+        crate::anonymize::dicom::study_date(object)
+    }
+
     /// Replaces the pseudonym key; the link key is never rotated (see sql/bootstrap.sql).
     #[pg_extern(volatile, parallel_unsafe)]
     fn rotate_key() -> i32 {
@@ -429,6 +471,11 @@ mod functions {
     }
 }
 
+extension_sql_file!(
+    "../sql/dicom.sql",
+    name = "dicom",
+    requires = ["contract_live", functions::deidentify_dicom, functions::_dicom_object, functions::_dicom_study_date]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[cfg(any(test, feature = "pg_test"))]

@@ -3,5 +3,6 @@
 //! quasi-identifiers are coarsened (`generalize`).
 
 pub mod dates;
+pub mod dicom;
 pub mod generalize;
 pub mod token;

@@ -221,6 +221,7 @@ fn write_full(
     }
     let prepared = prepared_detail(client, plan)?;
     let rows = write_data(client, plan, purpose)?;
+    record_images(client, plan)?;
     client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
     Ok((rows, prepared))
 }
@@ -315,6 +316,7 @@ fn apply_incremental(
             &[id.into(), plan.views[i].name.as_str().into(), deleted.into(), inserted.into()],
         )?;
     }
+    record_images(client, plan)?;
     for sql in plan.prepare_tables_sql() {
         client.update(sql.as_str(), None, &[])?;
     }
@@ -370,6 +372,23 @@ fn data_tables(client: &mut SpiClient<'_>, plan: &ContractPlan) -> Result<Vec<St
         tables.push(table.unwrap_or_default());
     }
     Ok(tables)
+}
+
+/// Counts the DICOM objects withheld for a burned-in annotation in each view's
+/// current data table (issue 20; `contract_report` sums them).
+fn record_images(client: &mut SpiClient<'_>, plan: &ContractPlan) -> Result<(), SpiError> {
+    if plan.views.iter().all(|v| v.images.is_empty()) {
+        return Ok(());
+    }
+    for (i, table) in data_tables(client, plan)?.iter().enumerate() {
+        if plan.views[i].images.is_empty() {
+            continue;
+        }
+        for sql in plan.images_withheld_sql(i, table) {
+            client.update(sql.as_str(), None, &[plan.id.as_str().into()])?;
+        }
+    }
+    Ok(())
 }
 
 /// What the ledger records of the preparation (percentile bounds, values replaced).

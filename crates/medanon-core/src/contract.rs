@@ -151,6 +151,9 @@ pub enum Rule {
     /// either a value or `{"percentile": p}`).
     Code { top: Option<Bound>, bottom: Option<Bound> },
     TruncateDate(String),
+    /// A DICOM object (`bytea`, class `image`), de-identified for the contract
+    /// (issue 20): `"dicom"` or `{"dicom": {...}}`, see [`DicomRule`].
+    Dicom(DicomRule),
     /// `{"auto": true}`: parsed so that the planner can refuse it with a hint
     /// (0A000): levels are chosen by the operator, from what
     /// `suggest_generalization` gives, and written as rules.
@@ -173,6 +176,7 @@ impl Rule {
             Rule::Code { top: None, bottom: Some(_) } => "bottom_code",
             Rule::Code { .. } => "top_code and bottom_code",
             Rule::TruncateDate(_) => "truncate_date",
+            Rule::Dicom(_) => "dicom",
             Rule::Auto => "auto",
         }
     }
@@ -228,7 +232,70 @@ impl PartialEq<Rule> for ColumnSpec {
     }
 }
 
-const RULES: &str = "drop, keep, token, shift, prefecture, {\"age_band\": {...}}, {\"postal_prefix\": n}, \
+/// The options of a `dicom` rule (issue 20). By default the object gets the
+/// basic profile alone: PatientAge removed, PatientSex emptied, and an object that
+/// says BurnedInAnnotation = YES withheld (NULL in the view).
+///
+/// ```json
+/// {"dicom": {"patient_age": "age_band", "patient_sex": "keep", "burned_in_annotation": "accept"}}
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DicomRule {
+    /// PatientAge as the lower bound of the contract's `age_band` rule's band
+    /// (the spec must have exactly one such band), instead of removed.
+    pub age_band: bool,
+    /// PatientSex kept (M, F or O), instead of emptied.
+    pub keep_sex: bool,
+    /// Objects with BurnedInAnnotation = YES are shown, not withheld.
+    pub accept_burned_in: bool,
+}
+
+fn dicom_rule_of(value: &serde_json::Value) -> Result<DicomRule, String> {
+    const USE: &str = "dicom takes {\"patient_age\": \"age_band\" or \"remove\", \"patient_sex\": \"keep\" or \"remove\", \"burned_in_annotation\": \"accept\" or \"withhold\"}";
+    let serde_json::Value::Object(o) = value else { return Err(USE.into()) };
+    let mut rule = DicomRule::default();
+    for (key, v) in o {
+        let flag = match (key.as_str(), v.as_str()) {
+            ("patient_age", Some("age_band" | "remove")) => &mut rule.age_band,
+            ("patient_sex", Some("keep" | "remove")) => &mut rule.keep_sex,
+            ("burned_in_annotation", Some("accept" | "withhold")) => &mut rule.accept_burned_in,
+            _ => return Err(format!("dicom has no option \"{key}\": {v}; {USE}")),
+        };
+        *flag = matches!(v.as_str(), Some("age_band" | "keep" | "accept"));
+    }
+    Ok(rule)
+}
+
+/// The band and top of a spec's `age_band` rules, if they all agree; the
+/// `dicom` rule's `patient_age` uses it.
+pub fn dicom_age_band(spec: &ContractSpec) -> Option<(i32, i32)> {
+    let mut bands = spec.tables.iter().flat_map(|t| t.columns.values()).filter_map(|c| match c.rule {
+        Rule::AgeBand { band, top } => Some((band, top)),
+        _ => None,
+    });
+    let first = bands.next()?;
+    bands.all(|b| b == first).then_some(first)
+}
+
+/// Checks the `dicom` rules of a spec against the rest of it.
+fn check_dicom(spec: &ContractSpec) -> Result<(), SpecError> {
+    for (i, t) in spec.tables.iter().enumerate() {
+        for (column, c) in &t.columns {
+            if let Rule::Dicom(d) = c.rule {
+                if d.age_band && dicom_age_band(spec).is_none() {
+                    return Err(err(
+                        format!("tables[{i}].columns.{column}"),
+                        "patient_age \"age_band\" needs one age_band rule in the spec (or several with the same band and top)",
+                    )
+                    .hint("band the birth date with {\"age_band\": {...}} in a table of the contract, or leave out patient_age"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+const RULES: &str = "drop, keep, token, shift, prefecture, dicom, {\"age_band\": {...}}, {\"postal_prefix\": n}, \
                      {\"top_code\": x, \"bottom_code\": y}, {\"truncate_date\": \"month\"}, {\"days_since\": \"first\"} \
                      or {\"auto\": true}; an object may add \"min_persons\": n and \"hierarchy\": \"icd10\" or \"schema.table\"";
 
@@ -265,6 +332,7 @@ fn column_of(value: &serde_json::Value) -> Result<ColumnSpec, String> {
                 "token" => Ok(Rule::Token.into()),
                 "shift" => Ok(Rule::Shift.into()),
                 "prefecture" => Ok(Rule::Prefecture.into()),
+                "dicom" => Ok(Rule::Dicom(DicomRule::default()).into()),
                 other => Err(format!("unknown rule \"{other}\"; use {RULES}")),
             }
         }
@@ -331,6 +399,7 @@ fn column_of(value: &serde_json::Value) -> Result<ColumnSpec, String> {
                 Some("first") => set(Rule::DaysSince, &mut rule)?,
                 _ => return Err("days_since takes \"first\" (the person's earliest date in the column)".into()),
             },
+            "dicom" => set(Rule::Dicom(dicom_rule_of(arg)?), &mut rule)?,
             "auto" => match arg {
                 Value::Bool(true) => set(Rule::Auto, &mut rule)?,
                 _ => return Err("auto takes true".into()),
@@ -357,7 +426,7 @@ fn column_of(value: &serde_json::Value) -> Result<ColumnSpec, String> {
     if hierarchy.is_some() && rule != Rule::Keep {
         return Err(format!("a hierarchy applies to kept values, not to \"{}\"", rule.name()));
     }
-    if (min_persons.is_some() || hierarchy.is_some()) && matches!(rule, Rule::Drop | Rule::Token | Rule::Shift | Rule::DaysSince | Rule::Auto) {
+    if (min_persons.is_some() || hierarchy.is_some()) && matches!(rule, Rule::Drop | Rule::Token | Rule::Shift | Rule::DaysSince | Rule::Auto | Rule::Dicom(_)) {
         return Err(format!("min_persons and hierarchy apply to shown values, not to \"{}\"", rule.name()));
     }
     Ok(ColumnSpec { rule, min_persons, hierarchy })
@@ -516,6 +585,7 @@ pub fn parse(json: &str, today: Ymd) -> Result<Contract, SpecError> {
             }
         }
     }
+    check_dicom(&spec)?;
     Ok(Contract { spec, approved_on, expires_on, reference_date })
 }
 
@@ -627,6 +697,35 @@ mod tests {
             let e = refused(&json);
             assert_eq!(e.path, path, "{json}: {e}");
         }
+    }
+
+    #[test]
+    fn dicom_rules_parse_and_check_the_age_band() {
+        let c = parse(&with(r#""icd10": "keep""#, r#""icd10": "keep", "ct": "dicom""#), TODAY).unwrap();
+        assert_eq!(c.spec.tables[1].columns["ct"].rule, Rule::Dicom(DicomRule::default()));
+        let c = parse(
+            &with(r#""icd10": "keep""#, r#""icd10": "keep", "ct": {"dicom": {"patient_age": "age_band", "patient_sex": "keep", "burned_in_annotation": "accept"}}"#),
+            TODAY,
+        )
+        .unwrap();
+        assert_eq!(c.spec.tables[1].columns["ct"].rule, Rule::Dicom(DicomRule { age_band: true, keep_sex: true, accept_burned_in: true }));
+        assert_eq!(dicom_age_band(&c.spec), Some((5, 90)));
+        assert_eq!(Rule::Dicom(DicomRule::default()).name(), "dicom");
+        let refusals = [
+            r#""ct": {"dicom": {"burned_in_annotation": "yes"}}"#,
+            r#""ct": {"dicom": {"colour": "red"}}"#,
+            r#""ct": {"dicom": true}"#,
+            r#""ct": {"dicom": {}, "min_persons": 9}"#,
+        ];
+        for r in refusals {
+            let e = refused(&with(r#""icd10": "keep""#, &format!(r#""icd10": "keep", {r}"#)));
+            assert_eq!(e.path, "tables[1].columns.ct", "{r}: {e}");
+        }
+        // patient_age needs the contract's age band.
+        let no_band = with(r#""birth_date": {"age_band": {"band": 5, "top": 90}},"#, "");
+        let e = refused(&no_band.replacen(r#""icd10": "keep""#, r#""icd10": "keep", "ct": {"dicom": {"patient_age": "age_band"}}"#, 1));
+        assert_eq!(e.path, "tables[1].columns.ct");
+        assert!(e.hint.is_some());
     }
 
     #[test]

@@ -206,6 +206,9 @@ pub struct ViewPlan {
     pub first_dates: Vec<(String, String)>,
     /// Percentile bounds of `Code` rules, computed at publish and refresh.
     pub percentiles: Vec<Percentile>,
+    /// `dicom` columns (issue 20): their objects withheld for a burned-in
+    /// annotation are counted into `medanon.contract_image`.
+    pub images: Vec<String>,
 }
 
 /// A column whose values held by fewer than `min_persons` of the contract's
@@ -284,6 +287,7 @@ fn type_fits(rule: &Rule, type_name: &str) -> bool {
         Rule::AgeBand { .. } | Rule::TruncateDate(_) => type_name == "date",
         Rule::PostalPrefix(_) | Rule::Prefecture => TEXT_TYPES.contains(&type_name),
         Rule::Code { .. } => NUMBER_TYPES.contains(&type_name),
+        Rule::Dicom(_) => type_name == "bytea",
     }
 }
 
@@ -306,6 +310,7 @@ fn column_plan(source: &Source, column: &SourceColumn, spec: &ColumnSpec, path: 
         return Err(refuse(Refusal::NotSupported, path, "only the person column can be tokenized (its token is stored per contract)")
             .hint("drop this column, or keep a surrogate key that identifies no one"));
     }
+    dicom_column_plan(class, rule, path)?;
     if *rule == Rule::Auto {
         return Err(refuse(Refusal::NotSupported, path, "the auto rule is not supported in contract views")
             .hint("run medanon.suggest_generalization() and write the levels it gives as rules"));
@@ -330,6 +335,37 @@ fn column_plan(source: &Source, column: &SourceColumn, spec: &ColumnSpec, path: 
             .hint("rename the column in the source, or leave it out"));
     }
     Ok(())
+}
+
+/// The class of a column of DICOM objects (issue 20), and the only rule that
+/// exposes it: the two go together.
+pub const IMAGE_CLASS: &str = "image";
+
+fn dicom_column_plan(class: &str, rule: &Rule, path: &str) -> Result<(), SpecError> {
+    match (class == IMAGE_CLASS, matches!(rule, Rule::Dicom(_))) {
+        (true, false) => Err(refuse(
+            Refusal::InvalidSpec,
+            path,
+            format!("an image column can only be dropped or de-identified with \"dicom\", not \"{}\"", rule.name()),
+        )),
+        (false, true) => Err(refuse(Refusal::InvalidSpec, path, format!("the dicom rule needs a column of class image, not {class}"))
+            .hint("classify the column with medanon.classify(rel, column, 'image')")),
+        _ => Ok(()),
+    }
+}
+
+/// The expression of a `dicom` column: the object de-identified for the person
+/// of the row, by `medanon._dicom_object` (keyed: the owner's only), with the
+/// person's token and date offset from the map.
+fn dicom_expression(contract: &Contract, col: &str, rule: &crate::contract::DicomRule) -> String {
+    let band = if rule.age_band { crate::contract::dicom_age_band(&contract.spec) } else { None };
+    let (band, top) = band.map_or(("NULL".to_string(), "NULL".to_string()), |(b, t)| (b.to_string(), t.to_string()));
+    format!(
+        "medanon._dicom_object({col}, m.token, m.date_offset, {}, {band}, {top}, {}, {})",
+        literal(&contract.spec.id),
+        rule.keep_sex,
+        rule.accept_burned_in
+    )
 }
 
 /// The view expression of one exposed column, whose rule passed [`column_plan`].
@@ -374,6 +410,7 @@ fn expression(contract: &Contract, index: usize, column: &SourceColumn, rule: &R
             e
         }
         Rule::TruncateDate(unit) => format!("medanon.truncate_date({col}, {})", literal(unit)),
+        Rule::Dicom(d) => dicom_expression(contract, &col, d),
     }
 }
 
@@ -440,6 +477,7 @@ fn view_plan(contract: &Contract, index: usize, source: &Source, rare_keys: &mut
     let mut quasi_identifiers = Vec::new();
     let mut person_column = None;
     let (mut rare, mut shifted_dates, mut first_dates, mut percentiles) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut images = Vec::new();
     // Source order, so the view reads like the table; unnamed columns are dropped.
     for column in &source.columns {
         let Some(spec) = table.columns.get(&column.name).filter(|r| r.rule != Rule::Drop) else { continue };
@@ -453,6 +491,11 @@ fn view_plan(contract: &Contract, index: usize, source: &Source, rare_keys: &mut
         }
         match &spec.rule {
             Rule::Shift => shifted_dates.push(format!("{raw}::date")),
+            // An image's study date moves by the same offset: the calendar check counts it.
+            Rule::Dicom(_) => {
+                shifted_dates.push(format!("medanon._dicom_study_date({raw})"));
+                images.push(column.name.clone());
+            }
             Rule::DaysSince => first_dates.push((first_date_key(index, &column.name), format!("{raw}::date"))),
             Rule::Code { top, bottom } => {
                 for (bound, is_top) in [(top, true), (bottom, false)] {
@@ -510,6 +553,7 @@ fn view_plan(contract: &Contract, index: usize, source: &Source, rare_keys: &mut
         shifted_dates,
         first_dates,
         percentiles,
+        images,
     })
 }
 
@@ -1145,6 +1189,31 @@ impl ContractPlan {
         ddl
     }
 
+    /// Counts, for each `dicom` column of view `index` whose current data table is
+    /// `data_table`, the objects withheld for a burned-in annotation: the
+    /// contract's rows with an object in the source, less the rows with one in
+    /// the data table (a bad object stops publish with an error, so every other
+    /// NULL is a withheld one). Into `medanon.contract_image`, which
+    /// `contract_report` sums. `$1` the contract id.
+    pub fn images_withheld_sql(&self, index: usize, data_table: &str) -> Vec<String> {
+        let view = &self.views[index];
+        let data = self.scratch(data_table);
+        let name = literal(&view.name);
+        let mut sql = vec![format!("DELETE FROM medanon.contract_image WHERE contract_id = $1 AND view_name = {name}")];
+        let rows = crate::view::contract_rows(view, &self.id);
+        for column in &view.images {
+            let col = ident(column);
+            sql.push(format!(
+                "INSERT INTO medanon.contract_image (contract_id, view_name, column_name, images_shown, images_withheld)
+                 SELECT $1, {name}, {}, d.shown, s.stored - d.shown
+                   FROM (SELECT count(*) AS stored {rows} AND s.{col} IS NOT NULL) s,
+                        (SELECT count(*) AS shown FROM {data} x WHERE x.{col} IS NOT NULL) d",
+                literal(column)
+            ));
+        }
+        sql
+    }
+
     /// The provision-ledger detail of `create`.
     pub fn create_detail(&self) -> serde_json::Value {
         serde_json::json!({
@@ -1429,6 +1498,38 @@ pub(crate) mod tests {
         let mut c5 = c.clone();
         c5.spec.tables[0].columns.insert("name".into(), Rule::Keep.into());
         assert!(refused(&c5, &ok, Purpose::Create).message.contains("an identifier can only be dropped or tokenized"));
+    }
+
+    #[test]
+    fn dicom_columns_are_planned_with_the_map_and_need_the_image_class() {
+        let mut c = contract();
+        c.spec.tables[1].columns.insert(
+            "ct".into(),
+            Rule::Dicom(crate::contract::DicomRule { age_band: true, keep_sex: false, accept_burned_in: true }).into(),
+        );
+        let mut visit = visit();
+        visit.columns.push(col("ct", "bytea", IMAGE_CLASS));
+        let p = plan(&c, &described(patient(), visit.clone()), Purpose::Publish).unwrap();
+        let ct = p.views[1].columns.iter().find(|x| x.name == "ct").unwrap();
+        assert_eq!(ct.expr, "medanon._dicom_object(s.\"ct\", m.token, m.date_offset, 'c2026_001', 5, 90, false, true)");
+        assert_eq!(p.views[1].images, ["ct"]);
+        assert!(p.views[1].shifted_dates.contains(&"medanon._dicom_study_date(s.\"ct\")".to_string()), "the calendar check sees image dates");
+        assert!(p.views[1].quasi_identifiers.iter().all(|q| !q.contains("ct")));
+        let sql = p.images_withheld_sql(1, "t1_g1").join(";");
+        assert!(sql.contains("medanon.contract_image") && sql.contains("s.\"ct\" IS NOT NULL") && sql.contains("\"t1_g1\""), "{sql}");
+        // The rule needs the class, and the class the rule.
+        let mut wrong = visit.clone();
+        wrong.columns.last_mut().unwrap().class = Some("dynamic".into());
+        let e = refused(&c, &described(patient(), wrong), Purpose::Publish);
+        assert_eq!((e.refusal, e.path.as_str()), (Refusal::InvalidSpec, "tables[1].columns.ct"));
+        let mut kept = c.clone();
+        kept.spec.tables[1].columns.insert("ct".into(), Rule::Keep.into());
+        let e = refused(&kept, &described(patient(), visit.clone()), Purpose::Publish);
+        assert_eq!((e.refusal, e.path.as_str()), (Refusal::InvalidSpec, "tables[1].columns.ct"));
+        let mut text = visit;
+        text.columns.last_mut().unwrap().type_name = "text".into();
+        let e = refused(&c, &described(patient(), text), Purpose::Publish);
+        assert_eq!((e.refusal, e.path.as_str()), (Refusal::DatatypeMismatch, "tables[1].columns.ct"));
     }
 
     #[test]
