@@ -22,6 +22,7 @@ pub mod icd10;
 pub mod jpdate;
 pub mod keyed;
 pub mod lattice;
+pub mod municipality;
 pub mod link;
 pub mod link_group;
 pub mod link_review;
