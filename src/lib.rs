@@ -159,6 +159,19 @@ mod functions {
         medanon_core::prefecture::prefecture_of(address)
     }
 
+    /// The municipality (市区町村) of an address or a postal code, a designated city's
+    /// ward as the ward (大阪府大阪市北区).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn municipality_of(value: &str) -> Option<String> {
+        crate::anonymize::municipality::municipality_of(value, None)
+    }
+
+    /// The same, with a designated city's addresses at `ward` or `city` level.
+    #[pg_extern(immutable, strict, parallel_safe, name = "municipality_of")]
+    fn municipality_of_level(value: &str, designated_city: &str) -> Option<String> {
+        crate::anonymize::municipality::municipality_of(value, Some(designated_city))
+    }
+
     #[pg_extern(immutable, strict, parallel_safe)]
     fn region_of(prefecture: &str) -> Option<&'static str> {
         medanon_core::prefecture::region_of(prefecture)

@@ -16,6 +16,7 @@
 //! postal code shared by two municipalities, 北区 alone), or names a designated city
 //! without the ward a ward-level answer needs, is `None`: never guessed.
 
+use crate::error::{quoted, InputError, Kind};
 use crate::generalize::parse_postal_code;
 use crate::prefecture::{strip_preamble, PREFECTURES};
 use std::collections::HashMap;
@@ -27,11 +28,23 @@ const POSTAL_CSV: &str = include_str!("../data/postal_municipality.csv");
 
 /// What a designated city (政令指定都市) becomes: its ward (大阪府大阪市北区) or the
 /// city (大阪府大阪市). The 23 special wards of Tokyo are municipalities and are not
-/// affected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// affected. Ordered finest first (a ward shows more than its city).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum WardLevel {
     Ward,
     City,
+}
+
+impl WardLevel {
+    /// `ward` or `city`, as `municipality_of(value, designated_city)` takes it.
+    pub fn parse(text: &str) -> Result<WardLevel, InputError> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "ward" => Ok(WardLevel::Ward),
+            "city" => Ok(WardLevel::City),
+            _ => Err(InputError::new(Kind::InvalidParameterValue, format!("unknown designated-city level {}", quoted(text)))
+                .hint("use ward (大阪府大阪市北区) or city (大阪府大阪市)")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,6 +416,15 @@ mod tests {
         for (value, level, expected) in cases {
             assert_eq!(municipality_of(value, *level).as_deref(), *expected, "{value} at {level:?}");
         }
+    }
+
+    #[test]
+    fn ward_levels_parse() {
+        assert_eq!(WardLevel::parse("ward"), Ok(Ward));
+        assert_eq!(WardLevel::parse(" City "), Ok(City));
+        let e = WardLevel::parse("town").unwrap_err();
+        assert_eq!(e.kind, Kind::InvalidParameterValue);
+        assert_eq!(e.message, "unknown designated-city level \"town\"");
     }
 
     #[test]

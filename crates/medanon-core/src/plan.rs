@@ -282,7 +282,7 @@ fn type_fits(rule: &Rule, type_name: &str) -> bool {
         Rule::Drop | Rule::Keep | Rule::Token | Rule::Auto => true,
         Rule::Shift | Rule::DaysSince => DATE_TYPES.contains(&type_name),
         Rule::AgeBand { .. } | Rule::TruncateDate(_) => type_name == "date",
-        Rule::PostalPrefix(_) | Rule::Prefecture => TEXT_TYPES.contains(&type_name),
+        Rule::PostalPrefix(_) | Rule::Prefecture | Rule::Municipality(_) => TEXT_TYPES.contains(&type_name),
         Rule::Code { .. } => NUMBER_TYPES.contains(&type_name),
     }
 }
@@ -358,6 +358,8 @@ fn expression(contract: &Contract, index: usize, column: &SourceColumn, rule: &R
         }
         Rule::PostalPrefix(n) => format!("medanon.postal_prefix({col}::text, {n})"),
         Rule::Prefecture => format!("medanon.prefecture_of({col}::text)"),
+        Rule::Municipality(crate::municipality::WardLevel::Ward) => format!("medanon.municipality_of({col}::text)"),
+        Rule::Municipality(crate::municipality::WardLevel::City) => format!("medanon.municipality_of({col}::text, 'city')"),
         Rule::Code { top, bottom } => {
             let mut e = col.clone();
             for (bound, is_top) in [(top, true), (bottom, false)] {
