@@ -12,6 +12,7 @@
 
 pub mod calendar;
 pub mod cells;
+pub mod classify_suggest;
 pub mod closed_days;
 pub mod contract;
 pub mod equivalence;

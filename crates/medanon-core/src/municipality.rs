@@ -309,6 +309,11 @@ pub fn prefecture_of_value(value: &str) -> Option<&'static str> {
     }
 }
 
+/// Whether Japan Post lists a postal code (7 ASCII digits).
+pub fn postal_code_listed(digits: &str) -> bool {
+    digits.len() == 7 && digits.parse::<u32>().is_ok_and(|code| data().postal.contains_key(&code))
+}
+
 /// The number of municipalities in the vendored list (wards and designated cities
 /// included), for documentation and tests.
 pub fn count() -> usize {
