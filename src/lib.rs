@@ -376,6 +376,17 @@ mod functions {
     // Not STRICT: a NULL argument is an error (22004), because a STRICT function's
     // empty or NULL answer would read as "no risk".
 
+    /// A suggested class for every column of a table, with the evidence, from the
+    /// column names and a bounded sample of values read with the caller's rights.
+    /// VOLATILE: the sample is the first rows a scan meets, which may change between
+    /// two scans of one snapshot (synchronized scans).
+    #[pg_extern(volatile, parallel_restricted)]
+    fn suggest_classes(
+        rel: Option<PgRelation>,
+    ) -> TableIterator<'static, (name!(column_name, String), name!(class, String), name!(evidence, String))> {
+        TableIterator::new(crate::collect::suggest_classes::suggest_classes(rel.map(|r| r.oid())))
+    }
+
     #[pg_extern(stable, parallel_restricted)]
     fn k_report(
         rel: Option<PgRelation>,
