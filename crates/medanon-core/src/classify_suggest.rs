@@ -213,13 +213,14 @@ enum Shape {
     Icd10,
     Drug,
     Email,
+    Institution,
 }
 
 impl Shape {
     fn class(self) -> &'static str {
         match self {
             Shape::MyNumber | Shape::Phone | Shape::KanaName | Shape::Email => IDENTIFIER,
-            Shape::PostalCode | Shape::InsurerNumber | Shape::Address | Shape::Sex => QUASI_IDENTIFIER,
+            Shape::PostalCode | Shape::InsurerNumber | Shape::Address | Shape::Sex | Shape::Institution => QUASI_IDENTIFIER,
             Shape::EraDate | Shape::Date => STATIC,
             Shape::Icd10 | Shape::Drug => SEMI_STATIC,
         }
@@ -239,6 +240,7 @@ impl Shape {
             Shape::Icd10 => "ICD-10 codes",
             Shape::Drug => "drug names (錠, mg, カプセル…)",
             Shape::Email => "e-mail addresses",
+            Shape::Institution => "names of medical institutions (病院, 医院, クリニック, 診療所, 薬局): organisations",
         }
     }
 }
@@ -334,6 +336,11 @@ fn shape_of(value: &str) -> Option<Shape> {
     }
     if ["錠", "mg", "カプセル", "散", "注", "シロップ", "軟膏", "点眼", "顆粒", "ｍｇ", "μg"].iter().any(|w| n.contains(w)) {
         return Some(Shape::Drug);
+    }
+    // A hospital's name: the guideline's example of an organisation, which the
+    // Cabinet Office's example ② removes along with the address.
+    if ["病院", "医院", "クリニック", "診療所", "医療センター", "薬局"].iter().any(|w| n.contains(w)) {
+        return Some(Shape::Institution);
     }
     let kana = n.chars().filter(|c| !c.is_whitespace() && *c != '・' && *c != '　');
     let (mut count, mut all_kana) = (0, true);
@@ -525,6 +532,8 @@ mod tests {
         assert_eq!(suggest("memo", "text", &free).class, SEMI_STATIC);
         assert_eq!(suggest("memo", "text", &[]).class, SEMI_STATIC);
         assert_eq!(suggest("value", "numeric", &s(&["5.4", "6.1"])).class, DYNAMIC);
+        let hospitals = s(&["東京第一病院", "やまだ内科クリニック", "鈴木医院"]);
+        assert_eq!(suggest("name", "text", &hospitals).class, QUASI_IDENTIFIER);
     }
 
     proptest! {

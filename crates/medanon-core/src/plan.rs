@@ -1234,6 +1234,25 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn municipality_rules_plan_their_expressions_on_text_only() {
+        for (rule, expr) in [
+            (r#""municipality""#, "medanon.municipality_of(s.\"address\"::text)"),
+            (r#"{"municipality": "city"}"#, "medanon.municipality_of(s.\"address\"::text, 'city')"),
+        ] {
+            let spec = SPEC.replacen(r#""address": "prefecture""#, &format!(r#""address": {rule}"#), 1);
+            let c = parse(&spec, Ymd { year: 2026, month: 11, day: 25 }).unwrap();
+            let p = plan(&c, &described(patient(), visit()), Purpose::Publish).unwrap();
+            assert!(p.views[0].quasi_identifiers.iter().any(|q| q == expr), "{rule}: {:?}", p.views[0].quasi_identifiers);
+            // On a column that is no text, the rule is refused (42804).
+            let spec = SPEC.replacen(r#""sex": "keep""#, &format!(r#""sex": {rule}"#), 1);
+            let c = parse(&spec, Ymd { year: 2026, month: 11, day: 25 }).unwrap();
+            let e = plan(&c, &described(patient(), visit()), Purpose::Publish).unwrap_err();
+            assert_eq!(e.refusal, Refusal::DatatypeMismatch, "{rule}");
+            assert_eq!(e.path, "tables[0].columns.sex");
+        }
+    }
+
+    #[test]
     fn names_come_from_the_plan() {
         let p = planned();
         assert_eq!(p.schema, "contract_c2026_001");
