@@ -6,7 +6,7 @@
 #   4. integration tests in tests/ that log in as several real roles
 #   5. the same cluster with pgaudit and pg_cron loaded (read auditing, scheduled
 #      expiry), and the Debian package installed with dpkg into a clean
-#      PostgreSQL 15 (scripts/test-package.sh), and the upgrade from 0.1.0 with
+#      PostgreSQL 15 (scripts/test-package.sh), and the upgrades from 0.2.0 and 0.1.0 with
 #      ALTER EXTENSION medanon UPDATE, compared with a fresh install (scripts/upgrade-test.sh)
 # The Citus tier (a coordinator and two workers) is `make test-citus`; the last line
 # says whether this machine can run it.
@@ -53,7 +53,7 @@ MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PORT" MEDANON_TEST_DB=medanon_it M
 # k, l and suppression counts against pycanon, an independent implementation.
 MEDANON_TEST_HOST="$SOCK" MEDANON_TEST_PORT="$PORT" MEDANON_TEST_DB=medanon_it python3 tests/risk_crosscheck.py
 
-tier "5/5 pgaudit and pg_cron loaded (tests/read_audit.rs, tests/scheduled_expiry.rs); the Debian package; the upgrade from 0.1.0"
+tier "5/5 pgaudit and pg_cron loaded (tests/read_audit.rs, tests/scheduled_expiry.rs); the Debian package; the upgrades from 0.2.0 and 0.1.0"
 # The test cluster again, configured as README.md tells a DBA: pgaudit and pg_cron
 # preloaded, the audit role named, the role in every log line, and pg_cron in the
 # test database (it reaches the server over the socket directory).

@@ -56,3 +56,17 @@ COMMENT ON FUNCTION municipality_of(text, text) IS
 'municipality_of(value) with a designated city''s addresses at ''ward'' (大阪府大阪市北区) or ''city'' (大阪府大阪市) level. Another level: 22023.';
 COMMENT ON FUNCTION suggest_classes(regclass) IS
     'A suggested class (identifier, quasi_identifier, static, semi_static, dynamic) for every column, with the evidence, from its name (Japanese, romaji, English) and a sample of 200 values read with the caller''s rights. Never classifies. No SELECT on the table: 42501.';
+
+--------------------------------------------------------------------------------
+-- Data (keep this section last)
+--------------------------------------------------------------------------------
+-- Nothing 0.2.0 stored changes form: keys, links, consent, sources, contracts,
+-- their persons, tokens, offsets, first classes and data tables stay as they are,
+-- and every published contract keeps serving its views through the upgrade. One
+-- ledger entry records the upgrade itself (no contract), with the contracts by
+-- status at that moment.
+INSERT INTO provision_ledger (event, detail)
+SELECT 'upgrade', pg_catalog.jsonb_build_object(
+           'from', '0.2.0', 'to', '0.3.0',
+           'contracts', (SELECT coalesce(pg_catalog.jsonb_object_agg(x.status, x.n), '{}')
+                           FROM (SELECT k.status, pg_catalog.count(*) AS n FROM medanon.contract k GROUP BY k.status) x));

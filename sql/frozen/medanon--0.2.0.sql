@@ -82,6 +82,50 @@ CREATE TRIGGER keyring_restore_guard
 /* </end connected objects> */
 
 /* <begin connected objects> */
+-- src/lib.rs:31
+-- requires:
+--   bootstrap
+
+-- medanon on Citus: the conduit that copies the coordinator's keys to every worker
+-- in the coordinator's distributed transaction (src/citus.rs). Created on every
+-- node, Citus or not; without Citus it stays an empty local table.
+--
+-- citus_sync_keys() (and rotate_key() on a coordinator) makes it a reference table
+-- and inserts the coordinator's keyring into it with INSERT ... SELECT, which Citus
+-- ships to every worker by COPY inside its two-phase commit (so no key is ever in a
+-- statement's text, a log line or pg_stat_activity). On each worker the BEFORE
+-- INSERT trigger stores the row in that node's own keyring and returns NULL: the
+-- conduit itself stays empty everywhere.
+CREATE TABLE keyring_transfer (
+    key_id      integer NOT NULL,
+    purpose     text NOT NULL,
+    material    bytea NOT NULL,
+    active      boolean NOT NULL,
+    created_at  timestamptz NOT NULL,
+    retired_at  timestamptz,
+    check_value bytea
+);
+COMMENT ON TABLE keyring_transfer IS 'medanon on Citus: carries the coordinator''s keys to the workers; always empty. Never write it by hand.';
+REVOKE ALL ON TABLE keyring_transfer FROM PUBLIC;
+
+CREATE FUNCTION _keyring_transfer_apply() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $apply$
+BEGIN
+    PERFORM medanon._keyring_apply(NEW.key_id, NEW.purpose, NEW.material, NEW.active,
+                                   NEW.created_at, NEW.retired_at, NEW.check_value);
+    RETURN NULL;
+END
+$apply$;
+REVOKE ALL ON FUNCTION _keyring_transfer_apply() FROM PUBLIC;
+
+CREATE TRIGGER keyring_transfer_apply
+    BEFORE INSERT ON keyring_transfer
+    FOR EACH ROW EXECUTE FUNCTION _keyring_transfer_apply();
+/* </end connected objects> */
+
+/* <begin connected objects> */
 -- src/lib.rs:30
 -- requires:
 --   bootstrap
@@ -715,90 +759,6 @@ GRANT USAGE ON SCHEMA medanon TO medanon_auditor;
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:34
--- requires:
---   contract_tables
-
--- medanon contract API (catalog side): registering sources, classifying columns,
--- certified users. Run as the caller (medanon_operator) with a fixed search_path.
-
-CREATE FUNCTION register_source(rel regclass, person_column text, institution_column text DEFAULT NULL)
-RETURNS regclass
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE nsp name; tbl name; col text;
-BEGIN
-    SELECT n.nspname, c.relname INTO nsp, tbl
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
-    FOREACH col IN ARRAY ARRAY[person_column, institution_column] LOOP
-        IF col IS NOT NULL AND NOT EXISTS (SELECT FROM pg_attribute
-                                             WHERE attrelid = rel AND attname = col AND attnum > 0 AND NOT attisdropped) THEN
-            RAISE EXCEPTION 'column "%" of relation % does not exist', col, rel
-                USING ERRCODE = 'undefined_column';
-        END IF;
-    END LOOP;
-    IF person_column IS NULL THEN
-        RAISE EXCEPTION 'a source needs its person column' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    INSERT INTO medanon.source (source_schema, source_table, person_column, institution_column)
-    VALUES (nsp, tbl, person_column, institution_column)
-    ON CONFLICT (source_schema, source_table) DO UPDATE
-       SET person_column = EXCLUDED.person_column, institution_column = EXCLUDED.institution_column,
-           registered_at = now(), registered_by = session_user;
-    RETURN rel;
-END
-$fn$;
-
-CREATE FUNCTION classify(rel regclass, column_name text, class text) RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE nsp name; tbl name;
-BEGIN
-    SELECT n.nspname, c.relname INTO nsp, tbl
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
-    IF NOT EXISTS (SELECT FROM medanon.source s WHERE s.source_schema = nsp AND s.source_table = tbl) THEN
-        RAISE EXCEPTION 'relation % is not a registered source', rel
-            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'register it first with medanon.register_source()';
-    END IF;
-    IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = rel AND attname = column_name AND attnum > 0 AND NOT attisdropped) THEN
-        RAISE EXCEPTION 'column "%" of relation % does not exist', column_name, rel USING ERRCODE = 'undefined_column';
-    END IF;
-    IF class IS NULL OR class NOT IN ('identifier', 'quasi_identifier', 'static', 'semi_static', 'dynamic') THEN
-        RAISE EXCEPTION 'invalid class %', quote_nullable(class)
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'identifier, quasi_identifier, static, semi_static or dynamic';
-    END IF;
-    INSERT INTO medanon.source_column (source_schema, source_table, column_name, class)
-    VALUES (nsp, tbl, classify.column_name, classify.class)
-    ON CONFLICT ON CONSTRAINT source_column_pkey DO UPDATE
-       SET class = EXCLUDED.class, classified_at = now(), classified_by = session_user;
-END
-$fn$;
-
-CREATE FUNCTION register_certified_user(role_name name) RETURNS name
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = register_certified_user.role_name) THEN
-        RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
-    END IF;
-    INSERT INTO medanon.certified_user (role_name) VALUES (register_certified_user.role_name) ON CONFLICT DO NOTHING;
-    RETURN role_name;
-END
-$fn$;
-
-COMMENT ON FUNCTION register_source(regclass, text, text) IS
-    'Registers a raw table whose rows belong to linked persons (person_column holds person_id from person_link).';
-COMMENT ON FUNCTION classify(regclass, text, text) IS
-    'Classifies a source column as identifier, quasi_identifier, static, semi_static or dynamic; unclassified columns are never exposed.';
-COMMENT ON FUNCTION register_certified_user(name) IS
-    'Registers a role as a certified user of pseudonymized data (the 2024 amendment).';
-/* </end connected objects> */
-
-/* <begin connected objects> */
 -- src/lib.rs:40
 -- requires:
 --   contract_tables
@@ -1096,47 +1056,87 @@ COMMENT ON FUNCTION untrack_changes(regclass) IS
 /* </end connected objects> */
 
 /* <begin connected objects> */
--- src/lib.rs:31
+-- src/lib.rs:34
 -- requires:
---   bootstrap
+--   contract_tables
 
--- medanon on Citus: the conduit that copies the coordinator's keys to every worker
--- in the coordinator's distributed transaction (src/citus.rs). Created on every
--- node, Citus or not; without Citus it stays an empty local table.
---
--- citus_sync_keys() (and rotate_key() on a coordinator) makes it a reference table
--- and inserts the coordinator's keyring into it with INSERT ... SELECT, which Citus
--- ships to every worker by COPY inside its two-phase commit (so no key is ever in a
--- statement's text, a log line or pg_stat_activity). On each worker the BEFORE
--- INSERT trigger stores the row in that node's own keyring and returns NULL: the
--- conduit itself stays empty everywhere.
-CREATE TABLE keyring_transfer (
-    key_id      integer NOT NULL,
-    purpose     text NOT NULL,
-    material    bytea NOT NULL,
-    active      boolean NOT NULL,
-    created_at  timestamptz NOT NULL,
-    retired_at  timestamptz,
-    check_value bytea
-);
-COMMENT ON TABLE keyring_transfer IS 'medanon on Citus: carries the coordinator''s keys to the workers; always empty. Never write it by hand.';
-REVOKE ALL ON TABLE keyring_transfer FROM PUBLIC;
+-- medanon contract API (catalog side): registering sources, classifying columns,
+-- certified users. Run as the caller (medanon_operator) with a fixed search_path.
 
-CREATE FUNCTION _keyring_transfer_apply() RETURNS trigger
-LANGUAGE plpgsql
+CREATE FUNCTION register_source(rel regclass, person_column text, institution_column text DEFAULT NULL)
+RETURNS regclass
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
-AS $apply$
+AS $fn$
+DECLARE nsp name; tbl name; col text;
 BEGIN
-    PERFORM medanon._keyring_apply(NEW.key_id, NEW.purpose, NEW.material, NEW.active,
-                                   NEW.created_at, NEW.retired_at, NEW.check_value);
-    RETURN NULL;
+    SELECT n.nspname, c.relname INTO nsp, tbl
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    FOREACH col IN ARRAY ARRAY[person_column, institution_column] LOOP
+        IF col IS NOT NULL AND NOT EXISTS (SELECT FROM pg_attribute
+                                             WHERE attrelid = rel AND attname = col AND attnum > 0 AND NOT attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of relation % does not exist', col, rel
+                USING ERRCODE = 'undefined_column';
+        END IF;
+    END LOOP;
+    IF person_column IS NULL THEN
+        RAISE EXCEPTION 'a source needs its person column' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    INSERT INTO medanon.source (source_schema, source_table, person_column, institution_column)
+    VALUES (nsp, tbl, person_column, institution_column)
+    ON CONFLICT (source_schema, source_table) DO UPDATE
+       SET person_column = EXCLUDED.person_column, institution_column = EXCLUDED.institution_column,
+           registered_at = now(), registered_by = session_user;
+    RETURN rel;
 END
-$apply$;
-REVOKE ALL ON FUNCTION _keyring_transfer_apply() FROM PUBLIC;
+$fn$;
 
-CREATE TRIGGER keyring_transfer_apply
-    BEFORE INSERT ON keyring_transfer
-    FOR EACH ROW EXECUTE FUNCTION _keyring_transfer_apply();
+CREATE FUNCTION classify(rel regclass, column_name text, class text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE nsp name; tbl name;
+BEGIN
+    SELECT n.nspname, c.relname INTO nsp, tbl
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = rel;
+    IF NOT EXISTS (SELECT FROM medanon.source s WHERE s.source_schema = nsp AND s.source_table = tbl) THEN
+        RAISE EXCEPTION 'relation % is not a registered source', rel
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'register it first with medanon.register_source()';
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_attribute WHERE attrelid = rel AND attname = column_name AND attnum > 0 AND NOT attisdropped) THEN
+        RAISE EXCEPTION 'column "%" of relation % does not exist', column_name, rel USING ERRCODE = 'undefined_column';
+    END IF;
+    IF class IS NULL OR class NOT IN ('identifier', 'quasi_identifier', 'static', 'semi_static', 'dynamic') THEN
+        RAISE EXCEPTION 'invalid class %', quote_nullable(class)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'identifier, quasi_identifier, static, semi_static or dynamic';
+    END IF;
+    INSERT INTO medanon.source_column (source_schema, source_table, column_name, class)
+    VALUES (nsp, tbl, classify.column_name, classify.class)
+    ON CONFLICT ON CONSTRAINT source_column_pkey DO UPDATE
+       SET class = EXCLUDED.class, classified_at = now(), classified_by = session_user;
+END
+$fn$;
+
+CREATE FUNCTION register_certified_user(role_name name) RETURNS name
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles r WHERE r.rolname = register_certified_user.role_name) THEN
+        RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = 'undefined_object';
+    END IF;
+    INSERT INTO medanon.certified_user (role_name) VALUES (register_certified_user.role_name) ON CONFLICT DO NOTHING;
+    RETURN role_name;
+END
+$fn$;
+
+COMMENT ON FUNCTION register_source(regclass, text, text) IS
+    'Registers a raw table whose rows belong to linked persons (person_column holds person_id from person_link).';
+COMMENT ON FUNCTION classify(regclass, text, text) IS
+    'Classifies a source column as identifier, quasi_identifier, static, semi_static or dynamic; unclassified columns are never exposed.';
+COMMENT ON FUNCTION register_certified_user(name) IS
+    'Registers a role as a certified user of pseudonymized data (the 2024 amendment).';
 /* </end connected objects> */
 
 /* <begin connected objects> */

@@ -1,7 +1,9 @@
 -- After ALTER EXTENSION medanon UPDATE from 0.1.0 (scripts/upgrade-test.sh): what
 -- tests/upgrade/state-0.1.0.sql created, compared with the copies it kept in
--- schema upgrade_check. Every check raises when it does not hold.
---   psql -v version=0.2.0 -f tests/upgrade/after.sql
+-- schema upgrade_check. Every check raises when it does not hold. The update
+-- goes through every script from 0.1.0 to the current version; the data changes
+-- checked here are those of its first step, medanon--0.1.0--0.2.0.sql.
+--   psql -v version=0.3.0 -f tests/upgrade/after-0.1.0.sql
 \set ON_ERROR_STOP 1
 \set QUIET 1
 \o /dev/null
@@ -70,15 +72,20 @@ SELECT pg_temp.check(NOT EXISTS (SELECT * FROM upgrade_check.provision_ledger
                      'the ' || (SELECT count(*) FROM upgrade_check.provision_ledger) || ' entries 0.1.0 wrote are unchanged');
 SELECT pg_temp.check(medanon.verify_ledger() IS NULL, 'verify_ledger(): the whole ledger, 0.1.0''s entries included, verifies');
 SELECT pg_temp.check(array_agg(contract_id ORDER BY contract_id) = ARRAY['up_anon', 'up_created', 'up_expired', 'up_pseudo', 'up_revoked']
-                     AND bool_and(detail ->> 'from' = '0.1.0' AND detail ->> 'to' = :'version'
+                     AND bool_and(detail ->> 'from' = '0.1.0' AND detail ->> 'to' = '0.2.0'
                                   AND detail -> 'spec_sha256' ->> 'before' = (SELECT c.spec_sha256 FROM upgrade_check.contract c
                                                                               WHERE c.contract_id = l.contract_id)
                                   AND detail -> 'spec_sha256' ->> 'after' = l.spec_sha256),
                      'one upgrade entry per contract, with the spec hash before and after')
   FROM medanon.provision_ledger l WHERE event = 'upgrade' AND contract_id IS NOT NULL;
-SELECT pg_temp.check(count(*) = 1 AND bool_and((detail ->> 'chained_at_upgrade')::int = (SELECT count(*) FROM upgrade_check.provision_ledger)
-                                               AND detail -> 'contracts' = '{"created": 1, "published": 3, "revoked": 1}'),
-                     'one upgrade entry of the extension: the entries it chained, the contracts by status')
+SELECT pg_temp.check(array_agg(detail ->> 'from' ORDER BY entry_id) = ARRAY['0.1.0', '0.2.0']
+                     AND bool_and(detail ->> 'from' <> '0.1.0'
+                                  OR ((detail ->> 'chained_at_upgrade')::int = (SELECT count(*) FROM upgrade_check.provision_ledger)
+                                      AND detail -> 'contracts' = '{"created": 1, "published": 3, "revoked": 1}'))
+                     AND bool_and(detail ->> 'from' <> '0.2.0'
+                                  OR (detail ->> 'to' = :'version'
+                                      AND detail -> 'contracts' = '{"created": 1, "expired": 1, "published": 2, "revoked": 1}')),
+                     'one upgrade entry of the extension per step: 0.1.0 to 0.2.0 (the entries it chained, the contracts by status), then 0.2.0 to ' || :'version')
   FROM medanon.provision_ledger WHERE event = 'upgrade' AND contract_id IS NULL;
 SELECT pg_temp.check(bool_and((SELECT n.event FROM medanon.provision_ledger n WHERE n.contract_id = u.contract_id
                                  AND n.entry_id > u.entry_id ORDER BY n.entry_id LIMIT 1) = 'refresh')
@@ -88,7 +95,7 @@ SELECT pg_temp.check(bool_and((SELECT n.event FROM medanon.provision_ledger n WH
 SELECT pg_temp.check(detail -> 'snapshots_kept' = '["contract_up_anon_snap_1"]', 'the upgrade entry lists the snapshot kept as released')
   FROM medanon.provision_ledger WHERE event = 'upgrade' AND contract_id = 'up_anon';
 SELECT pg_temp.check(bool_and(spec_sha256 = encode(sha256(convert_to(spec::text, 'UTF8')), 'hex')),
-                     'every contract''s spec hash is 0.2.0''s, which the README tells an auditor to recompute')
+                     'every contract''s spec hash is the one (since 0.2.0) which the README tells an auditor to recompute')
   FROM medanon.contract;
 
 -- Contracts: the same statuses; the published ones readable by their grantees,
@@ -155,7 +162,7 @@ SELECT pg_temp.check(obj_description('contract_up_anon'::regnamespace, 'pg_names
                      AND obj_description('contract_up_anon_snap_1'::regnamespace, 'pg_namespace') = 'medanon contract snapshot, frozen for delivery',
                      'schema comments no longer name the contract''s purpose, grantee or expiry');
 
--- 0.2.0 works on what 0.1.0 left: an opt-out withholds a person of an upgraded
+-- The current version works on what 0.1.0 left: an opt-out withholds a person of an upgraded
 -- contract at once, a contract created under 0.1.0 publishes, and linking the
 -- same batch again keeps every person.
 SELECT medanon.opt_out('H1', 'p3', 'self');
@@ -165,7 +172,7 @@ SELECT pg_temp.check(count(*) = (SELECT n FROM upgrade_check.view_rows WHERE con
   FROM contract_up_anon.visit;
 RESET ROLE;
 SELECT pg_temp.check((medanon.publish_contract('up_created') -> 'persons' ->> 'visible')::int > 30,
-                     'a contract created under 0.1.0 publishes under 0.2.0');
+                     'a contract created under 0.1.0 publishes under ' || :'version');
 SELECT medanon.link_patients('up.staging');
 SELECT pg_temp.check(NOT EXISTS (SELECT institution_code, local_patient_id, person_id FROM upgrade_check.person_link
                                  EXCEPT SELECT institution_code, local_patient_id, person_id FROM medanon.person_link)
