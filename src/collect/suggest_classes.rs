@@ -10,7 +10,7 @@
 
 use crate::catalog::names;
 use crate::error::{raise, spi_failed};
-use medanon_core::classify_suggest::{suggest, SAMPLE_SIZE};
+use medanon_core::classify_suggest::{suggest, SAMPLE_SIZE, SCAN_ROWS};
 use pgrx::prelude::*;
 use pgrx::spi::quote_identifier;
 use pgrx::{pg_sys, PgSqlErrorCode};
@@ -48,9 +48,13 @@ pub fn suggest_classes(rel: Option<pg_sys::Oid>) -> Vec<(String, String, String)
         .into_iter()
         .map(|(column, type_name)| {
             let col = quote_identifier(&column);
-            // The first non-NULL values a scan meets, as text: bounded, and read
-            // through the caller's rights.
-            let sql = format!("SELECT {col}::text FROM {qualified} WHERE {col} IS NOT NULL LIMIT {SAMPLE_SIZE}");
+            // The first non-NULL values among the first rows a scan meets, as
+            // text, read through the caller's rights: bounded in rows read too, so
+            // a mostly-NULL column of a large table is not scanned to its end.
+            let sql = format!(
+                "SELECT v::text FROM (SELECT {col} AS v FROM {qualified} LIMIT {SCAN_ROWS}) s \
+                 WHERE v IS NOT NULL LIMIT {SAMPLE_SIZE}"
+            );
             let sample: Vec<String> = Spi::connect(|client| {
                 client.select(&sql, None, &[])?.map(|row| row.get::<String>(1)).collect::<Result<Vec<_>, _>>()
             })

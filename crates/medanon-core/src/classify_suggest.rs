@@ -22,6 +22,9 @@ pub const DYNAMIC: &str = "dynamic";
 /// something, few enough to read in milliseconds from any table.
 pub const SAMPLE_SIZE: i64 = 200;
 
+/// The most rows a column's sample is looked for in (the first a scan meets).
+pub const SCAN_ROWS: i64 = 10_000;
+
 /// A suggestion: the class and the evidence, for a person to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Suggestion {
