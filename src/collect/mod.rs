@@ -1,5 +1,8 @@
 //! Collect: reading what provider institutions send, written the many ways their
 //! systems write it. The parsers live in medanon-core; this is their SQL face.
+//! `suggest_classes` helps the operator classify a new source table's columns.
+
+pub mod suggest_classes;
 
 use crate::anonymize::generalize::date_of;
 use crate::error::OrRaise;

@@ -12,6 +12,8 @@
 //! ```
 
 use crate::calendar::Ymd;
+use crate::hierarchy::GeographyLevel;
+use crate::municipality::WardLevel;
 use crate::jpdate::parse_japanese_date;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
@@ -147,6 +149,9 @@ pub enum Rule {
     PostalPrefix(i32),
     /// The prefecture an address names.
     Prefecture,
+    /// The municipality (市区町村) of an address or a postal code: `"municipality"`
+    /// (a designated city's ward) or `{"municipality": "city"}` (the city).
+    Municipality(WardLevel),
     /// Top and/or bottom coding of a number (`{"top_code": x, "bottom_code": y}`,
     /// either a value or `{"percentile": p}`).
     Code { top: Option<Bound>, bottom: Option<Bound> },
@@ -172,6 +177,7 @@ impl Rule {
             Rule::AgeBand { .. } => "age_band",
             Rule::PostalPrefix(_) => "postal_prefix",
             Rule::Prefecture => "prefecture",
+            Rule::Municipality(_) => "municipality",
             Rule::Code { top: Some(_), bottom: None } => "top_code",
             Rule::Code { top: None, bottom: Some(_) } => "bottom_code",
             Rule::Code { .. } => "top_code and bottom_code",
@@ -295,7 +301,7 @@ fn check_dicom(spec: &ContractSpec) -> Result<(), SpecError> {
     Ok(())
 }
 
-const RULES: &str = "drop, keep, token, shift, prefecture, dicom, {\"age_band\": {...}}, {\"postal_prefix\": n}, \
+const RULES: &str = "drop, keep, token, shift, prefecture, municipality, {\"municipality\": \"city\"}, dicom, {\"age_band\": {...}}, {\"postal_prefix\": n}, \
                      {\"top_code\": x, \"bottom_code\": y}, {\"truncate_date\": \"month\"}, {\"days_since\": \"first\"} \
                      or {\"auto\": true}; an object may add \"min_persons\": n and \"hierarchy\": \"icd10\" or \"schema.table\"";
 
@@ -322,6 +328,31 @@ fn bound_of(key: &str, value: &serde_json::Value) -> Result<Bound, String> {
     }
 }
 
+/// `{"municipality": "ward"}` or `{"municipality": "city"}`: what a designated
+/// city's address becomes.
+fn municipality_level(arg: &serde_json::Value) -> Result<WardLevel, String> {
+    match arg.as_str() {
+        Some("ward") => Ok(WardLevel::Ward),
+        Some("city") => Ok(WardLevel::City),
+        _ => Err("municipality takes \"ward\" (a designated city's ward, the default) or \"city\"".into()),
+    }
+}
+
+impl Rule {
+    /// How much of an address the rule shows, on the order that
+    /// [`crate::hierarchy::GeographyLevel`] defines; `None` for a rule that is no
+    /// geography rule.
+    pub fn geography_level(&self) -> Option<GeographyLevel> {
+        match self {
+            Rule::Keep => Some(GeographyLevel::AsStored),
+            Rule::Municipality(level) => Some(GeographyLevel::Municipality(*level)),
+            Rule::Prefecture => Some(GeographyLevel::Prefecture),
+            Rule::Drop => Some(GeographyLevel::National),
+            _ => None,
+        }
+    }
+}
+
 fn column_of(value: &serde_json::Value) -> Result<ColumnSpec, String> {
     use serde_json::Value;
     let o = match value {
@@ -333,6 +364,7 @@ fn column_of(value: &serde_json::Value) -> Result<ColumnSpec, String> {
                 "shift" => Ok(Rule::Shift.into()),
                 "prefecture" => Ok(Rule::Prefecture.into()),
                 "dicom" => Ok(Rule::Dicom(DicomRule::default()).into()),
+                "municipality" => Ok(Rule::Municipality(WardLevel::Ward).into()),
                 other => Err(format!("unknown rule \"{other}\"; use {RULES}")),
             }
         }
@@ -400,6 +432,7 @@ fn column_of(value: &serde_json::Value) -> Result<ColumnSpec, String> {
                 _ => return Err("days_since takes \"first\" (the person's earliest date in the column)".into()),
             },
             "dicom" => set(Rule::Dicom(dicom_rule_of(arg)?), &mut rule)?,
+            "municipality" => set(Rule::Municipality(municipality_level(arg)?), &mut rule)?,
             "auto" => match arg {
                 Value::Bool(true) => set(Rule::Auto, &mut rule)?,
                 _ => return Err("auto takes true".into()),
@@ -656,6 +689,28 @@ mod tests {
             assert_eq!(e.path, path, "{e}");
             assert!(!e.message.is_empty());
         }
+    }
+
+    #[test]
+    fn municipality_rule() {
+        let c = parse(&with(r#""address": "prefecture""#, r#""address": "municipality""#), TODAY).unwrap();
+        assert_eq!(c.spec.tables[0].columns["address"], Rule::Municipality(WardLevel::Ward));
+        let c = parse(&with(r#""address": "prefecture""#, r#""address": {"municipality": "city"}"#), TODAY).unwrap();
+        assert_eq!(c.spec.tables[0].columns["address"], Rule::Municipality(WardLevel::City));
+        assert_eq!(c.spec.tables[0].columns["address"].rule.name(), "municipality");
+        for bad in [r#"{"municipality": "town"}"#, r#"{"municipality": true}"#, r#"{"municipality": "city", "prefecture": true}"#] {
+            let e = refused(&with(r#""address": "prefecture""#, &format!(r#""address": {bad}"#)));
+            assert_eq!(e.path, "tables[0].columns.address", "{bad}");
+        }
+        let e = refused(&with(r#""address": "prefecture""#, r#""address": {"municipality": "town"}"#));
+        assert!(e.message.contains("\"ward\"") && e.message.contains("\"city\""), "{}", e.message);
+        // The geography order the rules follow.
+        let levels: Vec<_> = [Rule::Keep, Rule::Municipality(WardLevel::Ward), Rule::Municipality(WardLevel::City), Rule::Prefecture, Rule::Drop]
+            .iter()
+            .map(|r| r.geography_level().unwrap())
+            .collect();
+        assert!(levels.windows(2).all(|w| w[0] < w[1]), "{levels:?}");
+        assert_eq!(Rule::Shift.geography_level(), None);
     }
 
     #[test]

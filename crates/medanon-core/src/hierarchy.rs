@@ -7,8 +7,9 @@
 //!   or above the top code in `[top,)`;
 //! * `date` (YYYY-MM-DD): day, month, quarter, year, `*`;
 //! * `postal` (a Japanese postal code): 7, 3, 1, 0 digits kept;
-//! * `geography` (an address or municipality): as stored, prefecture, region (地方),
-//!   national (`*`).
+//! * `geography` (an address or a postal code): as stored, municipality (市区町村, a
+//!   designated city's ward), prefecture, region (地方), national (`*`); the order is
+//!   [`GeographyLevel`], the one place that defines it.
 //!
 //! A value the hierarchy cannot read (an unparseable date, a postal code without 7
 //! digits) generalizes to `?` at every level below the top, so it forms its own
@@ -20,7 +21,8 @@
 
 use crate::error::{InputError, Kind};
 use crate::generalize::{age_band, parse_postal_code, truncate_date, DateUnit};
-use crate::prefecture::{prefecture_of, region_of};
+use crate::municipality::{resolve as resolve_municipality, prefecture_of_value, WardLevel};
+use crate::prefecture::region_of;
 use serde_json::Value;
 use std::collections::HashMap;
 
@@ -50,7 +52,8 @@ impl BuiltIn {
     pub fn max_level(&self) -> u8 {
         match self {
             BuiltIn::Age { .. } | BuiltIn::Date => 4,
-            BuiltIn::Postal | BuiltIn::Geography => 3,
+            BuiltIn::Postal => 3,
+            BuiltIn::Geography => 4,
         }
     }
 
@@ -60,7 +63,7 @@ impl BuiltIn {
             BuiltIn::Age { .. } => &["1 year", "5 years", "10 years", "20 years", "suppressed"],
             BuiltIn::Date => &["day", "month", "quarter", "year", "suppressed"],
             BuiltIn::Postal => &["7 digits", "3 digits", "1 digit", "0 digits"],
-            BuiltIn::Geography => &["as stored", "prefecture", "region", "national"],
+            BuiltIn::Geography => &["as stored", "municipality", "prefecture", "region", "national"],
         };
         labels.get(level as usize).unwrap_or(&"?").to_string()
     }
@@ -101,13 +104,45 @@ impl BuiltIn {
                 let shown: String = digits.iter().enumerate().map(|(i, &d)| if i < keep { char::from(d) } else { '*' }).collect();
                 format!("{}-{}", &shown[..3], &shown[3..])
             }
+            // Each level is a function of the one below (the lattice's monotonicity
+            // needs it): a value whose municipality is unknown reads as its
+            // prefecture and `?` (東京都?), and the prefecture is the municipality's.
             BuiltIn::Geography => match level {
                 0 => value.trim().to_string(),
-                1 => prefecture_of(value).unwrap_or(UNREADABLE).to_string(),
-                _ => prefecture_of(value).and_then(region_of).unwrap_or(UNREADABLE).to_string(),
+                1 => match resolve_municipality(value, WardLevel::Ward) {
+                    Ok(m) => m.label,
+                    Err(_) => format!("{}{UNREADABLE}", prefecture_of_value(value).unwrap_or("")),
+                },
+                2 => prefecture_of_value(value).unwrap_or(UNREADABLE).to_string(),
+                _ => prefecture_of_value(value).and_then(region_of).unwrap_or(UNREADABLE).to_string(),
             },
         }
     }
+}
+
+/// The levels of geography, finest first: the one definition of their order, for
+/// the `geography` hierarchy above and for comparing two contract rules on an
+/// address (`keep` < `municipality` < `{"municipality": "city"}` < `prefecture` <
+/// region < `drop`). A designated city's ward is finer than the city.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GeographyLevel {
+    AsStored,
+    Municipality(WardLevel),
+    Prefecture,
+    Region,
+    National,
+}
+
+impl GeographyLevel {
+    /// Whether `self` shows no more than `other` (the same level or coarser).
+    pub fn at_least_as_coarse_as(self, other: GeographyLevel) -> bool {
+        compare_geography(self, other) != std::cmp::Ordering::Less
+    }
+}
+
+/// Compares two geography levels: `Less` when `a` is finer than `b`.
+pub fn compare_geography(a: GeographyLevel, b: GeographyLevel) -> std::cmp::Ordering {
+    a.cmp(&b)
 }
 
 /// The most quasi-identifiers one search takes. With the deepest built-in
@@ -331,8 +366,48 @@ mod tests {
         let got: Vec<String> = (0..=3).map(|l| postal.generalize("〒123-4567", l)).collect();
         assert_eq!(got, ["123-4567", "123-****", "1**-****", "*"]);
         let geo = BuiltIn::Geography;
-        let got: Vec<String> = (0..=3).map(|l| geo.generalize("横浜市中区山下町", l)).collect();
-        assert_eq!(got, ["横浜市中区山下町", "神奈川県", "関東地方", "*"]);
+        let got: Vec<String> = (0..=4).map(|l| geo.generalize("横浜市中区山下町", l)).collect();
+        assert_eq!(got, ["横浜市中区山下町", "神奈川県横浜市中区", "神奈川県", "関東地方", "*"]);
+        // A postal code climbs the same way; an unknown municipality keeps its prefecture.
+        let got: Vec<String> = (0..=4).map(|l| geo.generalize("〒437-0604", l)).collect();
+        assert_eq!(got, ["〒437-0604", "静岡県浜松市天竜区", "静岡県", "中部地方", "*"]);
+        let got: Vec<String> = (0..=2).map(|l| geo.generalize("静岡県周智郡春野町宮川", l)).collect();
+        assert_eq!(got, ["静岡県周智郡春野町宮川", "静岡県?", "静岡県"]);
+        assert_eq!(geo.generalize("どこか", 1), "?");
+        assert_eq!(geo.generalize("どこか", 2), "?");
+    }
+
+    #[test]
+    fn geography_levels_are_ordered() {
+        use GeographyLevel::*;
+        let order = [AsStored, Municipality(WardLevel::Ward), Municipality(WardLevel::City), Prefecture, Region, National];
+        for (i, a) in order.iter().enumerate() {
+            for (j, b) in order.iter().enumerate() {
+                assert_eq!(compare_geography(*a, *b), i.cmp(&j), "{a:?} {b:?}");
+                assert_eq!(a.at_least_as_coarse_as(*b), i >= j);
+            }
+        }
+    }
+
+    /// Geography's levels nest: two values in one class at a level stay in one
+    /// class at every higher level (the lattice search relies on it).
+    #[test]
+    fn geography_levels_only_coarsen() {
+        let geo = BuiltIn::Geography;
+        let values = [
+            "横浜市中区山下町", "神奈川県横浜市中区", "横浜市", "神奈川県", "東京都府中市", "府中市", "広島県府中市",
+            "〒004-0000", "004-0000", "札幌市厚別区", "静岡県周智郡春野町", "静岡県浜松市天竜区春野町", "〒437-0604",
+            "港区六本木 (東京都)", "不明", "", "035-0000", "000-0000", "大阪市北区", "堺市北区", "北区",
+        ];
+        for l in 0..geo.max_level() {
+            for a in values {
+                for b in values {
+                    if geo.generalize(a, l) == geo.generalize(b, l) {
+                        assert_eq!(geo.generalize(a, l + 1), geo.generalize(b, l + 1), "{a} {b} at {l}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 pub mod calendar;
 pub mod cells;
+pub mod classify_suggest;
 pub mod closed_days;
 pub mod contract;
 pub mod derive;
@@ -24,6 +25,7 @@ pub mod icd10;
 pub mod jpdate;
 pub mod keyed;
 pub mod lattice;
+pub mod municipality;
 pub mod link;
 pub mod link_group;
 pub mod link_review;

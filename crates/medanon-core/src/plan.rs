@@ -285,7 +285,7 @@ fn type_fits(rule: &Rule, type_name: &str) -> bool {
         Rule::Drop | Rule::Keep | Rule::Token | Rule::Auto => true,
         Rule::Shift | Rule::DaysSince => DATE_TYPES.contains(&type_name),
         Rule::AgeBand { .. } | Rule::TruncateDate(_) => type_name == "date",
-        Rule::PostalPrefix(_) | Rule::Prefecture => TEXT_TYPES.contains(&type_name),
+        Rule::PostalPrefix(_) | Rule::Prefecture | Rule::Municipality(_) => TEXT_TYPES.contains(&type_name),
         Rule::Code { .. } => NUMBER_TYPES.contains(&type_name),
         Rule::Dicom(_) => type_name == "bytea",
     }
@@ -394,6 +394,8 @@ fn expression(contract: &Contract, index: usize, column: &SourceColumn, rule: &R
         }
         Rule::PostalPrefix(n) => format!("medanon.postal_prefix({col}::text, {n})"),
         Rule::Prefecture => format!("medanon.prefecture_of({col}::text)"),
+        Rule::Municipality(crate::municipality::WardLevel::Ward) => format!("medanon.municipality_of({col}::text)"),
+        Rule::Municipality(crate::municipality::WardLevel::City) => format!("medanon.municipality_of({col}::text, 'city')"),
         Rule::Code { top, bottom } => {
             let mut e = col.clone();
             for (bound, is_top) in [(top, true), (bottom, false)] {
@@ -1298,6 +1300,25 @@ pub(crate) mod tests {
 
     pub fn planned() -> ContractPlan {
         plan(&contract(), &described(patient(), visit()), Purpose::Publish).unwrap()
+    }
+
+    #[test]
+    fn municipality_rules_plan_their_expressions_on_text_only() {
+        for (rule, expr) in [
+            (r#""municipality""#, "medanon.municipality_of(s.\"address\"::text)"),
+            (r#"{"municipality": "city"}"#, "medanon.municipality_of(s.\"address\"::text, 'city')"),
+        ] {
+            let spec = SPEC.replacen(r#""address": "prefecture""#, &format!(r#""address": {rule}"#), 1);
+            let c = parse(&spec, Ymd { year: 2026, month: 11, day: 25 }).unwrap();
+            let p = plan(&c, &described(patient(), visit()), Purpose::Publish).unwrap();
+            assert!(p.views[0].quasi_identifiers.iter().any(|q| q == expr), "{rule}: {:?}", p.views[0].quasi_identifiers);
+            // On a column that is no text, the rule is refused (42804).
+            let spec = SPEC.replacen(r#""sex": "keep""#, &format!(r#""sex": {rule}"#), 1);
+            let c = parse(&spec, Ymd { year: 2026, month: 11, day: 25 }).unwrap();
+            let e = plan(&c, &described(patient(), visit()), Purpose::Publish).unwrap_err();
+            assert_eq!(e.refusal, Refusal::DatatypeMismatch, "{rule}");
+            assert_eq!(e.path, "tables[0].columns.sex");
+        }
     }
 
     #[test]

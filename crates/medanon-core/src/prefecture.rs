@@ -75,7 +75,7 @@ const DESIGNATED_CITIES: [(&str, &str); 12] = [
 ];
 
 /// Leading parts of an address that come before the prefecture.
-fn strip_preamble(mut s: &str) -> &str {
+pub(crate) fn strip_preamble(mut s: &str) -> &str {
     loop {
         let before = s;
         s = s.trim_start();
