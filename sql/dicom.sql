@@ -1,7 +1,8 @@
 -- DICOM objects de-identified per contract (issue 20): what publish counts of
 -- them, and the comments of the DICOM functions. The grants follow finalize.sql's
--- deny-by-default lists: deidentify_dicom is the operator's, _dicom_object and
--- _dicom_study_date the extension owner's alone (publish and refresh call them).
+-- deny-by-default lists: deidentify_dicom is the operator's, _dicom_object,
+-- _dicom_study_date and _dicom_quasi_identifiers the extension owner's alone
+-- (publish and refresh call them).
 
 CREATE TABLE contract_image (
     contract_id      text NOT NULL,
@@ -24,3 +25,5 @@ COMMENT ON FUNCTION _dicom_object(bytea, bigint, integer, text, integer, integer
 'Internal to publish and refresh: the object of a dicom column for the token and offset of the contract''s map. Keyed; granted to nobody.';
 COMMENT ON FUNCTION _dicom_study_date(bytea) IS
 'Internal to publish: an object''s study date, unshifted, for the calendar check. Granted to nobody.';
+COMMENT ON FUNCTION _dicom_quasi_identifiers(bytea, integer, integer, boolean) IS
+'Internal to publish and refresh: the PatientAge band and PatientSex an object shows once de-identified under a dicom rule (age|sex), a quasi-identifier of the person''s class, so k counts what images show. Granted to nobody.';

@@ -260,6 +260,19 @@ COMMENT ON FUNCTION _dicom_object(bytea, bigint, integer, text, integer, integer
 'Internal to publish and refresh: the object of a dicom column for the token and offset of the contract''s map. Keyed; granted to nobody.';
 COMMENT ON FUNCTION _dicom_study_date(bytea) IS
 'Internal to publish: an object''s study date, unshifted, for the calendar check. Granted to nobody.';
+-- The PatientAge band and PatientSex an object shows, in the person's class.
+CREATE FUNCTION "_dicom_quasi_identifiers"(
+	"object" bytea, /* Option < & [u8] > */
+	"age_band" INT, /* Option < i32 > */
+	"age_top" INT, /* Option < i32 > */
+	"keep_sex" bool /* Option < bool > */
+) RETURNS TEXT /* Option < String > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_dicom_quasi_identifiers_wrapper';
+REVOKE ALL ON FUNCTION _dicom_quasi_identifiers(bytea, integer, integer, boolean) FROM PUBLIC;
+COMMENT ON FUNCTION _dicom_quasi_identifiers(bytea, integer, integer, boolean) IS
+'Internal to publish and refresh: the PatientAge band and PatientSex an object shows once de-identified under a dicom rule (age|sex), a quasi-identifier of the person''s class, so k counts what images show. Granted to nobody.';
 
 DROP FUNCTION contract_report(text);
 CREATE FUNCTION contract_report(id text)

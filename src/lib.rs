@@ -142,6 +142,14 @@ mod functions {
         )
     }
 
+    /// Internal to publish: the PatientAge and PatientSex an object shows once
+    /// de-identified (`age|sex`), for the person's class. Keyless and reads no
+    /// table: IMMUTABLE.
+    #[pg_extern(immutable, parallel_safe)]
+    fn _dicom_quasi_identifiers(object: Option<&[u8]>, age_band: Option<i32>, age_top: Option<i32>, keep_sex: Option<bool>) -> Option<String> {
+        Some(crate::anonymize::dicom::quasi_identifiers(object?, age_band, age_top, keep_sex.unwrap_or(false)))
+    }
+
     /// Internal to publish: an object's study date (unshifted), for the calendar
     /// check. Keyless and reads no table: IMMUTABLE.
     #[pg_extern(immutable, strict, parallel_safe)]
@@ -498,7 +506,7 @@ mod functions {
 extension_sql_file!(
     "../sql/dicom.sql",
     name = "dicom",
-    requires = ["contract_live", functions::deidentify_dicom, functions::_dicom_object, functions::_dicom_study_date]
+    requires = ["contract_live", functions::deidentify_dicom, functions::_dicom_object, functions::_dicom_study_date, functions::_dicom_quasi_identifiers]
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

@@ -69,17 +69,30 @@ pub fn contract_object(
     keep_sex: bool,
     accept_burned_in: bool,
 ) -> Option<Vec<u8>> {
-    let age = match (age_band, age_top) {
-        (Some(band), Some(top)) if band > 0 && top > 0 => AgePolicy::Band { band: band as u32, top: top as u32 },
-        _ => AgePolicy::Remove,
-    };
-    let options = Options { age, keep_sex, accept_burned_in };
+    let options = Options { age: age_policy(age_band, age_top), keep_sex, accept_burned_in };
     // The token is the contract's random bigint; PatientID (LO) holds its decimal.
     let token = token.to_string();
     match run(object, contract_id, Person { token: &token, date_offset }, options) {
         Outcome::Object(bytes) => Some(bytes),
         Outcome::BurnedInAnnotation => None,
     }
+}
+
+/// The age policy of a `dicom` column's band and top (both, positive) or none.
+fn age_policy(age_band: Option<i32>, age_top: Option<i32>) -> AgePolicy {
+    match (age_band, age_top) {
+        (Some(band), Some(top)) if band > 0 && top > 0 => AgePolicy::Band { band: band as u32, top: top as u32 },
+        _ => AgePolicy::Remove,
+    }
+}
+
+/// `_dicom_quasi_identifiers`: the PatientAge and PatientSex the object shows
+/// once de-identified under these options, as one text (`age|sex`, empty where
+/// it shows none), for the person's class: k counts what the images show.
+pub fn quasi_identifiers(object: &[u8], age_band: Option<i32>, age_top: Option<i32>, keep_sex: bool) -> String {
+    let options = Options { age: age_policy(age_band, age_top), keep_sex, accept_burned_in: true };
+    let (age, sex) = medanon_dicom::shown_demographics(object, options).unwrap_or_else(|e| raise_dicom(e));
+    format!("{}|{}", age.unwrap_or_default(), sex.unwrap_or_default())
 }
 
 /// `_dicom_study_date`: the object's study date, unshifted, for the calendar check.

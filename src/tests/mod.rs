@@ -513,7 +513,7 @@ mod tests {
                  OR (p.proname = '_expiry_job_name' AND p.provolatile = 'i' AND p.proparallel = 's')
                  -- DICOM (issue 20): keyed or reading the map, and a keyless parse.
                  OR (p.proname IN ('deidentify_dicom','_dicom_object') AND p.provolatile = 's' AND p.proparallel = 's')
-                 OR (p.proname = '_dicom_study_date' AND p.provolatile = 'i' AND p.proparallel = 's')
+                 OR (p.proname IN ('_dicom_study_date', '_dicom_quasi_identifiers') AND p.provolatile = 'i' AND p.proparallel = 's')
                  OR (p.proname IN ('_audit_contract_reads','schedule_expiry','unschedule_expiry')
                         AND p.provolatile = 'v' AND p.proparallel = 'u')
                  OR (p.proname IN ('register_source','classify','register_certified_user','track_changes','untrack_changes',

@@ -13,22 +13,6 @@
 use crate::contract::{Bound, ColumnSpec, Contract, Kind, Refusal, Rule, SpecError, TableSpec};
 use crate::generalize::age_band;
 
-/// The geography rules, finest first: a derived column may climb this list, never
-/// descend it. "As stored" (`keep`) is below every one of them, as it is below
-/// every rule. Adding a level (a rule the contract grammar gains) is one line here,
-/// at its place in the order; `region` would go after `prefecture`.
-pub const GEOGRAPHY: &[&str] = &[
-    // 市区町村: the rule of issue 21 part 1 (named "municipality" in specs).
-    "municipality",
-    // 都道府県.
-    "prefecture",
-];
-
-/// The place of a geography rule in [`GEOGRAPHY`], by the name a spec writes.
-pub fn geography_rank(rule: &Rule) -> Option<usize> {
-    GEOGRAPHY.iter().position(|name| *name == rule.name())
-}
-
 /// The units of `truncate_date`, finest first.
 const DATE_UNITS: &[&str] = &["month", "quarter", "year"];
 
@@ -109,9 +93,15 @@ pub fn rule_coarser(parent: &Rule, child: &Rule) -> Result<(), String> {
         (AgeBand { band: pb, top: pt }, AgeBand { band: cb, top: ct }) => bands_coarser((*pb, *pt), (*cb, *ct)),
         (PostalPrefix(p), PostalPrefix(c)) => c <= p,
         (Code { top: pt, bottom: pb }, Code { top: ct, bottom: cb }) => top_coarser(*pt, *ct) && bottom_coarser(*pb, *cb),
-        // The geography order; a rule at the same level but not equal (a level
-        // with options) is not taken as coarser.
-        (p, c) => matches!((geography_rank(p), geography_rank(c)), (Some(p), Some(c)) if c > p),
+        // A DICOM object shows an age band, the sex or a burned-in annotation only
+        // where the parent's rule did.
+        (Dicom(p), Dicom(c)) => {
+            (!c.age_band || p.age_band) && (!c.keep_sex || p.keep_sex) && (!c.accept_burned_in || p.accept_burned_in)
+        }
+        // The geography order, owned by crate::hierarchy::GeographyLevel (as stored
+        // < ward < city < prefecture < region < national): a derived column may
+        // climb it, never descend it.
+        (p, c) => matches!((p.geography_level(), c.geography_level()), (Some(p), Some(c)) if c > p),
     };
     if ok {
         Ok(())
@@ -369,13 +359,13 @@ mod tests {
     }
 
     #[test]
-    fn the_geography_order_is_one_list() {
-        assert!(geography_rank(&Rule::Prefecture).is_some());
-        let municipality = GEOGRAPHY.iter().position(|n| *n == "municipality");
-        let prefecture = GEOGRAPHY.iter().position(|n| *n == "prefecture");
-        assert!(municipality < prefecture, "市区町村 is finer than 都道府県");
-        assert!(rule_coarser(&Rule::Keep, &Rule::Prefecture).is_ok());
-        assert!(rule_coarser(&Rule::Prefecture, &Rule::Keep).is_err());
+    fn the_geography_order_is_the_hierarchy_s() {
+        use crate::municipality::WardLevel;
+        let (ward, city) = (Rule::Municipality(WardLevel::Ward), Rule::Municipality(WardLevel::City));
+        for (finer, coarser) in [(&Rule::Keep, &ward), (&ward, &city), (&city, &Rule::Prefecture), (&ward, &Rule::Prefecture)] {
+            assert!(rule_coarser(finer, coarser).is_ok(), "{coarser:?} after {finer:?}");
+            assert!(rule_coarser(coarser, finer).is_err(), "{finer:?} after {coarser:?}");
+        }
         assert!(rule_coarser(&Rule::Prefecture, &Rule::PostalPrefix(0)).is_err(), "not comparable");
     }
 
@@ -403,6 +393,11 @@ mod tests {
             Just(Rule::Shift),
             Just(Rule::DaysSince),
             Just(Rule::Prefecture),
+            Just(Rule::Municipality(crate::municipality::WardLevel::Ward)),
+            Just(Rule::Municipality(crate::municipality::WardLevel::City)),
+            (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(age_band, keep_sex, accept_burned_in)| {
+                Rule::Dicom(crate::contract::DicomRule { age_band, keep_sex, accept_burned_in })
+            }),
             (1i32..=30, 1i32..=100).prop_map(|(band, top)| Rule::AgeBand { band, top }),
             (0i32..=7).prop_map(Rule::PostalPrefix),
             prop_oneof![Just("month"), Just("quarter"), Just("year")].prop_map(|u| Rule::TruncateDate(u.to_string())),

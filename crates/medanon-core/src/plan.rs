@@ -368,6 +368,18 @@ fn dicom_expression(contract: &Contract, col: &str, rule: &crate::contract::Dico
     )
 }
 
+/// The quasi-identifiers a `dicom` column's objects show (PatientAge's band,
+/// PatientSex), as one expression of the raw object for the person's class; None
+/// when the rule shows neither (the basic profile removes both).
+fn dicom_quasi_identifiers(contract: &Contract, raw: &str, rule: &crate::contract::DicomRule) -> Option<String> {
+    if !rule.age_band && !rule.keep_sex {
+        return None;
+    }
+    let band = if rule.age_band { crate::contract::dicom_age_band(&contract.spec) } else { None };
+    let (band, top) = band.map_or(("NULL".to_string(), "NULL".to_string()), |(b, t)| (b.to_string(), t.to_string()));
+    Some(format!("medanon._dicom_quasi_identifiers({raw}, {band}, {top}, {})", rule.keep_sex))
+}
+
 /// The view expression of one exposed column, whose rule passed [`column_plan`].
 fn expression(contract: &Contract, index: usize, column: &SourceColumn, rule: &Rule, person: bool) -> String {
     let col = format!("s.{}", ident(&column.name));
@@ -494,9 +506,14 @@ fn view_plan(contract: &Contract, index: usize, source: &Source, rare_keys: &mut
         match &spec.rule {
             Rule::Shift => shifted_dates.push(format!("{raw}::date")),
             // An image's study date moves by the same offset: the calendar check counts it.
-            Rule::Dicom(_) => {
+            Rule::Dicom(d) => {
                 shifted_dates.push(format!("medanon._dicom_study_date({raw})"));
                 images.push(column.name.clone());
+                // PatientAge and PatientSex, where the rule shows them, are
+                // quasi-identifiers of the person's class like any other.
+                if let Some(qi) = dicom_quasi_identifiers(contract, &raw, d) {
+                    quasi_identifiers.push(qi);
+                }
             }
             Rule::DaysSince => first_dates.push((first_date_key(index, &column.name), format!("{raw}::date"))),
             Rule::Code { top, bottom } => {
@@ -1535,7 +1552,13 @@ pub(crate) mod tests {
         assert_eq!(ct.expr, "medanon._dicom_object(s.\"ct\", m.token, m.date_offset, 'c2026_001', 5, 90, false, true)");
         assert_eq!(p.views[1].images, ["ct"]);
         assert!(p.views[1].shifted_dates.contains(&"medanon._dicom_study_date(s.\"ct\")".to_string()), "the calendar check sees image dates");
-        assert!(p.views[1].quasi_identifiers.iter().all(|q| !q.contains("ct")));
+        // The age band the objects show is a quasi-identifier of the person's class
+        // (k counts it); with the basic profile alone they show none.
+        assert!(p.views[1].quasi_identifiers.contains(&"medanon._dicom_quasi_identifiers(s.\"ct\", 5, 90, false)".to_string()));
+        let mut basic = c.clone();
+        basic.spec.tables[1].columns.insert("ct".into(), Rule::Dicom(crate::contract::DicomRule::default()).into());
+        let b = plan(&basic, &described(patient(), visit.clone()), Purpose::Publish).unwrap();
+        assert!(b.views[1].quasi_identifiers.iter().all(|q| !q.contains("ct")));
         let sql = p.images_withheld_sql(1, "t1_g1").join(";");
         assert!(sql.contains("medanon.contract_image") && sql.contains("s.\"ct\" IS NOT NULL") && sql.contains("\"t1_g1\""), "{sql}");
         // The rule needs the class, and the class the rule.

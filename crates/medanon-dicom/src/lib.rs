@@ -354,6 +354,35 @@ pub fn study_date(bytes: &[u8]) -> Result<Option<chrono::NaiveDate>, DicomError>
     Ok(None)
 }
 
+/// The PatientAge a de-identified object shows under `policy`, from the
+/// object's own: its band, or nothing.
+fn shown_age(age: Option<&str>, policy: AgePolicy) -> Option<String> {
+    match policy {
+        AgePolicy::Band { band, top } => age.and_then(|a| age_band(a, band, top)),
+        AgePolicy::Remove => None,
+    }
+}
+
+/// The PatientSex a de-identified object shows: M, F or O when kept, else nothing.
+fn shown_sex(sex: Option<&str>, keep: bool) -> Option<&'static str> {
+    match (keep, sex) {
+        (true, Some("M")) => Some("M"),
+        (true, Some("F")) => Some("F"),
+        (true, Some("O")) => Some("O"),
+        _ => None,
+    }
+}
+
+/// The PatientAge and PatientSex that [`deidentify`] writes into the object
+/// under `options` (None where it writes none). They are quasi-identifiers the
+/// object shows: publish puts them into the person's class, so k counts them.
+/// Read up to the pixel data only.
+pub fn shown_demographics(bytes: &[u8], options: Options) -> Result<(Option<String>, Option<&'static str>), DicomError> {
+    let obj = read(bytes, Some(tags::PIXEL_DATA))?;
+    let text = |tag: Tag| obj.get(tag).and_then(|e| e.value().to_str().ok().map(|s| s.trim().to_string()));
+    Ok((shown_age(text(tags::PATIENT_AGE).as_deref(), options.age), shown_sex(text(tags::PATIENT_SEX).as_deref(), options.keep_sex)))
+}
+
 /// Whether the object says BurnedInAnnotation (0028,0301) = YES.
 fn burned_in(obj: &InMemDicomObject) -> bool {
     obj.get(tags::BURNED_IN_ANNOTATION)
@@ -587,15 +616,11 @@ pub fn deidentify(bytes: &[u8], person: Person<'_>, options: Options, uids: &dyn
     let sex = text(&obj, tags::PATIENT_SEX);
     walk.clean(&mut obj, 0);
     obj.put(DataElement::new(tags::PATIENT_ID, VR::LO, PrimitiveValue::from(person.token)));
-    if let AgePolicy::Band { band, top } = options.age {
-        if let Some(banded) = age.as_deref().and_then(|a| age_band(a, band, top)) {
-            obj.put(DataElement::new(tags::PATIENT_AGE, VR::AS, PrimitiveValue::from(banded)));
-        }
+    if let Some(banded) = shown_age(age.as_deref(), options.age) {
+        obj.put(DataElement::new(tags::PATIENT_AGE, VR::AS, PrimitiveValue::from(banded)));
     }
-    if options.keep_sex {
-        if let Some(s @ ("M" | "F" | "O")) = sex.as_deref() {
-            obj.put(DataElement::new(tags::PATIENT_SEX, VR::CS, PrimitiveValue::from(s)));
-        }
+    if let Some(s) = shown_sex(sex.as_deref(), options.keep_sex) {
+        obj.put(DataElement::new(tags::PATIENT_SEX, VR::CS, PrimitiveValue::from(s)));
     }
     obj.put(DataElement::new(tags::PATIENT_IDENTITY_REMOVED, VR::CS, PrimitiveValue::from("YES")));
     obj.put(DataElement::new(tags::DEIDENTIFICATION_METHOD, VR::LO, PrimitiveValue::from(METHOD)));

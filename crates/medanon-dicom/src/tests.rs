@@ -141,6 +141,11 @@ fn age_follows_the_band_and_sex_is_kept_only_when_asked() {
     assert_eq!(text(&out, tags::PATIENT_SEX).as_deref(), Some("M"));
     let codes = out.get(tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE).and_then(|e| e.items()).unwrap().len();
     assert_eq!(codes, 3, "113108 is named when patient characteristics are kept");
+    // What publish puts into the person's class is what the object shows.
+    assert_eq!(shown_demographics(&input, o).unwrap(), (Some("060Y".to_string()), Some("M")));
+    let basic = open(&deid(&input, Options::default(), 1));
+    assert_eq!((text(&basic, tags::PATIENT_AGE).filter(|s| !s.is_empty()), text(&basic, tags::PATIENT_SEX).filter(|s| !s.is_empty())), (None, None));
+    assert_eq!(shown_demographics(&input, Options::default()).unwrap(), (None, None));
     let cases = [("047Y", 5, 90, Some("045Y")), ("093Y", 5, 90, Some("090Y")), ("090Y", 10, 90, Some("090Y")),
                  ("011M", 5, 90, Some("000Y")), ("030M", 5, 90, Some("000Y")), ("4Y", 5, 90, None), ("abcY", 5, 90, None)];
     for (v, band, top, want) in cases {
