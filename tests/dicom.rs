@@ -301,6 +301,15 @@ fn k_expiry_opt_out_and_the_incremental_refresh_hold_for_images() {
     let (_, extra_bytes) = make_images(&[extra]).pop().unwrap();
     su.execute("INSERT INTO it_dicom.ct VALUES ($1, 'H1', $2)", &[&shown, &extra_bytes]).unwrap();
     let before = count_for(&shown_token, "it_lab_da", "contract_it_da");
+    // A key rotation between the publish and the refresh changes no UID: the
+    // operator's copy of the new slice is the same before and after it.
+    let deidentified = |etl: &mut postgres::Client| -> Option<Vec<u8>> {
+        etl.query_one("SELECT medanon.deidentify_dicom($1, 'it_da', $2)", &[&extra_bytes, &shown]).unwrap().get(0)
+    };
+    let before_rotation = deidentified(&mut etl);
+    assert!(before_rotation.is_some(), "the slice is shown");
+    su.batch_execute("SELECT medanon.rotate_key()").unwrap();
+    assert_eq!(deidentified(&mut etl), before_rotation, "a rotate_key() changes no UID of a contract's objects");
     let refreshed: String = etl.query_one("SELECT medanon.refresh_contract('it_da')::text", &[]).unwrap().get(0);
     assert_eq!(count_for(&shown_token, "it_lab_da", "contract_it_da"), before + 1, "{refreshed}");
     let mut lab = connect_as("it_lab_da");
@@ -329,7 +338,7 @@ fn k_expiry_opt_out_and_the_incremental_refresh_hold_for_images() {
         .filter(|r| s(r, "StudyDate") == shift(&first.study_date, map[&shown].1))
         .map(|r| s(r, "StudyInstanceUID"))
         .collect();
-    assert_eq!(study_uids.len(), 1, "the new slice joins its study's UID: {study_uids:?}");
+    assert_eq!(study_uids.len(), 1, "the new slice joins its study's UID, after a key rotation too: {study_uids:?}");
     let refreshes: i64 = su
         .query_one("SELECT count(*) FROM medanon.provision_ledger WHERE contract_id = 'it_da' AND event = 'refresh'", &[])
         .unwrap()

@@ -27,10 +27,13 @@ fn uid_domain(contract_id: &str) -> Vec<u8> {
     d
 }
 
-/// 128 bits of the keyed MAC of a UID, under the contract's UID subkey (the
-/// pseudonym key: a rotation changes the UIDs of objects written after it).
+/// 128 bits of the keyed MAC of a UID, under the contract's UID subkey of the
+/// link key: the one key never rotated (sql/bootstrap.sql), so a rotate_key()
+/// leaves every UID of a contract as it was, and a slice that a refresh adds after
+/// a rotation joins its study's UID. The subkey's domain (the contract's, a NUL,
+/// a label) is no domain of a link key's.
 fn uid_bits(domain: &[u8], uid: &[u8]) -> u128 {
-    let mac = with_domain_key(Purpose::Token, domain, |key| key.mac(uid));
+    let mac = with_domain_key(Purpose::LinkKey, domain, |key| key.mac(uid));
     let mut first = [0u8; 16];
     first.copy_from_slice(&mac[..16]);
     u128::from_be_bytes(first)
