@@ -64,7 +64,7 @@ for release in "${RELEASES[@]}"; do
     # their order.
     cmp -s <(LC_ALL=C sort "$cache/generated.sql") <(LC_ALL=C sort "sql/frozen/medanon--$old.sql") ||
         fail "sql/frozen/medanon--$old.sql differs from the install script the $old build generates"
-    say "medanon $old: $cache/medanon.so and sql/frozen/medanon--$old.sql (the script its build generates)"
+    say "medanon $old: $cache/medanon.so and sql/frozen/medanon--$old.sql (the statements its build generates)"
 done
 rm -rf "$BUILD"
 
