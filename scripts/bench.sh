@@ -2,7 +2,8 @@
 # make bench: build medanon with release LTO (profile dist), start a private
 # cluster, and run the benchmarks in bench/. Prints markdown rows for BENCHMARKS.md.
 # MEDANON_BENCH_ONLY=contract (or foundation, link, risk; comma-separated) runs
-# only those sections.
+# only those sections; publish_jit (not run by default: six publishes at 1M) runs
+# bench/publish_jit.sql.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
@@ -96,4 +97,16 @@ psql -d medanon_bench_contract -v persons="$CONTRACT_PERSONS" -v visits="$CONTRA
 echo
 echo "markdown rows (target/bench/contract.md):"
 cat "$OUT/contract.md"
+fi
+
+if [[ ",${MEDANON_BENCH_ONLY:-}," == *",publish_jit,"* ]]; then
+echo
+echo "== publish with the session's JIT on and off: $CONTRACT_PERSONS persons, $CONTRACT_VISITS visits, six publishes =="
+psql -q -d postgres -c "DROP DATABASE IF EXISTS medanon_bench_jit" -c "CREATE DATABASE medanon_bench_jit"
+psql -q -d medanon_bench_jit -c "CREATE EXTENSION medanon"
+psql -d medanon_bench_jit -v persons="$CONTRACT_PERSONS" -v visits="$CONTRACT_VISITS" -v outfile="$OUT/publish_jit.md" \
+    -f bench/publish_jit.sql
+echo
+echo "markdown rows (target/bench/publish_jit.md):"
+cat "$OUT/publish_jit.md"
 fi

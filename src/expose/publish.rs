@@ -178,14 +178,20 @@ fn why_full(client: &mut SpiClient<'_>, plan: &ContractPlan, fingerprint: &str) 
 
 /// Publish, or a full refresh: every person planned again, and a new generation
 /// of data tables. Returns the rows per view and the ledger's preparation detail.
-/// Runs with [`cheap_gather`]'s `parallel_tuple_cost`, restored afterwards.
+/// Runs with [`cheap_gather`]'s `parallel_tuple_cost` and without JIT, both
+/// restored afterwards. Its statements run once each over millions of rows, and
+/// the planner's costs put them past `jit_optimize_above_cost` and
+/// `jit_inline_above_cost`: compiling them took longer than it saved (a publish of
+/// the bench contract at 1M persons: 78.1, 78.4 and 77.8 s with JIT, 70.7, 65.4 and
+/// 77.3 s without, alternated in one run; `MEDANON_BENCH_ONLY=publish_jit make
+/// bench`, BENCHMARKS.md).
 fn apply_full(
     client: &mut SpiClient<'_>,
     plan: &ContractPlan,
     purpose: Purpose,
 ) -> Result<(Vec<(String, i64)>, serde_json::Value), SpiError> {
     let cost = cheap_gather(client)?;
-    crate::definer::with_settings(&[(c"parallel_tuple_cost", cost.as_c_str())], || write_full(client, plan, purpose))
+    crate::definer::with_settings(&[(c"parallel_tuple_cost", cost.as_c_str()), (c"jit", c"off")], || write_full(client, plan, purpose))
 }
 
 fn write_full(
