@@ -4,22 +4,7 @@
 -- goes through every script from 0.1.0 to the current version; the data changes
 -- checked here are those of its first step, medanon--0.1.0--0.2.0.sql.
 --   psql -v version=0.3.0 -f tests/upgrade/after-0.1.0.sql
-\set ON_ERROR_STOP 1
-\set QUIET 1
-\o /dev/null
-SET client_min_messages = warning;
-CREATE FUNCTION pg_temp.check(ok boolean, what text) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    IF ok IS NOT TRUE THEN
-        RAISE EXCEPTION 'upgrade check failed: %', what;
-    END IF;
-    RAISE NOTICE 'ok: %', what;
-END $$;
-GRANT EXECUTE ON FUNCTION pg_temp.check(boolean, text) TO PUBLIC;
-SET client_min_messages = notice;
-
-SELECT pg_temp.check(extversion = :'version', 'the extension is at version ' || :'version')
-  FROM pg_extension WHERE extname = 'medanon';
+\ir check.sql
 
 -- Keys: the same rows, and the same keyed values for the same inputs.
 SELECT pg_temp.check(NOT EXISTS (SELECT key_id, purpose, material, active, origin, created_at, retired_at FROM medanon.keyring

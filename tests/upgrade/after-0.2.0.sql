@@ -2,18 +2,8 @@
 -- tests/upgrade/state-0.2.0.sql created, compared with the copies it kept in
 -- schema upgrade_check. Every check raises when it does not hold.
 --   psql -v version=0.3.0 -f tests/upgrade/after-0.2.0.sql
-\set ON_ERROR_STOP 1
-\set QUIET 1
-\o /dev/null
+\ir check.sql
 SET client_min_messages = warning;
-CREATE FUNCTION pg_temp.check(ok boolean, what text) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-    IF ok IS NOT TRUE THEN
-        RAISE EXCEPTION 'upgrade check failed: %', what;
-    END IF;
-    RAISE NOTICE 'ok: %', what;
-END $$;
-GRANT EXECUTE ON FUNCTION pg_temp.check(boolean, text) TO PUBLIC;
 -- The rows of a copy that the table no longer has, or has more of (each row
 -- counted, on the columns the copy has: a new column of the table is not
 -- compared; values compared as text, since some types, such as pg_snapshot, have
@@ -36,9 +26,6 @@ BEGIN
     RETURN n;
 END $$;
 SET client_min_messages = notice;
-
-SELECT pg_temp.check(extversion = :'version', 'the extension is at version ' || :'version')
-  FROM pg_extension WHERE extname = 'medanon';
 
 -- Every table of 0.2.0, row for row; the provision ledger gained one entry.
 SELECT pg_temp.check(to_regclass('medanon.' || substr(c.relname, 3)) IS NOT NULL
