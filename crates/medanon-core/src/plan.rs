@@ -354,12 +354,19 @@ fn dicom_column_plan(class: &str, rule: &Rule, path: &str) -> Result<(), SpecErr
     }
 }
 
+/// The SQL arguments of a `dicom` rule's PatientAge band: the band and top of
+/// the contract's `age_band` rule when the rule keeps the age, else NULL, NULL.
+/// The object's expression and its quasi-identifiers take the same pair.
+fn dicom_band_args(contract: &Contract, rule: &crate::contract::DicomRule) -> (String, String) {
+    let band = if rule.age_band { crate::contract::dicom_age_band(&contract.spec) } else { None };
+    band.map_or(("NULL".to_string(), "NULL".to_string()), |(b, t)| (b.to_string(), t.to_string()))
+}
+
 /// The expression of a `dicom` column: the object de-identified for the person
 /// of the row, by `medanon._dicom_object` (keyed: the owner's only), with the
 /// person's token and date offset from the map.
 fn dicom_expression(contract: &Contract, col: &str, rule: &crate::contract::DicomRule) -> String {
-    let band = if rule.age_band { crate::contract::dicom_age_band(&contract.spec) } else { None };
-    let (band, top) = band.map_or(("NULL".to_string(), "NULL".to_string()), |(b, t)| (b.to_string(), t.to_string()));
+    let (band, top) = dicom_band_args(contract, rule);
     format!(
         "medanon._dicom_object({col}, m.token, m.date_offset, {}, {band}, {top}, {}, {})",
         literal(&contract.spec.id),
@@ -375,8 +382,7 @@ fn dicom_quasi_identifiers(contract: &Contract, raw: &str, rule: &crate::contrac
     if !rule.age_band && !rule.keep_sex {
         return None;
     }
-    let band = if rule.age_band { crate::contract::dicom_age_band(&contract.spec) } else { None };
-    let (band, top) = band.map_or(("NULL".to_string(), "NULL".to_string()), |(b, t)| (b.to_string(), t.to_string()));
+    let (band, top) = dicom_band_args(contract, rule);
     Some(format!("medanon._dicom_quasi_identifiers({raw}, {band}, {top}, {})", rule.keep_sex))
 }
 
