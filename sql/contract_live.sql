@@ -23,8 +23,8 @@ CREATE TABLE contract_person (
     -- _contract_close deletes a closed contract's rows.
     contract_id            text NOT NULL,
     person_id              bigint NOT NULL,
-    -- A random 64-bit surrogate drawn for this contract and person from the
-    -- operating system's random source (_new_token()), kept for the life of the contract: nothing
+    -- A random 64-bit surrogate drawn for this contract and person from a CSPRNG
+    -- seeded from the operating system (_new_token()), kept for the life of the contract: nothing
     -- computes it, so it is no oracle, and draws are independent across contracts.
     -- A bigint joins and counts as fast as the raw person_id (a uuid cost analysts'
     -- count(DISTINCT) 1.29x).

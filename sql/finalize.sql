@@ -212,7 +212,7 @@ COMMENT ON FUNCTION date_offset(text, text) IS
 COMMENT ON FUNCTION _shift_candidates(date[], integer, date, date, integer) IS
 'Internal to publish: how many offsets an analyst who knows the Japanese outpatient calendar (weekends, national holidays, 12/29-1/3), the study window and the offset range cannot rule out for one person, from the real dates and the true offset. A candidate counts when it puts no more dates on closed days or outside the window than the truth does. Window outside 1970-2050 or reversed: 22023.';
 COMMENT ON FUNCTION _new_token() IS
-'Internal to publish and refresh: a new person''s token in a contract, 64 random bits from the operating system''s CSPRNG. Granted to nobody.';
+'Internal to publish and refresh: a new person''s token in a contract, 64 random bits from a CSPRNG seeded from the operating system (rand''s thread_rng). Granted to nobody.';
 COMMENT ON FUNCTION rotate_key() IS
 'Creates a new 256-bit key from the OS CSPRNG, makes it the only active key and returns its id. Every token and offset changes. Superuser only.';
 COMMENT ON FUNCTION _install_first_key() IS

@@ -101,7 +101,8 @@ mod functions {
     }
 
     /// Internal to publish and refresh: a new person's token in a contract, 64
-    /// bits from the operating system's random source. VOLATILE: drawn per row.
+    /// bits from a CSPRNG seeded from the operating system (`anonymize::token`).
+    /// VOLATILE: drawn per row.
     #[pg_extern(volatile, parallel_safe)]
     fn _new_token() -> i64 {
         crate::anonymize::token::new_token()
