@@ -52,8 +52,10 @@ CREATE TABLE contract_person (
     PRIMARY KEY (contract_id, person_id)
 );
 CREATE INDEX contract_person_person ON contract_person (person_id);
--- A token names one person of a contract.
-CREATE UNIQUE INDEX contract_person_token ON contract_person (contract_id, token);
+-- A token names one person of a contract: publish and refresh, its only writers,
+-- draw again until no token is shared (ContractPlan::redraw_tokens_sql and
+-- tokens_shared_sql). Not a unique index: its random inserts cost 4 s of a
+-- publish at 1M persons.
 CREATE INDEX contract_person_class ON contract_person (contract_id, class_key);
 COMMENT ON TABLE contract_person IS 'Per-contract person map: token, date offset, class and state of every person of a contract. Written by publish/refresh and the consent triggers only.';
 

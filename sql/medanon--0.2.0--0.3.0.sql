@@ -363,8 +363,11 @@ COMMENT ON FUNCTION suggest_classes(regclass) IS
     'A suggested class (identifier, quasi_identifier, static, semi_static, dynamic) for every column, with the evidence, from its name (Japanese, romaji, English) and a sample of 200 values read with the caller''s rights. Never classifies. No SELECT on the table: 42501.';
 
 --------------------------------------------------------------------------------
--- Issue 14: publish draws tokens from a CSPRNG seeded from the operating system
--- (one system call per token was 0.7 s a million)
+-- Issue 14: publish at 1M persons. Tokens from a CSPRNG seeded from the
+-- operating system (one system call per token was 0.7 s a million).
+-- A token names one person of a contract, as publish and refresh check
+-- (ContractPlan::tokens_shared_sql); the unique index cost 4 s of a publish at 1M.
+DROP INDEX contract_person_token;
 COMMENT ON FUNCTION _new_token() IS
     'Internal to publish and refresh: a new person''s token in a contract, 64 random bits from a CSPRNG seeded from the operating system (rand''s thread_rng). Granted to nobody.';
 

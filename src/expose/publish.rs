@@ -234,6 +234,26 @@ fn write_full(
     Ok((rows, prepared))
 }
 
+/// Refuses to go on when an incremental refresh left two persons of the
+/// contract with one token ([`ContractPlan::tokens_shared_sql`]): the redraw
+/// makes that impossible, so
+/// it would be a defect of medanon's, and the transaction is rolled back whole.
+fn check_tokens(client: &mut SpiClient<'_>, plan: &ContractPlan) -> Result<(), SpiError> {
+    let shared = client
+        .select(plan.tokens_shared_sql().as_str(), None, &[plan.id.as_str().into()])?
+        .first()
+        .get_one::<bool>()?;
+    if shared == Some(true) {
+        crate::error::raise(
+            pgrx::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            format!("two persons of contract \"{}\" would share a token", plan.id),
+            Some("nothing was written: the publish or refresh was rolled back".into()),
+            Some("this is a defect of medanon; report it with the contract's ledger".into()),
+        );
+    }
+    Ok(())
+}
+
 /// The planner's cost of passing one row from a parallel worker to the leader
 /// for a publish or full refresh: the caller's `parallel_tuple_cost`, at most
 /// 0.01 (PostgreSQL's default is 0.1). Its statements pass millions of rows
@@ -300,6 +320,7 @@ fn apply_incremental(
     for sql in plan.apply_incremental_map_sql() {
         client.update(sql.as_str(), None, &[id.into()])?;
     }
+    check_tokens(client, plan)?;
     for sql in plan.store_window_sql() {
         client.update(sql.as_str(), None, &[id.into()])?;
     }
