@@ -62,7 +62,7 @@ impl Fallback {
             Fallback::Truncated(s) => format!("source {s} was truncated since the last refresh"),
             Fallback::Percentiles => "a rule has a percentile bound, which any new row may move".into(),
             Fallback::PlanChanged => {
-                "what the contract shows (a column's class or type) or medanon.notice_wait_days changed since the last refresh".into()
+                "what the contract shows (a column's class or type), medanon.notice_wait_days, or the statements medanon plans it with (after an update of the extension) changed since the last refresh".into()
             }
         }
     }
