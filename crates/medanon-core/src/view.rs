@@ -591,8 +591,13 @@ mod tests {
             assert!(!sql.contains('$'), "no parameters: CREATE TABLE AS takes none");
         }
         let full = planned.map_sql();
+        // Publish and full refresh class everyone and count k in one statement, with no _class table.
+        let class = person_class_select(&planned, &planned.base_table(), &planned.dates_table(), &planned.window_table());
         assert!(full.contains(&format!("CREATE UNLOGGED TABLE \"contract_c2026_001_data\".\"_map\" AS {}; ANALYZE \"contract_c2026_001_data\".\"_map\";",
-            person_map_select(&planned, &planned.class_table()))), "{full}");
+            person_map_select(&planned, &format!("({class})")))), "{full}");
+        assert!(!full.contains("\"_class\""), "{full}");
+        assert!(planned.class_sql().contains(&format!("CREATE UNLOGGED TABLE {} AS {class};", planned.class_table())));
+        assert!(!planned.drop_scratch_sql(true).contains("\"_class\"") && planned.drop_scratch_sql(false).contains("\"_class\""));
         let gone = planned.gone_persons_sql();
         assert!(gone.ends_with("NOT EXISTS (SELECT FROM \"contract_c2026_001_data\".\"_persons\" p WHERE p.person_id = m.person_id)"));
         // A visit-level view with a quasi-identifier counts each distinct row once.
