@@ -236,8 +236,8 @@ fn write_full(
 
 /// Refuses to go on when an incremental refresh left two persons of the
 /// contract with one token ([`ContractPlan::tokens_shared_sql`]): the redraw
-/// makes that impossible, so
-/// it would be a defect of medanon's, and the transaction is rolled back whole.
+/// makes that impossible, so it would be a defect of medanon's, and the
+/// transaction is rolled back whole.
 fn check_tokens(client: &mut SpiClient<'_>, plan: &ContractPlan) -> Result<(), SpiError> {
     let shared = client
         .select(plan.tokens_shared_sql().as_str(), None, &[plan.id.as_str().into()])?

@@ -1456,6 +1456,26 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_token_is_drawn_again_until_no_two_persons_share_it() {
+        let plan = planned();
+        let map = plan.map_table();
+        // Over the whole map (publish, full refresh): duplicates within the map.
+        let whole = plan.redraw_tokens_sql(true);
+        assert!(whole.contains(&format!("m.token IN (SELECT d.token FROM {map} d GROUP BY d.token HAVING count(*) > 1)")), "{whole}");
+        assert!(!whole.contains("o.token"), "{whole}");
+        // An incremental refresh also checks new tokens against the stored map, set-wise
+        // (no index on the token: a correlated lookup would scan the map per row).
+        let some = plan.redraw_tokens_sql(false);
+        assert!(some.contains(&format!("JOIN {map} d ON d.token = o.token AND d.person_id <> o.person_id")), "{some}");
+        assert!(!some.contains("EXISTS (SELECT FROM medanon.contract_person o"), "{some}");
+        // A person's stored token is never drawn again.
+        assert!(some.contains("cp.person_id = m.person_id AND cp.token = m.token") && whole.contains("cp.person_id = m.person_id AND cp.token = m.token"));
+        let shared = plan.tokens_shared_sql();
+        assert!(shared.contains("cp.contract_id = $1") && shared.contains(&format!("cp.token IN (SELECT n.token FROM {map} n)")), "{shared}");
+        assert!(shared.contains("GROUP BY cp.token HAVING count(*) > 1"), "{shared}");
+    }
+
+    #[test]
     fn refresh_points_views_at_the_new_generation_and_drops_the_old() {
         let p = planned();
         let v = p.view_sql(1, 2, Purpose::Refresh);
