@@ -28,7 +28,7 @@ fn warehouse() -> Client {
     let mut su = superuser();
     su.batch_execute(
         "DROP SCHEMA IF EXISTS it_rel, contract_rel_a, contract_rel_a_data, contract_rel_a_snap_1, contract_rel_h, contract_rel_h_data,
-             contract_rel_d, contract_rel_d_data CASCADE;
+             contract_rel_d, contract_rel_d_data, contract_rel_k, contract_rel_k_data CASCADE;
          DO $$ BEGIN
            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'it_lab_r') THEN CREATE ROLE it_lab_r LOGIN; END IF;
          END $$;",
@@ -244,6 +244,50 @@ fn rare_codes_climb_or_vanish_and_an_opt_out_replaces_them_at_once() {
     assert!(!codes.contains_key("E11"), "{codes:?}");
     assert!(codes.values().all(|n| *n >= K));
     assert_eq!(count(&mut etl, "SELECT values_replaced FROM medanon.contract_report('rel_a')"), 5);
+}
+
+/// A person's class key is the md5 of its quasi-identifier rows joined in sorted
+/// order (`view::person_class_select`): publish hands them to `string_agg` from a
+/// sorted subquery rather than through the aggregate's own ORDER BY, and this
+/// holds it to the definition. Every person here has rows of both views ('0:' of
+/// the patient view, '1:' of each distinct department), so a key built from rows
+/// in another order would differ for everyone.
+#[test]
+fn class_keys_are_the_sorted_rows_of_each_person() {
+    let mut su = warehouse();
+    su.batch_execute("SELECT medanon.classify('it_rel.visit', 'department', 'quasi_identifier')").unwrap();
+    let mut etl = connect_as("it_etl");
+    etl.batch_execute(
+        r#"SELECT medanon.create_contract('{"id": "rel_k", "grantee": "it_lab_r", "purpose": "class keys",
+              "approved_on": "2026-01-01", "expires_on": "2099-12-31", "kind": "anonymized", "k": 2, "reference_date": "2026-04-01",
+              "tables": [{"source": "it_rel.patient", "columns": {"person_id": "token", "birth_date": {"age_band": {"band": 10}},
+                                                                   "sex": "keep", "address": "prefecture"}},
+                         {"source": "it_rel.visit", "columns": {"person_id": "token", "department": "keep"}}]}');
+           SELECT medanon.publish_contract('rel_k');"#,
+    )
+    .expect("publish");
+    // What the views show of each visible person, as the class rows are written:
+    // every row of the person-level view, each distinct row of the visit view.
+    let expected = "WITH v AS (
+            SELECT p.\"_token\" AS token, '0:' || ROW(p.birth_date, p.sex, p.address)::text AS v FROM contract_rel_k_data.t0_g1 p
+            UNION ALL
+            SELECT DISTINCT d.\"_token\", '1:' || ROW(d.department)::text FROM contract_rel_k_data.t1_g1 d)
+        SELECT token, md5(string_agg(v, '|' ORDER BY v))::uuid AS k FROM v GROUP BY token";
+    let persons = count(&mut su, "SELECT count(*) FROM medanon.contract_person WHERE contract_id = 'rel_k' AND state = 'visible'");
+    assert!(persons > 200, "most persons are visible: {persons}");
+    let multi = count(&mut su, &format!("SELECT count(*) FROM ({expected}) e"));
+    assert_eq!(multi, persons, "every visible person has rows in both views");
+    let differ = count(
+        &mut su,
+        &format!(
+            "SELECT count(*) FROM medanon.contract_person m JOIN ({expected}) e ON e.token = m.token
+              WHERE m.contract_id = 'rel_k' AND m.state = 'visible' AND m.class_key IS DISTINCT FROM e.k"
+        ),
+    );
+    assert_eq!(differ, 0, "class keys that are not the md5 of the person's sorted rows");
+    // And the full refresh computes the same keys: nobody's class changed.
+    etl.batch_execute("SELECT medanon.refresh_contract('rel_k', full => true)").expect("refresh");
+    assert_eq!(count(&mut su, "SELECT persons_changed FROM medanon.contract_report('rel_k')"), 0);
 }
 
 #[test]
