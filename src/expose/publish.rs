@@ -206,7 +206,14 @@ fn write_full(
         client.update(plan.schemas_ddl().as_str(), None, &[])?;
         client.update(plan.grantee_settings_sql().as_str(), None, &[])?;
     }
-    client.update(plan.persons_sql().as_str(), None, &[])?;
+    // The persons of the sources, sorted and made unique, not hashed: a sort reads
+    // a source's index on the person column in order when it has one, and the
+    // planner, which cannot estimate how many distinct persons a UNION ALL of
+    // the sources holds (200, it assumes), picked a hash that cost more with an
+    // index or without, at PostgreSQL's default work_mem and at 256MB (1M persons
+    // and 10M visits: 3.6 s hashed, 1.5 s sorted through the visits' index,
+    // 2.5 s sorted without one; 5.3 s hashed at 4MB).
+    crate::definer::with_settings(&[(c"enable_hashagg", c"off")], || client.update(plan.persons_sql().as_str(), None, &[]))?;
     client.update(plan.map_sql().as_str(), None, &[])?;
     // A token drawn twice (about one pair in 2^64 / n^2) is drawn again.
     while client.update(plan.redraw_tokens_sql(true).as_str(), None, &[])?.len() > 0 {}

@@ -372,12 +372,17 @@ pub fn person_class_select(plan: &crate::plan::ContractPlan, base: &str, dates: 
     let shifted: usize = plans.iter().map(|p| p.shifted_dates.len()).sum();
     // Offsets the public calendar leaves each person (anonymous contracts with
     // shifted dates only): every real date a business day within the window.
-    // With one shifted column `dates` holds one row per person (see
-    // [`person_dates_select`]), so there is nothing to take the fewest of.
+    // With one shifted column `dates` holds one row per person, all of column 0
+    // (see [`person_dates_select`]), so there is nothing to take the fewest of,
+    // and the window is one row, read by two scalar subqueries rather than a
+    // join: joined, the planner hashed the calendar below a Gather, so the leader
+    // and each worker built the whole hash and counted every person's offsets
+    // again (1M persons: the statement took 8.3 s that way, 6.4 s this way).
     let calendar = if k.is_some() && shifted == 1 {
         format!(
-            "SELECT p.person_id, medanon._shift_candidates(p.ds, p.o, w.lo, w.hi) AS offsets
-      FROM {dates} p JOIN {window} w ON w.c IS NOT DISTINCT FROM p.c"
+            "SELECT p.person_id, medanon._shift_candidates(p.ds, p.o, (SELECT w.lo FROM {window} w WHERE w.c = 0),
+                                                    (SELECT w.hi FROM {window} w WHERE w.c = 0)) AS offsets
+      FROM {dates} p"
         )
     } else if k.is_some() && shifted > 1 {
         format!(
@@ -567,8 +572,8 @@ mod tests {
         assert!(sql.contains("m.first_class <> coalesce(cl.class_key, md5('')::uuid) THEN 'changed'"), "{sql}");
         // The visit dates are shifted, so the calendar is checked over them, within the window.
         // One shifted column: one row per person in the dates, nothing to take the fewest of.
-        assert!(sql.contains("SELECT p.person_id, medanon._shift_candidates(p.ds, p.o, w.lo, w.hi) AS offsets") && sql.contains("ca.offsets < 4 THEN 'calendar'"));
-        assert!(sql.contains("FROM \"d\".\"_dates\" p JOIN \"d\".\"_window\" w ON w.c IS NOT DISTINCT FROM p.c\n"), "{sql}");
+        assert!(sql.contains("SELECT p.person_id, medanon._shift_candidates(p.ds, p.o, (SELECT w.lo FROM \"d\".\"_window\" w WHERE w.c = 0),") && sql.contains("ca.offsets < 4 THEN 'calendar'"), "{sql}");
+        assert!(sql.contains("(SELECT w.hi FROM \"d\".\"_window\" w WHERE w.c = 0)) AS offsets\n      FROM \"d\".\"_dates\" p\n"), "{sql}");
         // A person's class rows reach string_agg sorted, from the subquery.
         assert!(sql.contains("md5(string_agg(o.v, '|'))::uuid AS class_key\n      FROM (SELECT qi.person_id, qi.v FROM qi ORDER BY qi.person_id, qi.v) o GROUP BY o.person_id"), "{sql}");
         let map = person_map_select(&planned, "\"d\".\"_class\"");
