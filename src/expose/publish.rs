@@ -206,15 +206,10 @@ fn write_full(
         client.update(plan.schemas_ddl().as_str(), None, &[])?;
         client.update(plan.grantee_settings_sql().as_str(), None, &[])?;
     }
-    // The persons of the sources, sorted and made unique, not hashed: a sort reads
-    // a source's index on the person column in order when it has one, and the
-    // planner, which cannot estimate how many distinct persons a UNION ALL of
-    // the sources holds (200, it assumes), picked a hash that cost more with an
-    // index or without, at PostgreSQL's default work_mem and at 256MB (1M persons
-    // and 10M visits: 3.6 s hashed, 1.5 s sorted through the visits' index,
-    // 2.5 s sorted without one; 5.3 s hashed at 4MB).
-    crate::definer::with_settings(&[(c"enable_hashagg", c"off")], || client.update(plan.persons_sql().as_str(), None, &[]))?;
-    client.update(plan.map_sql().as_str(), None, &[])?;
+    grouped_by_sorting(|| {
+        client.update(plan.persons_sql().as_str(), None, &[])?;
+        client.update(plan.map_sql().as_str(), None, &[])
+    })?;
     // A token drawn twice (about one pair in 2^64 / n^2) is drawn again.
     while client.update(plan.redraw_tokens_sql(true).as_str(), None, &[])?.len() > 0 {}
     for sql in plan.apply_map_sql(purpose) {
@@ -239,6 +234,25 @@ fn write_full(
     record_images(client, plan)?;
     client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
     Ok((rows, prepared))
+}
+
+/// Runs `f` with `enable_hashagg = off`, restored afterwards: the person steps
+/// group and make unique by sorting. A PostgreSQL 15 hashed DISTINCT over millions
+/// of rows is planned as a partial hash in each worker under a hash in the
+/// leader, and once the leader's hash spills (PostgreSQL's default work_mem is
+/// 4MB) it resets and scans its whole bucket array for every one of a great many
+/// small batches: the rare values' count, planned so at 1M persons and 10M visits,
+/// had not finished after 150 s at 4MB nor after 60 s at 16MB, and took 6.1 s at
+/// 64MB (`ContractPlan::prepare_sql` now counts it sorted). Sorts
+/// spill gracefully. The persons of the sources cost less sorted in any case
+/// (1M persons and 10M visits: 3.6 s hashed at 256MB, 5.3 s at 4MB; 1.5 s sorted
+/// through an index on the visits' person column, 2.5 s sorted without one),
+/// since a sort reads such an index in order, and the planner, which cannot
+/// estimate the distinct persons of a UNION ALL of the sources (it assumes 200),
+/// had picked the hash. The other statements of the steps took as long either
+/// way (6.3 and 6.4 s for the class and map statement).
+fn grouped_by_sorting<R>(f: impl FnOnce() -> R) -> R {
+    crate::definer::with_settings(&[(c"enable_hashagg", c"off")], f)
 }
 
 /// Refuses to go on when an incremental refresh left two persons of the
@@ -306,14 +320,14 @@ fn apply_incremental(
         client.update(plan.drop_prepared_sql().as_str(), None, &[])?;
         return Ok((row_counts(client, plan)?, prepared, Some(0)));
     }
-    client.update(plan.class_sql().as_str(), None, &[])?;
+    grouped_by_sorting(|| client.update(plan.class_sql().as_str(), None, &[]))?;
     let widened = client.select(plan.window_widened_sql().as_str(), None, &[])?.first().get_one::<bool>()?;
     if widened == Some(true) {
         // A wider window only adds offsets: the persons the calendar withholds are checked again.
         for sql in plan.recheck_calendar_sql() {
             client.update(sql.as_str(), None, &[])?;
         }
-        client.update(plan.class_sql().as_str(), None, &[])?;
+        grouped_by_sorting(|| client.update(plan.class_sql().as_str(), None, &[]))?;
     }
     for sql in plan.incremental_map_sql() {
         client.update(sql.as_str(), None, &[])?;
