@@ -312,7 +312,9 @@ impl ContractPlan {
     /// The rows are found by the data table's token index: `= ANY (ARRAY(...))`
     /// rather than `IN (SELECT ...)`, which the planner costed as random reads
     /// and answered with a scan of every row (1.8 s for 10,000 persons among 10M
-    /// rows). `$1` the contract id.
+    /// rows). The caller runs `before`, `delete` and `after` with sequential and
+    /// bitmap scans off (`by_token_index` in the extension's publish step): a
+    /// lossy bitmap re-checks each row against the whole array. `$1` the contract id.
     pub fn rewrite_rows_sql(&self, index: usize, data: &str) -> Rewrite {
         let view = &self.views[index];
         let (rewrite, map, rare_old) = (self.rewrite_table(), self.map_table(), self.rare_old_table());
